@@ -1,0 +1,153 @@
+"""The one error tree of ZeroPay.
+
+    Exception
+     +-- ZeroPayError
+          +-- DomainError                  expected; the caller can act on it (HTTP 4xx)
+          |    +-- InvalidInput             malformed or out-of-range input
+          |    |    +-- InvalidAmount
+          |    |    +-- UnknownCurrency
+          |    |    +-- WeakPassword
+          |    +-- NotFound
+          |    +-- Conflict                 the resource is not in a state that allows this
+          |    |    +-- CurrencyMismatch
+          |    |    +-- InvalidStateTransition
+          |    |    +-- EmailTaken
+          |    |    +-- IdempotencyKeyReused
+          |    |    +-- IdempotencyRequestInFlight
+          |    |    +-- TransferIdReused
+          |    +-- LimitExceeded
+          |    |    +-- PaymentLimitExceeded
+          |    |    +-- MonthlyLimitExceeded
+          |    |    +-- RefundExceedsPayment
+          |    +-- InsufficientFunds
+          |    +-- AuthenticationFailed     never says which element was wrong (PSD2 RTS Art. 4(3)(a))
+          |    +-- FactorLocked
+          |    +-- NotAuthenticated
+          |    +-- Forbidden
+          +-- InfrastructureError          adapters only, always ``raise ... from exc`` (HTTP 503)
+          |    +-- KeyUnavailable
+          +-- InvariantViolation           a bug: a rule the code promised was broken (HTTP 500)
+
+Every error carries a stable ``code`` that clients may branch on; the message is for people.
+The table in ``zeropay.api.problems`` maps each class to an HTTP status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class ZeroPayError(Exception):
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: Mapping[str, Any] = details
+
+
+class DomainError(ZeroPayError):
+    code = "domain_error"
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class InvalidAmount(InvalidInput):
+    code = "invalid_amount"
+
+
+class UnknownCurrency(InvalidInput):
+    code = "unknown_currency"
+
+
+class WeakPassword(InvalidInput):
+    code = "weak_password"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class CurrencyMismatch(Conflict):
+    code = "currency_mismatch"
+
+
+class InvalidStateTransition(Conflict):
+    code = "invalid_state"
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+class IdempotencyRequestInFlight(Conflict):
+    code = "idempotency_request_in_flight"
+
+
+class TransferIdReused(Conflict):
+    code = "transfer_id_reused"
+
+
+class LimitExceeded(DomainError):
+    code = "limit_exceeded"
+
+
+class PaymentLimitExceeded(LimitExceeded):
+    code = "payment_limit_exceeded"
+
+
+class MonthlyLimitExceeded(LimitExceeded):
+    code = "monthly_limit_exceeded"
+
+
+class RefundExceedsPayment(LimitExceeded):
+    code = "refund_exceeds_payment"
+
+
+class InsufficientFunds(DomainError):
+    code = "insufficient_funds"
+
+
+class AuthenticationFailed(DomainError):
+    code = "authentication_failed"
+
+
+class FactorLocked(DomainError):
+    code = "factor_locked"
+
+
+class NotAuthenticated(DomainError):
+    code = "not_authenticated"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class InfrastructureError(ZeroPayError):
+    code = "infrastructure_error"
+
+
+class KeyUnavailable(InfrastructureError):
+    code = "key_unavailable"
+
+
+class InvariantViolation(ZeroPayError):
+    code = "invariant_violation"
+
+
+def invariant(condition: bool, message: str) -> None:
+    """State a rule the code promises; unlike ``assert`` it survives ``python -O``."""
+    if not condition:
+        raise InvariantViolation(message)
