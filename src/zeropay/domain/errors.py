@@ -19,7 +19,9 @@
           |    |    +-- PaymentLimitExceeded
           |    |    +-- MonthlyLimitExceeded
           |    |    +-- RefundExceedsPayment
+          |    |    +-- TopUpLimitExceeded
           |    +-- InsufficientFunds
+          |    +-- FundingDeclined
           |    +-- AuthenticationFailed     never says which element was wrong (PSD2 RTS Art. 4(3)(a))
           |    +-- FactorLocked
           |    +-- NotAuthenticated
@@ -151,3 +153,11 @@ def invariant(condition: bool, message: str) -> None:
     """State a rule the code promises; unlike ``assert`` it survives ``python -O``."""
     if not condition:
         raise InvariantViolation(message)
+
+
+class FundingDeclined(DomainError):
+    code = "funding_declined"
+
+
+class TopUpLimitExceeded(LimitExceeded):
+    code = "topup_limit_exceeded"

@@ -1,0 +1,44 @@
+# ZeroPay: `make run` starts the demo, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export ZEROPAY_DATABASE_URL ?= sqlite:///var/zeropay.db
+
+.PHONY: run test unit lint bench migrate demo install clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	mkdir -p var
+	$(BIN)/zeropay migrate
+	$(BIN)/zeropay demo
+	$(BIN)/zeropay serve --host localhost --port 8000
+
+migrate: $(STAMP)
+	$(BIN)/zeropay migrate
+
+demo: $(STAMP)
+	$(BIN)/zeropay demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -1,0 +1,99 @@
+"""Engines and the unit of work: one transaction per use case, retried when the database asks.
+
+SQLite runs in WAL mode with ``BEGIN IMMEDIATE`` so a use case that reads and then writes holds
+the write lock from its first statement (otherwise two processes can both read and one of them
+fails on upgrade). PostgreSQL runs at READ COMMITTED with row locks (``SELECT ... FOR UPDATE``)
+on every read-modify-write, and conditional updates that re-check balances; serialization
+failures and deadlocks (which SERIALIZABLE or a distributed PostgreSQL may raise) are retried.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from zeropay.domain.errors import InfrastructureError
+
+T = TypeVar("T")
+
+TRANSACTION_ATTEMPTS_MAX = 8
+RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+
+class RetryTransaction(Exception):  # noqa: N818 - a signal, not an error a caller sees
+    """Raised inside a unit of work to run the whole use case again on fresh data."""
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        _sqlite_pragmas(engine)
+        return engine
+    return create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        isolation_level="READ COMMITTED",
+    )
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy issue BEGIN itself (pysqlite's own transaction handling defers it).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, RetryTransaction):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate in RETRY_SQLSTATES:
+            return True
+        if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
+            return True
+    return False
+
+
+def run_in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """Run ``work`` in one transaction, committing once; run it again on a retryable failure."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS_MAX + 1):
+        try:
+            with engine.begin() as connection:
+                return work(connection)
+        except Exception as exc:
+            if not _retryable(exc) or attempt == TRANSACTION_ATTEMPTS_MAX:
+                if isinstance(exc, OperationalError):
+                    raise InfrastructureError("the database is unavailable") from exc
+                raise
+            time.sleep(min(0.002 * 2**attempt, 0.1))
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection:
+        yield connection

@@ -1,0 +1,279 @@
+"""The schema, in SQLAlchemy Core. Alembic migrations create it; this module describes it.
+
+Rules that the Python code enforces are checked again here, so that a bug or a hand-written
+statement cannot break them either: positive amounts, wallets that never go negative, transfers
+whose currency is the currency of both accounts (composite foreign keys), a hold resolved once
+(unique ``pending_id``), refunds never above what was captured. Ledger transfers and audit entries
+are append-only: triggers refuse UPDATE and DELETE (see the first migration).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 40  # our ids: a short type prefix and 26 Crockford base32 characters
+TS = DateTime(timezone=True)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("email_index", LargeBinary(32), nullable=False, unique=True),
+    Column("email_ciphertext", LargeBinary, nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("status IN ('active', 'frozen', 'erased')", name="status"),
+)
+
+factor_states = Table(
+    "factor_states",
+    metadata,
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("factor", String(32), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("locks", Integer, nullable=False),
+    Column("locked_until", TS),
+    Column("locked_permanently", Integer, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("failures >= 0 AND locks >= 0", name="counts"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False, index=True),
+    Column("created_at", TS, nullable=False),
+    Column("last_seen_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("idle_timeout_s", Integer, nullable=False),
+    Column("methods", Text, nullable=False),  # JSON: [{"factor": ..., "at": ...}]
+    Column("revoked_at", TS),
+    Column("user_agent", String(256)),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("read_at", TS),
+    Index("ix_notifications_user_created", "user_id", "created_at"),
+)
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("merchant_id", String(ID), ForeignKey("merchants.id"), nullable=False, index=True),
+    Column("secret_hash", LargeBinary(32), nullable=False),
+    Column("scopes", String(256), nullable=False),
+    Column("label", String(64), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS),
+)
+
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("owner_id", String(ID), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("debits_posted", BigInteger, nullable=False),
+    Column("credits_posted", BigInteger, nullable=False),
+    Column("debits_pending", BigInteger, nullable=False),
+    Column("credits_pending", BigInteger, nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("kind", "owner_id", "currency", name="uq_ledger_accounts_owner"),
+    UniqueConstraint("id", "currency", name="uq_ledger_accounts_id_currency"),
+    CheckConstraint("kind IN ('wallet', 'merchant', 'funding', 'platform')", name="kind"),
+    CheckConstraint(
+        "debits_posted >= 0 AND credits_posted >= 0 AND debits_pending >= 0 "
+        "AND credits_pending >= 0",
+        name="counters",
+    ),
+    # The database's own copy of "a wallet never goes below zero".
+    CheckConstraint(
+        "kind NOT IN ('wallet', 'merchant') "
+        "OR credits_posted - debits_posted - debits_pending >= 0",
+        name="never_negative",
+    ),
+)
+
+ledger_transfers = Table(
+    "ledger_transfers",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String(80), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("debit_account_id", String(ID), nullable=False),
+    Column("credit_account_id", String(ID), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("code", String(32), nullable=False),
+    Column("pending_id", String(80), unique=True),  # a hold is resolved at most once
+    Column("expires_at", TS),
+    Column("reference", String(ID)),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("amount_minor > 0", name="positive"),
+    CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),
+    CheckConstraint(
+        "kind IN ('posted', 'pending', 'post_pending', 'void_pending', 'expire_pending')",
+        name="kind",
+    ),
+    CheckConstraint(
+        "(kind IN ('posted', 'pending')) = (pending_id IS NULL)", name="resolves_a_hold"
+    ),
+    ForeignKeyConstraint(
+        ["debit_account_id", "currency"], ["ledger_accounts.id", "ledger_accounts.currency"]
+    ),
+    ForeignKeyConstraint(
+        ["credit_account_id", "currency"], ["ledger_accounts.id", "ledger_accounts.currency"]
+    ),
+    Index("ix_ledger_transfers_debit", "debit_account_id", "seq"),
+    Index("ix_ledger_transfers_credit", "credit_account_id", "seq"),
+    Index("ix_ledger_transfers_expiring", "expires_at"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("merchant_id", String(ID), ForeignKey("merchants.id"), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("description", String(500), nullable=False),
+    Column("reference", String(128)),
+    Column("capture_method", String(16), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("payer_id", String(ID), ForeignKey("users.id")),
+    Column("amount_captured_minor", BigInteger, nullable=False),
+    Column("amount_refunded_minor", BigInteger, nullable=False),
+    Column("spend_period", String(7)),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("amount_minor > 0", name="positive"),
+    CheckConstraint(
+        "amount_refunded_minor >= 0 AND amount_refunded_minor <= amount_captured_minor "
+        "AND amount_captured_minor <= amount_minor",
+        name="refund_within_capture",
+    ),
+    CheckConstraint(
+        "status IN ('requires_confirmation', 'authorized', 'succeeded', 'canceled', 'expired')",
+        name="status",
+    ),
+    Index("ix_payments_merchant_created", "merchant_id", "created_at", "id"),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("payment_id", String(ID), ForeignKey("payments.id"), nullable=False, index=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", String(200)),
+    Column("transfer_id", String(80), nullable=False, unique=True),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("amount_minor > 0", name="positive"),
+)
+
+spend_counters = Table(
+    "spend_counters",
+    metadata,
+    Column("user_id", String(ID), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    CheckConstraint("amount_minor >= 0", name="non_negative"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("scope", String(ID + 8), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", LargeBinary(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("response_status", Integer),
+    Column("response_body", Text),
+    Column("locked_until", TS),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False, index=True),
+    CheckConstraint("status IN ('in_flight', 'completed')", name="status"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("at", TS, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("actor", String(80), nullable=False),
+    Column("subject", String(80), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+# One row: the last sequence number and hash. Appending locks it, so the chain is linear even
+# with many writers, and truncation of the log shows as a head that points past its end.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("interval_s", Integer, nullable=False),
+    Column("run_at", TS, nullable=False),
+    Column("leased_until", TS),
+    Column("lease_owner", String(64)),
+    Column("runs", BigInteger, nullable=False),
+    Column("last_error", Text),
+    Column("last_finished_at", TS),
+)

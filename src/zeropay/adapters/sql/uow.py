@@ -1,0 +1,42 @@
+"""The SQL unit of work: the repositories over one connection in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from zeropay.adapters.sql.database import run_in_transaction
+from zeropay.adapters.sql.records import AuditRepository, IdempotencyRepository, JobRepository
+from zeropay.adapters.sql.repositories import (
+    AccountRepository,
+    LedgerRepository,
+    MerchantRepository,
+    PaymentRepository,
+    SessionRepository,
+    SpendRepository,
+)
+
+T = TypeVar("T")
+
+
+class SqlUnitOfWork:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.ledger = LedgerRepository(connection)
+        self.payments = PaymentRepository(connection)
+        self.spend = SpendRepository(connection)
+        self.accounts = AccountRepository(connection)
+        self.sessions = SessionRepository(connection)
+        self.merchants = MerchantRepository(connection)
+        self.idempotency = IdempotencyRepository(connection)
+        self.audit = AuditRepository(connection)
+        self.jobs = JobRepository(connection)
+
+
+def transactor(engine: Engine) -> Callable[[Callable[[Any], T]], T]:
+    def transact(work: Callable[[Any], T]) -> T:
+        return run_in_transaction(engine, lambda connection: work(SqlUnitOfWork(connection)))
+
+    return transact

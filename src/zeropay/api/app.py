@@ -1,0 +1,237 @@
+"""The FastAPI application: middleware, error mapping, operations endpoints."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest, multiprocess
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zeropay import __version__
+from zeropay.api.problems import problem, problem_body, render_error
+from zeropay.api.routes import router
+from zeropay.bootstrap import Container
+from zeropay.domain.errors import ZeroPayError
+from zeropay.services import jobs
+
+log = structlog.get_logger("zeropay.http")
+
+REQUESTS = Counter("zeropay_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("zeropay_http_request_seconds", "HTTP latency", ["method", "route"])
+JOB_TICK_S = 5.0
+
+
+class BodyLimit:
+    """Refuse bodies over the limit before they are read into memory, with or without a
+    Content-Length header (a chunked upload is counted as it arrives)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = problem_body(413, "body_too_large", f"the request body is over {self.limit} bytes")
+        response = problem(413, body)
+        await response({"type": "http"}, _empty_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(format="%(message)s", level=level.upper())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            getattr(logging, level.upper(), logging.INFO)
+        ),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _job_loop(container: Container, stop: threading.Event) -> None:
+    owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    jobs.register(container.ctx)
+    while not stop.wait(JOB_TICK_S):
+        try:
+            jobs.run_due(container.ctx, owner=owner)
+        except Exception:  # the loop must survive a database restart
+            log.exception("job_loop_failed")
+
+
+def create_app(container: Container | None = None) -> FastAPI:
+    if container is None:
+        from zeropay.bootstrap import build
+        from zeropay.config import Settings
+
+        container = build(Settings.from_env())
+    settings = container.settings
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        worker = None
+        if settings.jobs_enabled:
+            worker = threading.Thread(target=_job_loop, args=(container, stop), daemon=True)
+            worker.start()
+        yield
+        stop.set()
+        if worker is not None:
+            worker.join(timeout=10)
+
+    app = FastAPI(
+        title="ZeroPay",
+        version=__version__,
+        description="Micropayments with strong customer authentication built in.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    app.include_router(router)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next: Any) -> Response:
+        request_id = request.headers.get("x-request-id", "")[:64]
+        if not request_id.isprintable() or not request_id:
+            request_id = uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        LATENCY.labels(request.method, route).observe(elapsed)
+        response.headers["X-Request-Id"] = request_id
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        log.info("request", method=request.method, route=route, status=response.status_code,
+                 ms=round(elapsed * 1000, 2))
+        return response
+
+    @app.exception_handler(ZeroPayError)
+    async def domain_error(_request: Request, exc: ZeroPayError) -> JSONResponse:
+        status, body = render_error(exc)
+        if status >= 500:
+            log.error("internal_error", error=type(exc).__name__, code=exc.code,
+                      exc_info=exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return problem(status, body, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_problem(exc.errors())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(exc.status_code, problem_body(exc.status_code, code, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
+        return problem(500, problem_body(500, "internal_error",
+                                         "the request could not be completed"))
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        """The database answers; the process can take traffic."""
+        try:
+            with container.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            return problem(503, problem_body(503, "not_ready", "the database does not answer"))
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            data = generate_latest(registry)
+        else:
+            data = generate_latest()
+        return PlainTextResponse(data, media_type=CONTENT_TYPE_LATEST)
+
+    return BodyLimit(app, settings.body_bytes_max)  # type: ignore[return-value]
+
+
+VALIDATION_CODES = {
+    "json_invalid": ("malformed_json", 400),
+    "extra_forbidden": ("unknown_field", 422),
+    "missing": ("missing_field", 422),
+}
+
+
+def validation_problem(errors: Any) -> JSONResponse:
+    items = []
+    code, status = "invalid_input", 422
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        kind = err.get("type", "")
+        mapped = VALIDATION_CODES.get(kind)
+        if mapped:
+            code, status = mapped
+        elif loc and loc[0] == "amount":
+            code = "invalid_amount"
+        elif loc and loc[0] == "currency":
+            code = "unknown_currency"
+        items.append({"field": ".".join(loc), "type": kind, "message": err.get("msg", "")})
+    first = items[0] if items else {"field": "", "message": "invalid request"}
+    detail = f"{first['field'] or 'body'}: {first['message']}"
+    return problem(status, problem_body(status, code, detail, errors=items[:20]))

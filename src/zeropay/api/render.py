@@ -1,0 +1,82 @@
+"""Domain objects to JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from zeropay.domain.ledger import Account
+from zeropay.domain.payments import Payment
+from zeropay.domain.records import Refund
+from zeropay.domain.sessions import Session
+from zeropay.services.wallet import Movement
+
+
+def ts(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def payment(p: Payment) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "object": "payment",
+        "amount": p.amount.amount_minor,
+        "currency": p.amount.currency.code,
+        "description": p.description,
+        "reference": p.reference,
+        "capture_method": p.capture_method.value,
+        "status": p.status.value,
+        "amount_captured": p.amount_captured_minor,
+        "amount_refunded": p.amount_refunded_minor,
+        "created_at": ts(p.created_at),
+        "updated_at": ts(p.updated_at),
+    }
+
+
+def refund(r: Refund) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "object": "refund",
+        "payment_id": r.payment_id,
+        "amount": r.amount.amount_minor,
+        "currency": r.amount.currency.code,
+        "reason": r.reason,
+        "created_at": ts(r.created_at),
+    }
+
+
+def balance(a: Account) -> dict[str, Any]:
+    return {
+        "currency": a.currency.code,
+        "available": a.balance.available,
+        "held": a.balance.debits_pending,
+        "posted": a.balance.posted,
+    }
+
+
+def movement(m: Movement) -> dict[str, Any]:
+    t = m.transfer
+    return {
+        "id": t.id,
+        "cursor": m.seq,
+        "type": t.code,
+        "direction": m.direction,
+        "amount": t.amount.amount_minor,
+        "currency": t.amount.currency.code,
+        "payment_id": t.reference,
+        "created_at": ts(t.created_at),
+    }
+
+
+def session(s: Session, user_agent: str | None = None, *, current: bool = False) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "created_at": ts(s.created_at),
+        "last_seen_at": ts(s.last_seen_at),
+        "expires_at": ts(min(s.expires_at, s.idle_expires_at())),
+        "absolute_expires_at": ts(s.expires_at),
+        "methods": [{"factor": m.factor, "at": ts(m.at)} for m in s.methods],
+        "aal": s.aal,
+        "user_agent": user_agent,
+        "current": current,
+    }

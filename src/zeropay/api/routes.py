@@ -1,0 +1,258 @@
+"""HTTP routes: parse input into domain types, call one use case, map the result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from zeropay.api import render
+from zeropay.api.deps import CurrentMerchant, CurrentSession, Ctx, idempotent_request
+from zeropay.api.problems import render_error
+from zeropay.api.schemas import Capture, Credentials, PaymentCreate, RefundCreate, Registration, TopUp
+from zeropay.domain.money import Money, parse_money
+from zeropay.domain.payments import CaptureMethod
+from zeropay.services import accounts, payments, wallet
+from zeropay.services import idempotency as idem
+from zeropay.services.context import AppContext
+
+router = APIRouter()
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+PAGE = Annotated[int, Query(ge=1, le=100)]
+
+
+def _answer(
+    ctx: AppContext,
+    request: Request,
+    *,
+    scope: str,
+    key: str | None,
+    body: Any,
+    call: Callable[[idem.Hook | None], Any],
+    render_result: Callable[[Any], dict[str, Any]],
+    status: int,
+) -> JSONResponse:
+    answer = idem.run(
+        ctx,
+        idempotent_request(request, scope, key, body),
+        call,
+        render=lambda result: (status, render_result(result)),
+        render_error=render_error,
+    )
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    media = "application/problem+json" if answer.status >= 400 else "application/json"
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers, media_type=media)
+
+
+def _optional_money(amount: int | None, currency_code: str) -> Money | None:
+    return None if amount is None else parse_money(amount, currency_code)
+
+
+# ---- payer: accounts and sessions -------------------------------------------------------------
+
+
+@router.post("/v1/users", status_code=201, tags=["payer"])
+def register(ctx: Ctx, body: Registration) -> dict[str, Any]:
+    """Register a payer with email and password."""
+    made = accounts.register(ctx, email=body.email, password=body.password)
+    return {"id": made.user_id, "email": made.email, "created_at": render.ts(made.created_at)}
+
+
+@router.post("/v1/sessions", status_code=201, tags=["payer"])
+def login(
+    ctx: Ctx, body: Credentials, user_agent: Annotated[str | None, Header()] = None
+) -> dict[str, Any]:
+    """Sign in with email and password. The token goes in ``Authorization: Bearer``."""
+    done = accounts.login(ctx, email=body.email, password=body.password, user_agent=user_agent)
+    return {"token": done.token, "session": render.session(done.session, current=True)}
+
+
+@router.get("/v1/sessions", tags=["payer"])
+def list_sessions(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
+    rows = accounts.list_sessions(ctx, session)
+    return {"data": [render.session(s, ua, current=s.id == session.id) for s, ua in rows]}
+
+
+@router.delete("/v1/sessions/current", status_code=204, tags=["payer"])
+def logout(ctx: Ctx, session: CurrentSession) -> Response:
+    accounts.logout(ctx, session)
+    return Response(status_code=204)
+
+
+@router.delete("/v1/sessions/{session_id}", status_code=204, tags=["payer"])
+def revoke_session(ctx: Ctx, session: CurrentSession, session_id: str) -> Response:
+    accounts.revoke_session(ctx, session, session_id)
+    return Response(status_code=204)
+
+
+@router.get("/v1/me", tags=["payer"])
+def me(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
+    return {
+        "id": session.user_id,
+        "email": accounts.email_of(ctx, session.user_id),
+        "session": render.session(session, current=True),
+    }
+
+
+@router.get("/v1/me/notifications", tags=["payer"])
+def my_notifications(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
+    rows = accounts.notifications(ctx, session.user_id)
+    return {"data": [{**r, "created_at": render.ts(r["created_at"])} for r in rows]}
+
+
+# ---- payer: wallet ----------------------------------------------------------------------------
+
+
+@router.get("/v1/wallet", tags=["payer"])
+def wallet_balances(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
+    return {"balances": [render.balance(a) for a in wallet.balances(ctx, session.user_id)]}
+
+
+@router.get("/v1/wallet/transactions", tags=["payer"])
+def wallet_history(
+    ctx: Ctx, session: CurrentSession, limit: PAGE = 20,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    rows = wallet.history(ctx, session.user_id, limit=limit, before=before)
+    return {"data": [render.movement(m) for m in rows], "has_more": len(rows) == limit}
+
+
+@router.post("/v1/wallet/topups", status_code=201, tags=["payer"])
+def top_up(
+    ctx: Ctx, request: Request, session: CurrentSession, body: TopUp, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Add money from a test funding source (``test_card`` succeeds, ``test_card_declined`` fails)."""
+    amount = parse_money(body.amount, body.currency)
+    transfer_id = f"topup:{session.user_id}:{key}" if key else ctx.new_id("top")
+
+    def call(hook: idem.Hook | None) -> Any:
+        return wallet.top_up(ctx, user_id=session.user_id, amount=amount, source=body.source,
+                             transfer_id=transfer_id, on_commit=hook)
+
+    return _answer(
+        ctx, request, scope=session.user_id, key=key, body=body.model_dump(), call=call,
+        render_result=lambda r: {"id": r[0].id, "amount": r[0].amount.amount_minor,
+                                 "currency": r[0].amount.currency.code,
+                                 "balance": render.balance(r[1])},
+        status=201,
+    )
+
+
+@router.get("/v1/checkout/{payment_id}", tags=["payer"])
+def checkout(ctx: Ctx, session: CurrentSession, payment_id: str) -> dict[str, Any]:
+    """What the payer is asked to pay: amount, currency, payee and description."""
+    view = payments.checkout(ctx, payment_id=payment_id, payer_id=session.user_id)
+    return {**render.payment(view.payment), "merchant_name": view.merchant_name}
+
+
+@router.post("/v1/checkout/{payment_id}/confirm", tags=["payer"])
+def confirm(
+    ctx: Ctx, request: Request, session: CurrentSession, payment_id: str,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Pay a merchant's payment request from the wallet."""
+    return _answer(
+        ctx, request, scope=session.user_id, key=key, body=None,
+        call=lambda hook: payments.confirm(ctx, payment_id=payment_id, payer_id=session.user_id,
+                                           on_commit=hook),
+        render_result=render.payment, status=200,
+    )
+
+
+# ---- merchant ---------------------------------------------------------------------------------
+
+
+@router.post("/v1/payments", status_code=201, tags=["merchant"])
+def create_payment(
+    ctx: Ctx, request: Request, merchant: CurrentMerchant, body: PaymentCreate,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    merchant.require("payments:write")
+    amount = parse_money(body.amount, body.currency)
+    return _answer(
+        ctx, request, scope=merchant.merchant_id, key=key, body=body.model_dump(),
+        call=lambda hook: payments.create(
+            ctx, merchant_id=merchant.merchant_id, amount=amount, description=body.description,
+            reference=body.reference, capture_method=CaptureMethod(body.capture_method),
+            on_commit=hook,
+        ),
+        render_result=render.payment, status=201,
+    )
+
+
+@router.get("/v1/payments", tags=["merchant"])
+def list_payments(
+    ctx: Ctx, merchant: CurrentMerchant, limit: PAGE = 20,
+    starting_after: Annotated[str | None, Query(max_length=40)] = None,
+) -> dict[str, Any]:
+    merchant.require("payments:read")
+    rows = payments.list_payments(ctx, merchant_id=merchant.merchant_id, limit=limit,
+                                  starting_after=starting_after)
+    return {"data": [render.payment(p) for p in rows], "has_more": len(rows) == limit}
+
+
+@router.get("/v1/payments/{payment_id}", tags=["merchant"])
+def get_payment(ctx: Ctx, merchant: CurrentMerchant, payment_id: str) -> dict[str, Any]:
+    merchant.require("payments:read")
+    return render.payment(payments.get(ctx, merchant_id=merchant.merchant_id,
+                                       payment_id=payment_id))
+
+
+@router.post("/v1/payments/{payment_id}/cancel", tags=["merchant"])
+def cancel_payment(
+    ctx: Ctx, request: Request, merchant: CurrentMerchant, payment_id: str,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    merchant.require("payments:write")
+    return _answer(
+        ctx, request, scope=merchant.merchant_id, key=key, body=None,
+        call=lambda hook: payments.cancel(ctx, merchant_id=merchant.merchant_id,
+                                          payment_id=payment_id, on_commit=hook),
+        render_result=render.payment, status=200,
+    )
+
+
+@router.post("/v1/payments/{payment_id}/capture", tags=["merchant"])
+def capture_payment(
+    ctx: Ctx, request: Request, merchant: CurrentMerchant, payment_id: str,
+    body: Capture | None = None, key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Capture an authorized (manual-capture) payment, in full or for less."""
+    merchant.require("payments:write")
+    body = body or Capture()
+    current = payments.get(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
+    amount = _optional_money(body.amount, current.amount.currency.code)
+    return _answer(
+        ctx, request, scope=merchant.merchant_id, key=key, body=body.model_dump(),
+        call=lambda hook: payments.capture(ctx, merchant_id=merchant.merchant_id,
+                                           payment_id=payment_id, amount=amount, on_commit=hook),
+        render_result=render.payment, status=200,
+    )
+
+
+@router.post("/v1/payments/{payment_id}/refunds", status_code=201, tags=["merchant"])
+def refund_payment(
+    ctx: Ctx, request: Request, merchant: CurrentMerchant, payment_id: str,
+    body: RefundCreate | None = None, key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Refund a succeeded payment in full (no amount) or in part; never more than was paid."""
+    merchant.require("refunds:write")
+    body = body or RefundCreate()
+    current = payments.get(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
+    amount = _optional_money(body.amount, current.amount.currency.code)
+    return _answer(
+        ctx, request, scope=merchant.merchant_id, key=key, body=body.model_dump(),
+        call=lambda hook: payments.refund(ctx, merchant_id=merchant.merchant_id,
+                                          payment_id=payment_id, amount=amount,
+                                          reason=body.reason, on_commit=hook),
+        render_result=render.refund, status=201,
+    )
+
+
+@router.get("/v1/payments/{payment_id}/refunds", tags=["merchant"])
+def list_refunds(ctx: Ctx, merchant: CurrentMerchant, payment_id: str) -> dict[str, Any]:
+    merchant.require("payments:read")
+    rows = payments.refunds_of(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
+    return {"data": [render.refund(r) for r in rows]}

@@ -1,0 +1,67 @@
+"""Request bodies. Strict: unknown fields are refused, types are not coerced (``"12"`` is not 12,
+``12.0`` is not 12), and every string is checked for characters that have no place in it."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+# Bidirectional overrides and isolates let a description display differently from what it says
+# ("what you see is what you sign" would be a lie), so they are refused like control characters.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def _clean_text(value: str) -> str:
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category in {"Cc", "Cs", "Co", "Cn"} or ch in _BIDI:
+            raise ValueError("text contains a control, surrogate or direction-override character")
+    return unicodedata.normalize("NFC", value).strip()
+
+
+def text(max_length: int, min_length: int = 0) -> object:
+    return Annotated[
+        StrictStr,
+        Field(min_length=min_length, max_length=max_length),
+        AfterValidator(_clean_text),
+    ]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class MoneyIn(Strict):
+    amount: StrictInt = Field(description="Integer count of minor units, e.g. 1250 for 12.50 USD")
+    currency: StrictStr = Field(min_length=3, max_length=3, description="ISO 4217 code, e.g. USD")
+
+
+class PaymentCreate(MoneyIn):
+    description: text(500, 1) = Field(description="What the payer sees and confirms")  # type: ignore[valid-type]
+    reference: text(128) | None = Field(default=None, description="The merchant's own reference")  # type: ignore[valid-type]
+    capture_method: Literal["automatic", "manual"] = "automatic"
+
+
+class Capture(Strict):
+    amount: StrictInt | None = None
+
+
+class RefundCreate(Strict):
+    amount: StrictInt | None = Field(default=None, description="Minor units; all that is left by default")
+    reason: text(200) | None = None  # type: ignore[valid-type]
+
+
+class TopUp(MoneyIn):
+    source: Literal["test_card", "test_card_declined"] = "test_card"
+
+
+class Registration(Strict):
+    email: StrictStr = Field(max_length=320)
+    password: StrictStr = Field(max_length=4096)
+
+
+class Credentials(Strict):
+    email: StrictStr = Field(max_length=320)
+    password: StrictStr = Field(max_length=4096)

@@ -1,0 +1,65 @@
+"""The composition root: the one place where adapters are chosen and wired."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from zeropay.adapters.clock import SystemClock
+from zeropay.adapters.keyring import FileKeyRing
+from zeropay.adapters.passwords import Argon2PasswordHasher, shipped_common_passwords
+from zeropay.adapters.sql.database import make_engine
+from zeropay.adapters.sql.uow import transactor
+from zeropay.config import Settings
+from zeropay.domain.limits import SpendingLimits, builtin_profile
+from zeropay.domain.lockout import LockoutPolicy
+from zeropay.domain.sessions import SessionPolicy
+from zeropay.services.context import AppContext, Durations
+from zeropay.services.ports import Clock, KeyRing, PasswordHasher
+
+
+@dataclass(frozen=True)
+class Container:
+    settings: Settings
+    engine: Engine
+    ctx: AppContext
+
+
+def build(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    keyring: KeyRing | None = None,
+    hasher: PasswordHasher | None = None,
+    engine: Engine | None = None,
+) -> Container:
+    engine = engine or make_engine(settings.database_url)
+    ctx = AppContext(
+        clock=clock or SystemClock(),
+        keyring=keyring or FileKeyRing.load_or_create(settings.key_file),
+        hasher=hasher
+        or Argon2PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost_kib=settings.argon2_memory_kib,
+            parallelism=1,
+        ),
+        random_bytes=secrets.token_bytes,
+        transact=transactor(engine),
+        profile=builtin_profile(
+            settings.policy_profile, limits=SpendingLimits(month_zone=settings.month_zone)
+        ),
+        lockout=LockoutPolicy(
+            failures_max=settings.lockout_failures_max,
+            lock_base_s=settings.lockout_base_s,
+            locks_max=settings.lockout_locks_max,
+        ),
+        session_policy=SessionPolicy(
+            idle_timeout_s=settings.session_idle_s,
+            absolute_timeout_s=settings.session_absolute_s,
+        ),
+        durations=Durations(hold_ttl_s=settings.hold_ttl_s),
+        common_passwords=shipped_common_passwords(),
+    )
+    return Container(settings=settings, engine=engine, ctx=ctx)

@@ -1,0 +1,84 @@
+"""Settings, from environment variables (``ZEROPAY_*``), validated at start.
+
+Nothing here is read at import time: ``Settings.from_env()`` is called by the composition root.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///var/zeropay.db"
+    key_file: Path = Path("var/dev-keys.json")
+    policy_profile: str = "default"
+    month_zone: str = "Asia/Seoul"
+    session_idle_s: int = 300
+    session_absolute_s: int = 12 * 3600
+    lockout_failures_max: int = 5
+    lockout_base_s: int = 60
+    lockout_locks_max: int = 5
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    hold_ttl_s: int = 7 * 24 * 3600
+    body_bytes_max: int = 64 * 1024
+    jobs_enabled: bool = True
+    log_level: str = "info"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        g = env.get
+        profile = g("ZEROPAY_POLICY_PROFILE", "default")
+        if profile not in {"core", "default"}:
+            raise ConfigError(f"ZEROPAY_POLICY_PROFILE must be core or default, got {profile!r}")
+        url = g("ZEROPAY_DATABASE_URL", cls.database_url)
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        if not (url.startswith("sqlite") or url.startswith("postgresql+psycopg://")):
+            raise ConfigError("ZEROPAY_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+        return cls(
+            database_url=url,
+            key_file=Path(g("ZEROPAY_KEY_FILE", str(cls.key_file))),
+            policy_profile=profile,
+            month_zone=g("ZEROPAY_MONTH_ZONE", cls.month_zone),
+            session_idle_s=_int(env, "ZEROPAY_SESSION_IDLE_S", cls.session_idle_s, 30, 86400),
+            session_absolute_s=_int(
+                env, "ZEROPAY_SESSION_ABSOLUTE_S", cls.session_absolute_s, 60, 7 * 86400
+            ),
+            lockout_failures_max=_int(env, "ZEROPAY_LOCKOUT_FAILURES_MAX", 5, 1, 100),
+            lockout_base_s=_int(env, "ZEROPAY_LOCKOUT_BASE_S", 60, 1, 86400),
+            lockout_locks_max=_int(env, "ZEROPAY_LOCKOUT_LOCKS_MAX", 5, 2, 100),
+            argon2_time_cost=_int(env, "ZEROPAY_ARGON2_TIME_COST", 3, 1, 20),
+            argon2_memory_kib=_int(env, "ZEROPAY_ARGON2_MEMORY_KIB", 65536, 8, 4 * 1024 * 1024),
+            hold_ttl_s=_int(env, "ZEROPAY_HOLD_TTL_S", cls.hold_ttl_s, 60, 30 * 86400),
+            body_bytes_max=_int(env, "ZEROPAY_BODY_BYTES_MAX", 64 * 1024, 1024, 10 * 1024 * 1024),
+            jobs_enabled=g("ZEROPAY_JOBS", "on") != "off",
+            log_level=g("ZEROPAY_LOG_LEVEL", "info"),
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,103 @@
+"""What every use case is handed: ports, policies and the transaction runner.
+
+Built once in ``bootstrap.py``. Use cases are functions of an open unit of work, so the runner can
+run one again when the database reports a serialization failure (the way CockroachDB's
+``run_transaction`` does); each commits exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from zeropay.domain.limits import PolicyProfile
+from zeropay.domain.lockout import LockoutPolicy
+from zeropay.domain.sessions import SessionPolicy
+from zeropay.services.ports import Clock, KeyRing, PasswordHasher
+
+T = TypeVar("T")
+
+
+class UnitOfWork(Protocol):
+    """One open transaction and the repositories that read and write inside it."""
+
+    ledger: Any
+    payments: Any
+    spend: Any
+    accounts: Any
+    sessions: Any
+    merchants: Any
+    idempotency: Any
+    audit: Any
+    jobs: Any
+
+
+Transact = Callable[[Callable[[UnitOfWork], T]], T]
+
+
+@dataclass(frozen=True, slots=True)
+class Durations:
+    hold_ttl_s: int = 7 * 24 * 3600  # an authorized (manual-capture) payment's hold
+    idempotency_keep_s: int = 24 * 3600  # Stripe keeps keys at least 24 hours
+    idempotency_lease_s: int = 60  # an in-flight request older than this was abandoned
+
+
+@dataclass(frozen=True)
+class AppContext:
+    clock: Clock
+    keyring: KeyRing
+    hasher: PasswordHasher
+    random_bytes: Callable[[int], bytes]
+    transact: Callable[[Callable[[UnitOfWork], Any]], Any]
+    profile: PolicyProfile
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    session_policy: SessionPolicy = field(default_factory=SessionPolicy)
+    durations: Durations = field(default_factory=Durations)
+    common_passwords: frozenset[str] = frozenset()
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def new_id(self, prefix: str) -> str:
+        """A prefixed id: 48 bits of milliseconds then 80 random bits, Crockford base32 (ULID)."""
+        millis = int(self.now().timestamp() * 1000)
+        raw = millis.to_bytes(6, "big") + self.random_bytes(10)
+        return f"{prefix}_{_crockford(raw)}"
+
+    def run(
+        self,
+        work: Callable[[UnitOfWork], T],
+        on_commit: Callable[[UnitOfWork, T], None] | None = None,
+    ) -> T:
+        """Run ``work`` in one transaction. ``on_commit`` runs last inside the same transaction,
+        with the result (the idempotency store writes the response there)."""
+        if on_commit is None:
+            result: T = self.transact(work)
+            return result
+
+        def with_hook(uow: UnitOfWork) -> T:
+            out = work(uow)
+            on_commit(uow, out)
+            return out
+
+        hooked: T = self.transact(with_hook)
+        return hooked
+
+
+_B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _crockford(raw: bytes) -> str:
+    n = int.from_bytes(raw, "big")
+    out = []
+    for _ in range((len(raw) * 8 + 4) // 5):
+        out.append(_B32[n & 31])
+        n >>= 5
+    return "".join(reversed(out)).lower()
+
+
+def urlsafe(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

@@ -1,0 +1,68 @@
+"""Periodic jobs leased through the database, so that with many processes each due job runs in
+exactly one of them at a time, and a process that dies mid-job loses its lease when it runs out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from zeropay.services import payments
+from zeropay.services.context import AppContext, UnitOfWork
+
+log = logging.getLogger("zeropay.jobs")
+
+JOB_LEASE_S = 120
+PURGE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval_s: int
+    run: Callable[[AppContext], int]
+
+
+def _purge_idempotency_keys(ctx: AppContext) -> int:
+    return ctx.run(lambda uow: uow.idempotency.purge_expired(ctx.now(), limit=PURGE_BATCH))
+
+
+JOBS: tuple[Job, ...] = (
+    Job("expire_holds", 30, lambda ctx: payments.expire_holds(ctx)),
+    Job("purge_idempotency_keys", 600, _purge_idempotency_keys),
+)
+
+
+def register(ctx: AppContext) -> None:
+    def work(uow: UnitOfWork) -> None:
+        for job in JOBS:
+            uow.jobs.ensure(job.name, job.interval_s, ctx.now())
+
+    ctx.run(work)
+
+
+def run_due(ctx: AppContext, *, owner: str) -> dict[str, int]:
+    """Run every job that is due and whose lease this process wins. Returns work done per job."""
+    done: dict[str, int] = {}
+    for job in JOBS:
+        won = ctx.run(
+            lambda uow, job=job: uow.jobs.lease(
+                job.name, owner=owner, now=ctx.now(), lease=timedelta(seconds=JOB_LEASE_S)
+            )
+        )
+        if not won:
+            continue
+        error = None
+        try:
+            done[job.name] = job.run(ctx)
+        except Exception as exc:  # a failing job must not stop the others; it is recorded
+            log.exception("job %s failed", job.name)
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        ctx.run(
+            lambda uow, job=job, error=error: uow.jobs.finish(
+                job.name, owner=owner, now=ctx.now(), error=error,
+                next_run_at=ctx.now() + timedelta(seconds=job.interval_s),
+            )
+        )
+    return done

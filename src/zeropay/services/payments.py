@@ -1,0 +1,258 @@
+"""Merchant payments and what the payer does with them: confirm, and the merchant's capture,
+cancel and refund. Each use case is one transaction; locks are taken in one order everywhere
+(payment row, then the payer's monthly counter, then ledger accounts by id) so that no two use
+cases can deadlock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from zeropay.domain.errors import InsufficientFunds, MonthlyLimitExceeded, NotFound
+from zeropay.domain.ledger import (
+    AccountKind,
+    Transfer,
+    TransferKind,
+    plan_resolution,
+    plan_transfer,
+)
+from zeropay.domain.money import Money
+from zeropay.domain.payments import (
+    CaptureMethod,
+    Payment,
+    PaymentEvent,
+    PaymentStatus,
+    plan_refund,
+    transition,
+)
+from zeropay.domain.records import Refund
+from zeropay.services.context import AppContext, UnitOfWork
+from zeropay.services.idempotency import Hook
+
+PAGE_SIZE_MAX = 100
+
+
+def create(
+    ctx: AppContext,
+    *,
+    merchant_id: str,
+    amount: Money,
+    description: str,
+    reference: str | None,
+    capture_method: CaptureMethod = CaptureMethod.AUTOMATIC,
+    on_commit: Hook | None = None,
+) -> Payment:
+    ctx.profile.limits.check_payment(amount)
+    payment_id = ctx.new_id("pay")
+
+    def work(uow: UnitOfWork) -> Payment:
+        now = ctx.now()
+        payment = Payment(
+            id=payment_id, merchant_id=merchant_id, amount=amount, description=description,
+            reference=reference, capture_method=capture_method,
+            status=PaymentStatus.REQUIRES_CONFIRMATION, created_at=now, updated_at=now,
+        )
+        uow.payments.add(payment)
+        return payment
+
+    return ctx.run(work, on_commit)
+
+
+def _owned(uow: UnitOfWork, payment_id: str, merchant_id: str, *, lock: bool) -> Payment:
+    payment = uow.payments.get(payment_id, lock=lock)
+    if payment is None or payment.merchant_id != merchant_id:
+        raise NotFound("no such payment", payment_id=payment_id[:40])
+    return payment
+
+
+def get(ctx: AppContext, *, merchant_id: str, payment_id: str) -> Payment:
+    return ctx.run(lambda uow: _owned(uow, payment_id, merchant_id, lock=False))
+
+
+def list_payments(
+    ctx: AppContext, *, merchant_id: str, limit: int, starting_after: str | None
+) -> list[Payment]:
+    def work(uow: UnitOfWork) -> list[Payment]:
+        cursor = None
+        if starting_after is not None:
+            cursor = _owned(uow, starting_after, merchant_id, lock=False)
+        return uow.payments.list_for_merchant(
+            merchant_id, limit=min(limit, PAGE_SIZE_MAX), starting_after=cursor
+        )
+
+    return ctx.run(work)
+
+
+@dataclass(frozen=True)
+class Checkout:
+    payment: Payment
+    merchant_name: str
+
+
+def checkout(ctx: AppContext, *, payment_id: str, payer_id: str) -> Checkout:
+    """What the payer sees before paying: amount, currency, payee and description. A payment
+    that someone else already paid is not shown."""
+
+    def work(uow: UnitOfWork) -> Checkout:
+        payment = uow.payments.get(payment_id)
+        if payment is None or (payment.payer_id is not None and payment.payer_id != payer_id):
+            raise NotFound("no such payment", payment_id=payment_id[:40])
+        return Checkout(payment, uow.merchants.name(payment.merchant_id) or "")
+
+    return ctx.run(work)
+
+
+def confirm(ctx: AppContext, *, payment_id: str, payer_id: str, on_commit: Hook | None = None) -> Payment:
+    """The payer pays: the money moves (automatic capture) or is held (manual capture)."""
+
+    def work(uow: UnitOfWork) -> Payment:
+        now = ctx.now()
+        payment = uow.payments.get(payment_id, lock=True)
+        if payment is None or (payment.payer_id is not None and payment.payer_id != payer_id):
+            raise NotFound("no such payment", payment_id=payment_id[:40])
+        after = transition(payment, PaymentEvent.CONFIRM, now)
+        amount = payment.amount
+        limits = ctx.profile.limits
+        limits.check_payment(amount)  # the limit may have been lowered since creation
+        period = limits.period(now)
+        code = amount.currency.code
+        if not uow.spend.add(payer_id, code, period, amount.amount_minor,
+                             limit=limits.monthly_max(amount.currency)):
+            limits.check_month(spent_minor=uow.spend.spent(payer_id, code, period), amount=amount)
+            raise MonthlyLimitExceeded("this payment would pass the monthly limit")
+        wallet = uow.ledger.find_account(AccountKind.WALLET, payer_id, code)
+        if wallet is None:
+            raise InsufficientFunds("insufficient funds", currency=code)
+        merchant = uow.ledger.open_account(AccountKind.MERCHANT, payment.merchant_id, code, now)
+        manual = payment.capture_method is CaptureMethod.MANUAL
+        transfer = Transfer(
+            id=payment.hold_transfer_id() if manual else payment.charge_transfer_id(),
+            kind=TransferKind.PENDING if manual else TransferKind.POSTED,
+            debit_account_id=wallet.id, credit_account_id=merchant.id, amount=amount,
+            code="payment", created_at=now, reference=payment.id,
+            expires_at=now + timedelta(seconds=ctx.durations.hold_ttl_s) if manual else None,
+        )
+        change = plan_transfer(debit=wallet, credit=merchant, amount=amount, pending=manual)
+        uow.ledger.apply(transfer, change, debit_limited=True)
+        after = replace(after, payer_id=payer_id, spend_period=period)
+        uow.payments.save(payment, after)
+        return after
+
+    return ctx.run(work, on_commit)
+
+
+def _resolve_hold(
+    ctx: AppContext, uow: UnitOfWork, payment: Payment, kind: TransferKind,
+    amount: Money | None = None,
+) -> Money:
+    now = ctx.now()
+    hold = uow.ledger.transfer(payment.hold_transfer_id())
+    if hold is None:
+        raise NotFound("the payment has no hold")
+    resolved_by = uow.ledger.resolution_of(hold.id)
+    posted, change = plan_resolution(
+        hold=hold, kind=kind, resolved_by=resolved_by, now=now, amount=amount
+    )
+    resolution = Transfer(
+        id=f"{payment.id}:{kind.value}", kind=kind, debit_account_id=hold.debit_account_id,
+        credit_account_id=hold.credit_account_id,
+        amount=posted if posted.amount_minor > 0 else hold.amount,
+        code="payment", created_at=now, pending_id=hold.id, reference=payment.id,
+    )
+    uow.ledger.apply(resolution, change, debit_limited=False)
+    released = hold.amount - posted
+    if released.amount_minor > 0 and payment.payer_id and payment.spend_period:
+        uow.spend.give_back(payment.payer_id, released.currency.code, payment.spend_period,
+                            released.amount_minor)
+    return posted
+
+
+def capture(
+    ctx: AppContext, *, merchant_id: str, payment_id: str, amount: Money | None, on_commit: Hook | None = None) -> Payment:
+    def work(uow: UnitOfWork) -> Payment:
+        payment = _owned(uow, payment_id, merchant_id, lock=True)
+        if payment.status is not PaymentStatus.AUTHORIZED:
+            transition(payment, PaymentEvent.CAPTURE, ctx.now())  # raises: nothing to capture
+        captured = _resolve_hold(ctx, uow, payment, TransferKind.POST_PENDING, amount)
+        after = transition(payment, PaymentEvent.CAPTURE, ctx.now(), captured=captured)
+        uow.payments.save(payment, after)
+        return after
+
+    return ctx.run(work, on_commit)
+
+
+def cancel(ctx: AppContext, *, merchant_id: str, payment_id: str, on_commit: Hook | None = None) -> Payment:
+    def work(uow: UnitOfWork) -> Payment:
+        payment = _owned(uow, payment_id, merchant_id, lock=True)
+        after = transition(payment, PaymentEvent.CANCEL, ctx.now())
+        if payment.status is PaymentStatus.AUTHORIZED:
+            _resolve_hold(ctx, uow, payment, TransferKind.VOID_PENDING)
+        uow.payments.save(payment, after)
+        return after
+
+    return ctx.run(work, on_commit)
+
+
+def expire_holds(ctx: AppContext, *, batch: int = 100) -> int:
+    """Release holds whose time ran out and mark their payments expired. Safe to run from many
+    processes at once: each hold is resolved once (unique ``pending_id``)."""
+
+    def work(uow: UnitOfWork) -> int:
+        done = 0
+        for hold in uow.ledger.expired_holds(ctx.now(), limit=batch):
+            payment = uow.payments.get(hold.reference or "", lock=True)
+            if payment is None or payment.status is not PaymentStatus.AUTHORIZED:
+                continue
+            after = transition(payment, PaymentEvent.EXPIRE, ctx.now())
+            _resolve_hold(ctx, uow, payment, TransferKind.EXPIRE_PENDING)
+            uow.payments.save(payment, after)
+            done += 1
+        return done
+
+    return ctx.run(work)
+
+
+def refund(
+    ctx: AppContext, *, merchant_id: str, payment_id: str, amount: Money | None,
+    reason: str | None,
+    on_commit: Hook | None = None,
+) -> Refund:
+    refund_id = ctx.new_id("re")
+
+    def work(uow: UnitOfWork) -> Refund:
+        now = ctx.now()
+        payment = _owned(uow, payment_id, merchant_id, lock=True)
+        give = plan_refund(payment, amount)
+        payer_id = payment.payer_id
+        assert payer_id is not None and payment.spend_period is not None
+        code = give.currency.code
+        # Refunds give room back under the monthly limit of the month the payment counted in.
+        uow.spend.give_back(payer_id, code, payment.spend_period, give.amount_minor)
+        merchant = uow.ledger.open_account(AccountKind.MERCHANT, merchant_id, code, now)
+        wallet = uow.ledger.open_account(AccountKind.WALLET, payer_id, code, now)
+        transfer = Transfer(
+            id=f"{refund_id}:refund", kind=TransferKind.POSTED, debit_account_id=merchant.id,
+            credit_account_id=wallet.id, amount=give, code="refund", created_at=now,
+            reference=payment.id,
+        )
+        change = plan_transfer(debit=merchant, credit=wallet, amount=give)
+        uow.ledger.apply(transfer, change, debit_limited=True)
+        after = replace(
+            payment, amount_refunded_minor=payment.amount_refunded_minor + give.amount_minor,
+            updated_at=now,
+        )
+        uow.payments.save(payment, after)
+        made = Refund(id=refund_id, payment_id=payment.id, amount=give, reason=reason,
+                      transfer_id=transfer.id, created_at=now)
+        uow.payments.add_refund(made)
+        return made
+
+    return ctx.run(work, on_commit)
+
+
+def refunds_of(ctx: AppContext, *, merchant_id: str, payment_id: str) -> list[Refund]:
+    def work(uow: UnitOfWork) -> list[Refund]:
+        _owned(uow, payment_id, merchant_id, lock=False)
+        return uow.payments.refunds_of(payment_id)
+
+    return ctx.run(work)
