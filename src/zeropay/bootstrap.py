@@ -63,3 +63,10 @@ def build(
         common_passwords=shipped_common_passwords(),
     )
     return Container(settings=settings, engine=engine, ctx=ctx)
+
+
+def asgi_app() -> object:
+    """The ASGI application for ``uvicorn --factory``: settings from the environment."""
+    from zeropay.api.app import create_app
+
+    return create_app(build(Settings.from_env()))

@@ -39,7 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.unlink(os.path.join(directory, name))
     Settings.from_env()  # fail fast, in the parent, on a bad setting
     uvicorn.run(
-        "zeropay.api.app:create_app",
+        "zeropay.bootstrap:asgi_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -65,8 +65,9 @@ def cmd_ledger_verify(_args: argparse.Namespace) -> int:
     for v in violations:
         print(f"VIOLATION {v.rule} {v.subject}: {v.message}")
     status = "FAILED" if violations else "ok"
-    print(f"ledger {status}: {accounts} accounts, {transfers} transfers, "
-          f"{len(violations)} violations")
+    print(
+        f"ledger {status}: {accounts} accounts, {transfers} transfers, {len(violations)} violations"
+    )
     return 1 if violations else 0
 
 
@@ -76,8 +77,10 @@ def cmd_audit_verify(_args: argparse.Namespace) -> int:
     report = audit.verify(_container().ctx)
     for b in report.breaks:
         print(f"BREAK {b.kind} at seq {b.seq}: {b.message}")
-    print(f"audit log {'FAILED' if report.breaks else 'ok'}: {report.entries} entries, "
-          f"{len(report.breaks)} breaks")
+    print(
+        f"audit log {'FAILED' if report.breaks else 'ok'}: {report.entries} entries, "
+        f"{len(report.breaks)} breaks"
+    )
     return 1 if report.breaks else 0
 
 
@@ -85,8 +88,12 @@ def cmd_merchant_create(args: argparse.Namespace) -> int:
     from zeropay.services import merchants
 
     merchant_id, key = merchants.create_merchant(_container().ctx, name=args.name)
-    print(json.dumps({"merchant_id": merchant_id, "api_key": key.secret,
-                      "scopes": sorted(key.scopes)}, indent=2))
+    print(
+        json.dumps(
+            {"merchant_id": merchant_id, "api_key": key.secret, "scopes": sorted(key.scopes)},
+            indent=2,
+        )
+    )
     print("Store the API key now: it is shown once and stored only as a hash.", file=sys.stderr)
     return 0
 
@@ -114,9 +121,13 @@ def parser() -> argparse.ArgumentParser:
     ledger.add_parser("verify", help="check every ledger invariant").set_defaults(
         func=cmd_ledger_verify
     )
-    audit = sub.add_parser("audit", help="audit log tools").add_subparsers(dest="sub", required=True)
+    audit = sub.add_parser("audit", help="audit log tools").add_subparsers(
+        dest="sub", required=True
+    )
     audit.add_parser("verify", help="check the hash chain").set_defaults(func=cmd_audit_verify)
-    merchant = sub.add_parser("merchant", help="merchants").add_subparsers(dest="sub", required=True)
+    merchant = sub.add_parser("merchant", help="merchants").add_subparsers(
+        dest="sub", required=True
+    )
     create = merchant.add_parser("create", help="create a merchant and its first API key")
     create.add_argument("name")
     create.set_defaults(func=cmd_merchant_create)

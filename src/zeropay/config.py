@@ -56,7 +56,7 @@ class Settings:
             raise ConfigError(f"ZEROPAY_POLICY_PROFILE must be core or default, got {profile!r}")
         url = g("ZEROPAY_DATABASE_URL", cls.database_url)
         if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
         if not (url.startswith("sqlite") or url.startswith("postgresql+psycopg://")):
             raise ConfigError("ZEROPAY_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
         return cls(

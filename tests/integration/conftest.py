@@ -31,8 +31,9 @@ class Api:
         assert r.status_code == 201, r.text
         headers = {"Authorization": f"Bearer {r.json()['token']}"}
         if usd:
-            r = self.client.post("/v1/wallet/topups", headers=headers,
-                                 json={"amount": usd, "currency": "USD"})
+            r = self.client.post(
+                "/v1/wallet/topups", headers=headers, json={"amount": usd, "currency": "USD"}
+            )
             assert r.status_code == 201, r.text
         return headers
 

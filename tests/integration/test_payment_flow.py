@@ -19,12 +19,16 @@ def test_payer_pays_a_merchant_and_the_merchant_refunds_in_parts(api, container)
     assert r.json()["status"] == "succeeded"
     assert api.balance(payer) == 750
 
-    r = api.client.post(f"/v1/payments/{payment['id']}/refunds", headers=merchant,
-                        json={"amount": 250, "reason": "cold"})
+    r = api.client.post(
+        f"/v1/payments/{payment['id']}/refunds",
+        headers=merchant,
+        json={"amount": 250, "reason": "cold"},
+    )
     assert r.status_code == 201, r.text
     assert api.balance(payer) == 1000
-    r = api.client.post(f"/v1/payments/{payment['id']}/refunds", headers=merchant,
-                        json={"amount": 1001})
+    r = api.client.post(
+        f"/v1/payments/{payment['id']}/refunds", headers=merchant, json={"amount": 1001}
+    )
     assert r.status_code == 422 and r.json()["code"] == "refund_exceeds_payment"
     r = api.client.post(f"/v1/payments/{payment['id']}/refunds", headers=merchant, json={})
     assert r.status_code == 201 and r.json()["amount"] == 1000
@@ -70,11 +74,13 @@ def test_manual_capture_holds_then_posts_part_and_releases_the_rest(api, contain
     assert r.json()["status"] == "authorized"
     wallet = api.client.get("/v1/wallet", headers=payer).json()["balances"][0]
     assert (wallet["available"], wallet["held"]) == (200, 800)
-    r = api.client.post(f"/v1/payments/{payment['id']}/capture", headers=merchant,
-                        json={"amount": 900})
+    r = api.client.post(
+        f"/v1/payments/{payment['id']}/capture", headers=merchant, json={"amount": 900}
+    )
     assert r.status_code == 422 and r.json()["code"] == "invalid_amount"
-    r = api.client.post(f"/v1/payments/{payment['id']}/capture", headers=merchant,
-                        json={"amount": 600})
+    r = api.client.post(
+        f"/v1/payments/{payment['id']}/capture", headers=merchant, json={"amount": 600}
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["amount_captured"]) == ("succeeded", 600)
     wallet = api.client.get("/v1/wallet", headers=payer).json()["balances"][0]

@@ -73,8 +73,10 @@ class FileKeyRing:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(
-            {"warning": "development keys: never use this file in production",
-             "keys": {str(v): base64.b64encode(k).decode() for v, k in self._roots.items()}}
+            {
+                "warning": "development keys: never use this file in production",
+                "keys": {str(v): base64.b64encode(k).decode() for v, k in self._roots.items()},
+            }
         )
         fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

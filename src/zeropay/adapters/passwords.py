@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 from importlib import resources
 
@@ -16,8 +17,12 @@ from zeropay.domain.passwords import load_common_passwords
 class Argon2PasswordHasher:
     def __init__(self, *, time_cost: int, memory_cost_kib: int, parallelism: int) -> None:
         self._argon2 = _Argon2(
-            time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=parallelism,
-            hash_len=32, salt_len=16, type=Type.ID,
+            time_cost=time_cost,
+            memory_cost=memory_cost_kib,
+            parallelism=parallelism,
+            hash_len=32,
+            salt_len=16,
+            type=Type.ID,
         )
         self._dummy = self._argon2.hash("zeropay-dummy-password")
 
@@ -44,10 +49,8 @@ class Argon2PasswordHasher:
         return self._argon2.check_needs_rehash(encoded)
 
     def burn(self, secret: str) -> None:
-        try:
+        with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
             self._argon2.verify(self._dummy, secret)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            pass
 
     def __repr__(self) -> str:
         p = self._argon2

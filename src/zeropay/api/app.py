@@ -9,14 +9,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client import generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,9 +30,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zeropay import __version__
 from zeropay.api.problems import problem, problem_body, render_error
 from zeropay.api.routes import router
-from zeropay.bootstrap import Container
 from zeropay.domain.errors import ZeroPayError
 from zeropay.services import jobs
+
+if TYPE_CHECKING:
+    from zeropay.bootstrap import Container
 
 log = structlog.get_logger("zeropay.http")
 
@@ -109,12 +117,7 @@ def _job_loop(container: Container, stop: threading.Event) -> None:
             log.exception("job_loop_failed")
 
 
-def create_app(container: Container | None = None) -> FastAPI:
-    if container is None:
-        from zeropay.bootstrap import build
-        from zeropay.config import Settings
-
-        container = build(Settings.from_env())
+def create_app(container: Container) -> FastAPI:
     settings = container.settings
     configure_logging(settings.log_level)
 
@@ -155,16 +158,20 @@ def create_app(container: Container | None = None) -> FastAPI:
         response.headers["X-Request-Id"] = request_id
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
-        log.info("request", method=request.method, route=route, status=response.status_code,
-                 ms=round(elapsed * 1000, 2))
+        log.info(
+            "request",
+            method=request.method,
+            route=route,
+            status=response.status_code,
+            ms=round(elapsed * 1000, 2),
+        )
         return response
 
     @app.exception_handler(ZeroPayError)
     async def domain_error(_request: Request, exc: ZeroPayError) -> JSONResponse:
         status, body = render_error(exc)
         if status >= 500:
-            log.error("internal_error", error=type(exc).__name__, code=exc.code,
-                      exc_info=exc)
+            log.error("internal_error", error=type(exc).__name__, code=exc.code, exc_info=exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return problem(status, body, headers)
 
@@ -180,8 +187,9 @@ def create_app(container: Container | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
-        return problem(500, problem_body(500, "internal_error",
-                                         "the request could not be completed"))
+        return problem(
+            500, problem_body(500, "internal_error", "the request could not be completed")
+        )
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -6,12 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
-from zeropay.domain.errors import NotAuthenticated
+from zeropay.domain.errors import InvalidInput, NotAuthenticated
 from zeropay.domain.sessions import Session
 from zeropay.services import accounts, merchants
 from zeropay.services.context import AppContext
 from zeropay.services.idempotency import KEY_LENGTH_MAX, IdempotentRequest, fingerprint
-from zeropay.domain.errors import InvalidInput
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -34,8 +33,9 @@ def _bearer(authorization: str | None) -> str:
 def current_session(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> Session:
     token = _bearer(authorization)
     if token.startswith(merchants.KEY_PREFIX + "_"):
-        raise NotAuthenticated("this endpoint needs a payer session, not an API key",
-                               reason="wrong_credential")
+        raise NotAuthenticated(
+            "this endpoint needs a payer session, not an API key", reason="wrong_credential"
+        )
     return accounts.authenticate(ctx, token)
 
 

@@ -48,8 +48,21 @@ TITLES = {
 # Details that are safe to show a client. Anything else in an error's details stays in logs.
 PUBLIC_DETAILS = frozenset(
     {
-        "field", "reason", "currency", "limit_minor", "spent_minor", "refundable_minor",
-        "payment_status", "event", "scope", "expected", "got", "held", "until", "permanent", "errors",
+        "field",
+        "reason",
+        "currency",
+        "limit_minor",
+        "spent_minor",
+        "refundable_minor",
+        "payment_status",
+        "event",
+        "scope",
+        "expected",
+        "got",
+        "held",
+        "until",
+        "permanent",
+        "errors",
     }
 )
 
@@ -80,5 +93,7 @@ def render_error(error: e.ZeroPayError) -> tuple[int, dict[str, Any]]:
     return status, problem_body(status, error.code, detail, **extra)
 
 
-def problem(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)

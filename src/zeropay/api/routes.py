@@ -9,9 +9,16 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from zeropay.api import render
-from zeropay.api.deps import CurrentMerchant, CurrentSession, Ctx, idempotent_request
+from zeropay.api.deps import Ctx, CurrentMerchant, CurrentSession, idempotent_request
 from zeropay.api.problems import render_error
-from zeropay.api.schemas import Capture, Credentials, PaymentCreate, RefundCreate, Registration, TopUp
+from zeropay.api.schemas import (
+    Capture,
+    Credentials,
+    PaymentCreate,
+    RefundCreate,
+    Registration,
+    TopUp,
+)
 from zeropay.domain.money import Money, parse_money
 from zeropay.domain.payments import CaptureMethod
 from zeropay.services import accounts, payments, wallet
@@ -112,7 +119,9 @@ def wallet_balances(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
 
 @router.get("/v1/wallet/transactions", tags=["payer"])
 def wallet_history(
-    ctx: Ctx, session: CurrentSession, limit: PAGE = 20,
+    ctx: Ctx,
+    session: CurrentSession,
+    limit: PAGE = 20,
     before: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     rows = wallet.history(ctx, session.user_id, limit=limit, before=before)
@@ -123,19 +132,33 @@ def wallet_history(
 def top_up(
     ctx: Ctx, request: Request, session: CurrentSession, body: TopUp, key: IdempotencyKey = None
 ) -> JSONResponse:
-    """Add money from a test funding source (``test_card`` succeeds, ``test_card_declined`` fails)."""
+    """Add money from a test source: ``test_card`` succeeds, ``test_card_declined`` fails."""
     amount = parse_money(body.amount, body.currency)
     transfer_id = f"topup:{session.user_id}:{key}" if key else ctx.new_id("top")
 
     def call(hook: idem.Hook | None) -> Any:
-        return wallet.top_up(ctx, user_id=session.user_id, amount=amount, source=body.source,
-                             transfer_id=transfer_id, on_commit=hook)
+        return wallet.top_up(
+            ctx,
+            user_id=session.user_id,
+            amount=amount,
+            source=body.source,
+            transfer_id=transfer_id,
+            on_commit=hook,
+        )
 
     return _answer(
-        ctx, request, scope=session.user_id, key=key, body=body.model_dump(), call=call,
-        render_result=lambda r: {"id": r[0].id, "amount": r[0].amount.amount_minor,
-                                 "currency": r[0].amount.currency.code,
-                                 "balance": render.balance(r[1])},
+        ctx,
+        request,
+        scope=session.user_id,
+        key=key,
+        body=body.model_dump(),
+        call=call,
+        render_result=lambda r: {
+            "id": r[0].id,
+            "amount": r[0].amount.amount_minor,
+            "currency": r[0].amount.currency.code,
+            "balance": render.balance(r[1]),
+        },
         status=201,
     )
 
@@ -149,15 +172,24 @@ def checkout(ctx: Ctx, session: CurrentSession, payment_id: str) -> dict[str, An
 
 @router.post("/v1/checkout/{payment_id}/confirm", tags=["payer"])
 def confirm(
-    ctx: Ctx, request: Request, session: CurrentSession, payment_id: str,
+    ctx: Ctx,
+    request: Request,
+    session: CurrentSession,
+    payment_id: str,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Pay a merchant's payment request from the wallet."""
     return _answer(
-        ctx, request, scope=session.user_id, key=key, body=None,
-        call=lambda hook: payments.confirm(ctx, payment_id=payment_id, payer_id=session.user_id,
-                                           on_commit=hook),
-        render_result=render.payment, status=200,
+        ctx,
+        request,
+        scope=session.user_id,
+        key=key,
+        body=None,
+        call=lambda hook: payments.confirm(
+            ctx, payment_id=payment_id, payer_id=session.user_id, on_commit=hook
+        ),
+        render_result=render.payment,
+        status=200,
     )
 
 
@@ -166,58 +198,87 @@ def confirm(
 
 @router.post("/v1/payments", status_code=201, tags=["merchant"])
 def create_payment(
-    ctx: Ctx, request: Request, merchant: CurrentMerchant, body: PaymentCreate,
+    ctx: Ctx,
+    request: Request,
+    merchant: CurrentMerchant,
+    body: PaymentCreate,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
     merchant.require("payments:write")
     amount = parse_money(body.amount, body.currency)
     return _answer(
-        ctx, request, scope=merchant.merchant_id, key=key, body=body.model_dump(),
+        ctx,
+        request,
+        scope=merchant.merchant_id,
+        key=key,
+        body=body.model_dump(),
         call=lambda hook: payments.create(
-            ctx, merchant_id=merchant.merchant_id, amount=amount, description=body.description,
-            reference=body.reference, capture_method=CaptureMethod(body.capture_method),
+            ctx,
+            merchant_id=merchant.merchant_id,
+            amount=amount,
+            description=body.description,
+            reference=body.reference,
+            capture_method=CaptureMethod(body.capture_method),
             on_commit=hook,
         ),
-        render_result=render.payment, status=201,
+        render_result=render.payment,
+        status=201,
     )
 
 
 @router.get("/v1/payments", tags=["merchant"])
 def list_payments(
-    ctx: Ctx, merchant: CurrentMerchant, limit: PAGE = 20,
+    ctx: Ctx,
+    merchant: CurrentMerchant,
+    limit: PAGE = 20,
     starting_after: Annotated[str | None, Query(max_length=40)] = None,
 ) -> dict[str, Any]:
     merchant.require("payments:read")
-    rows = payments.list_payments(ctx, merchant_id=merchant.merchant_id, limit=limit,
-                                  starting_after=starting_after)
+    rows = payments.list_payments(
+        ctx, merchant_id=merchant.merchant_id, limit=limit, starting_after=starting_after
+    )
     return {"data": [render.payment(p) for p in rows], "has_more": len(rows) == limit}
 
 
 @router.get("/v1/payments/{payment_id}", tags=["merchant"])
 def get_payment(ctx: Ctx, merchant: CurrentMerchant, payment_id: str) -> dict[str, Any]:
     merchant.require("payments:read")
-    return render.payment(payments.get(ctx, merchant_id=merchant.merchant_id,
-                                       payment_id=payment_id))
+    return render.payment(
+        payments.get(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
+    )
 
 
 @router.post("/v1/payments/{payment_id}/cancel", tags=["merchant"])
 def cancel_payment(
-    ctx: Ctx, request: Request, merchant: CurrentMerchant, payment_id: str,
+    ctx: Ctx,
+    request: Request,
+    merchant: CurrentMerchant,
+    payment_id: str,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
     merchant.require("payments:write")
     return _answer(
-        ctx, request, scope=merchant.merchant_id, key=key, body=None,
-        call=lambda hook: payments.cancel(ctx, merchant_id=merchant.merchant_id,
-                                          payment_id=payment_id, on_commit=hook),
-        render_result=render.payment, status=200,
+        ctx,
+        request,
+        scope=merchant.merchant_id,
+        key=key,
+        body=None,
+        call=lambda hook: payments.cancel(
+            ctx, merchant_id=merchant.merchant_id, payment_id=payment_id, on_commit=hook
+        ),
+        render_result=render.payment,
+        status=200,
     )
 
 
 @router.post("/v1/payments/{payment_id}/capture", tags=["merchant"])
 def capture_payment(
-    ctx: Ctx, request: Request, merchant: CurrentMerchant, payment_id: str,
-    body: Capture | None = None, key: IdempotencyKey = None,
+    ctx: Ctx,
+    request: Request,
+    merchant: CurrentMerchant,
+    payment_id: str,
+    body: Capture | None = None,
+    key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Capture an authorized (manual-capture) payment, in full or for less."""
     merchant.require("payments:write")
@@ -225,17 +286,31 @@ def capture_payment(
     current = payments.get(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
     amount = _optional_money(body.amount, current.amount.currency.code)
     return _answer(
-        ctx, request, scope=merchant.merchant_id, key=key, body=body.model_dump(),
-        call=lambda hook: payments.capture(ctx, merchant_id=merchant.merchant_id,
-                                           payment_id=payment_id, amount=amount, on_commit=hook),
-        render_result=render.payment, status=200,
+        ctx,
+        request,
+        scope=merchant.merchant_id,
+        key=key,
+        body=body.model_dump(),
+        call=lambda hook: payments.capture(
+            ctx,
+            merchant_id=merchant.merchant_id,
+            payment_id=payment_id,
+            amount=amount,
+            on_commit=hook,
+        ),
+        render_result=render.payment,
+        status=200,
     )
 
 
 @router.post("/v1/payments/{payment_id}/refunds", status_code=201, tags=["merchant"])
 def refund_payment(
-    ctx: Ctx, request: Request, merchant: CurrentMerchant, payment_id: str,
-    body: RefundCreate | None = None, key: IdempotencyKey = None,
+    ctx: Ctx,
+    request: Request,
+    merchant: CurrentMerchant,
+    payment_id: str,
+    body: RefundCreate | None = None,
+    key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Refund a succeeded payment in full (no amount) or in part; never more than was paid."""
     merchant.require("refunds:write")
@@ -243,11 +318,21 @@ def refund_payment(
     current = payments.get(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
     amount = _optional_money(body.amount, current.amount.currency.code)
     return _answer(
-        ctx, request, scope=merchant.merchant_id, key=key, body=body.model_dump(),
-        call=lambda hook: payments.refund(ctx, merchant_id=merchant.merchant_id,
-                                          payment_id=payment_id, amount=amount,
-                                          reason=body.reason, on_commit=hook),
-        render_result=render.refund, status=201,
+        ctx,
+        request,
+        scope=merchant.merchant_id,
+        key=key,
+        body=body.model_dump(),
+        call=lambda hook: payments.refund(
+            ctx,
+            merchant_id=merchant.merchant_id,
+            payment_id=payment_id,
+            amount=amount,
+            reason=body.reason,
+            on_commit=hook,
+        ),
+        render_result=render.refund,
+        status=201,
     )
 
 

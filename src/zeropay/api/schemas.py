@@ -49,7 +49,9 @@ class Capture(Strict):
 
 
 class RefundCreate(Strict):
-    amount: StrictInt | None = Field(default=None, description="Minor units; all that is left by default")
+    amount: StrictInt | None = Field(
+        default=None, description="Minor units; all that is left by default"
+    )
     reason: text(200) | None = None  # type: ignore[valid-type]
 
 

@@ -22,7 +22,7 @@
           |    |    +-- TopUpLimitExceeded
           |    +-- InsufficientFunds
           |    +-- FundingDeclined
-          |    +-- AuthenticationFailed     never says which element was wrong (PSD2 RTS Art. 4(3)(a))
+          |    +-- AuthenticationFailed     never says which element failed (PSD2 RTS 4(3)(a))
           |    +-- FactorLocked
           |    +-- NotAuthenticated
           |    +-- Forbidden

@@ -134,8 +134,7 @@ def _check_pair(debit: Account, credit: Account, amount: Money) -> None:
     for account in (debit, credit):
         if account.currency != amount.currency:
             raise CurrencyMismatch(
-                f"account {account.id} holds {account.currency.code}, "
-                f"not {amount.currency.code}",
+                f"account {account.id} holds {account.currency.code}, not {amount.currency.code}",
                 expected=account.currency.code,
                 got=amount.currency.code,
             )
@@ -271,7 +270,11 @@ def verify_ledger(
         if t.kind in RESOLVING:
             hold = seen.get(t.pending_id or "")
             if hold is None or hold.kind is not TransferKind.PENDING:
-                flag("resolves_a_hold", t.id, f"resolves {t.pending_id}, which is not an earlier hold")
+                flag(
+                    "resolves_a_hold",
+                    t.id,
+                    f"resolves {t.pending_id}, which is not an earlier hold",
+                )
             else:
                 if t.pending_id in resolved:
                     flag("resolved_once", t.id, f"hold {t.pending_id} resolved twice")

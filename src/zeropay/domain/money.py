@@ -20,7 +20,7 @@ class Currency:
 
     @property
     def minor_per_major(self) -> int:
-        return 10**self.exponent
+        return int(10**self.exponent)
 
 
 # ISO 4217 (list one, 2024). KRW and JPY have no minor unit in use; BHD, KWD and JOD have three.
@@ -132,8 +132,10 @@ class Money:
         return self.amount_minor > 0
 
     def split(self, weights: list[int]) -> list[Money]:
-        """Split by integer weights with the largest-remainder method; the parts sum to the whole."""
-        if not weights or any(isinstance(w, bool) or not isinstance(w, int) or w < 0 for w in weights):
+        """Split by integer weights, largest remainder first; the parts sum to the whole."""
+        if not weights or any(
+            isinstance(w, bool) or not isinstance(w, int) or w < 0 for w in weights
+        ):
             raise ValueError("weights must be a non-empty list of non-negative ints")
         total_weight = sum(weights)
         if total_weight == 0:

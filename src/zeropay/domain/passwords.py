@@ -8,7 +8,9 @@ from collections.abc import Iterable
 
 from zeropay.domain.errors import WeakPassword
 
-PASSWORD_LENGTH_MIN = 8  # inside MFA (800-63B); the MFA issue raises it when a password stands alone
+PASSWORD_LENGTH_MIN = (
+    8  # inside MFA (800-63B); the MFA issue raises it when a password stands alone
+)
 PASSWORD_LENGTH_MAX = 1024  # 800-63B asks that at least 64 be allowed
 
 
@@ -31,12 +33,11 @@ def check_password_policy(
         raise WeakPassword("this password is too common; choose another", reason="common")
     local = (email or "").partition("@")[0].lower()
     if len(local) >= 4 and local in normal.lower():
-        raise WeakPassword("the password must not contain your email address",
-                           reason="contains_email")
+        raise WeakPassword(
+            "the password must not contain your email address", reason="contains_email"
+        )
     return normal
 
 
 def load_common_passwords(lines: Iterable[str]) -> frozenset[str]:
-    return frozenset(
-        s.lower() for line in lines if (s := line.strip()) and not s.startswith("#")
-    )
+    return frozenset(s.lower() for line in lines if (s := line.strip()) and not s.startswith("#"))

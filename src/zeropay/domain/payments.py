@@ -1,11 +1,11 @@
 """Merchant payments: what a payment may do in each state.
 
-    requires_confirmation --confirm--> succeeded            (capture "automatic": money moves now)
-    requires_confirmation --confirm--> authorized           (capture "manual": the payer's funds are held)
-    authorized --capture--> succeeded                       (all or part of the hold; the rest is released)
-    authorized --expire--> expired                          (the hold ran out; funds released)
-    requires_confirmation | authorized --cancel--> canceled (a hold is voided)
-    succeeded --refund--> succeeded                         (refunded in full or in parts, never above captured)
+    requires_confirmation --confirm--> succeeded    capture "automatic": money moves now
+    requires_confirmation --confirm--> authorized   capture "manual": the payer's funds are held
+    authorized --capture--> succeeded               all or part of the hold; the rest is released
+    authorized --expire--> expired                  the hold ran out; funds released
+    requires_confirmation | authorized --cancel--> canceled    a hold is voided
+    succeeded --refund--> succeeded                 in full or in parts, never above captured
 
 The ledger is the record of money; a payment row is the business view of it and changes state
 only through ``transition``.
@@ -74,7 +74,10 @@ class Payment:
     def __post_init__(self) -> None:
         invariant(self.amount.amount_minor > 0, "payment amount is positive")
         invariant(
-            0 <= self.amount_refunded_minor <= self.amount_captured_minor <= self.amount.amount_minor,
+            0
+            <= self.amount_refunded_minor
+            <= self.amount_captured_minor
+            <= self.amount.amount_minor,
             "refunded <= captured <= amount",
         )
 

@@ -30,7 +30,7 @@ from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 EMAIL_LENGTH_MAX = 254  # RFC 5321 path limit
 SESSION_TOKEN_BYTES = 32  # 256 bits; OWASP ASVS asks for at least 128
 SESSIONS_LISTED_MAX = 100
-PASSWORD_FACTOR = "password"
+PASSWORD_FACTOR = "password"  # noqa: S105 - the factor's name, not a password
 
 
 def parse_email(raw: object) -> str:
@@ -82,8 +82,11 @@ def register(ctx: AppContext, *, email: object, password: object) -> Registered:
     def work(uow: UnitOfWork) -> Registered:
         now = ctx.now()
         if not uow.accounts.add_user(
-            user_id=user_id, email_index=index, email_ciphertext=ciphertext,
-            password_hash=password_hash, now=now,
+            user_id=user_id,
+            email_index=index,
+            email_ciphertext=ciphertext,
+            password_hash=password_hash,
+            now=now,
         ):
             raise EmailTaken("an account with this email already exists")
         audit.record(ctx, uow, "user.registered", actor=user_id, subject=user_id)
@@ -140,12 +143,16 @@ def login(
         if rehash is not None:
             uow.accounts.set_password_hash(user.id, rehash)
         session = new_session(
-            session_id=ctx.new_id("ses"), user_id=user.id, factor=PASSWORD_FACTOR, now=now,
+            session_id=ctx.new_id("ses"),
+            user_id=user.id,
+            factor=PASSWORD_FACTOR,
+            now=now,
             policy=ctx.session_policy,
         )
         uow.sessions.add(session, token_hash=hash_token(token), user_agent=(user_agent or "")[:256])
-        audit.record(ctx, uow, "login.succeeded", actor=user.id, subject=session.id,
-                     factor=PASSWORD_FACTOR)
+        audit.record(
+            ctx, uow, "login.succeeded", actor=user.id, subject=session.id, factor=PASSWORD_FACTOR
+        )
         return LoggedIn(token=token, session=session)
 
     return ctx.run(succeed)
@@ -185,16 +192,33 @@ def _report_failure(
 ) -> None:
     now = ctx.now()
     after, events = reserved
-    audit.record(ctx, uow, "login.failed", actor=user_id, subject=user_id,
-                 failures=after.failures, locks=after.locks)
+    audit.record(
+        ctx,
+        uow,
+        "login.failed",
+        actor=user_id,
+        subject=user_id,
+        failures=after.failures,
+        locks=after.locks,
+    )
     until = after.locked_until.isoformat() if after.locked_until else ""
     for lockout_event in events:
         uow.accounts.notify(
-            notification_id=ctx.new_id("ntf"), user_id=user_id, kind=lockout_event.value,
-            body=_ALERTS[lockout_event].format(until=until), now=now,
+            notification_id=ctx.new_id("ntf"),
+            user_id=user_id,
+            kind=lockout_event.value,
+            body=_ALERTS[lockout_event].format(until=until),
+            now=now,
         )
-        audit.record(ctx, uow, lockout_event.value, actor="system", subject=user_id,
-                     factor=PASSWORD_FACTOR, locks=after.locks)
+        audit.record(
+            ctx,
+            uow,
+            lockout_event.value,
+            actor="system",
+            subject=user_id,
+            factor=PASSWORD_FACTOR,
+            locks=after.locks,
+        )
 
 
 def authenticate(ctx: AppContext, token: str) -> Session:
@@ -232,8 +256,10 @@ def list_sessions(ctx: AppContext, session: Session) -> list[tuple[Session, str 
 
 def revoke_session(ctx: AppContext, session: Session, session_id: str) -> None:
     def work(uow: UnitOfWork) -> None:
-        owned = {s.id for s, _ in uow.sessions.of_user(session.user_id, ctx.now(),
-                                                         limit=SESSIONS_LISTED_MAX)}
+        owned = {
+            s.id
+            for s, _ in uow.sessions.of_user(session.user_id, ctx.now(), limit=SESSIONS_LISTED_MAX)
+        }
         if session_id not in owned:
             raise NotFound("no such session", session_id=session_id[:40])
         uow.sessions.revoke(session_id, ctx.now())
@@ -253,6 +279,4 @@ def email_of(ctx: AppContext, user_id: str) -> str:
 
 def notifications(ctx: AppContext, user_id: str, *, limit: int = 50) -> list[dict[str, object]]:
     rows = ctx.run(lambda uow: uow.accounts.notifications(user_id, limit=limit))
-    return [
-        {"id": r.id, "kind": r.kind, "body": r.body, "created_at": r.created_at} for r in rows
-    ]
+    return [{"id": r.id, "kind": r.kind, "body": r.body, "created_at": r.created_at} for r in rows]

@@ -32,6 +32,8 @@ class AuditReport:
 def verify(ctx: AppContext) -> AuditReport:
     def work(uow: UnitOfWork) -> AuditReport:
         records = list(uow.audit.records())
-        return AuditReport(entries=len(records), breaks=verify_chain(records, head=uow.audit.head()))
+        return AuditReport(
+            entries=len(records), breaks=verify_chain(records, head=uow.audit.head())
+        )
 
     return ctx.run(work)

@@ -60,7 +60,10 @@ def run(
     durations = ctx.durations
     stored = ctx.run(
         lambda uow: uow.idempotency.claim(
-            scope=request.scope, key=request.key, fingerprint=request.fingerprint, now=ctx.now(),
+            scope=request.scope,
+            key=request.key,
+            fingerprint=request.fingerprint,
+            now=ctx.now(),
             keep=timedelta(seconds=durations.idempotency_keep_s),
             lease=timedelta(seconds=durations.idempotency_lease_s),
         )

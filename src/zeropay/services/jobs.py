@@ -61,7 +61,10 @@ def run_due(ctx: AppContext, *, owner: str) -> dict[str, int]:
             error = f"{type(exc).__name__}: {exc}"[:500]
         ctx.run(
             lambda uow, job=job, error=error: uow.jobs.finish(
-                job.name, owner=owner, now=ctx.now(), error=error,
+                job.name,
+                owner=owner,
+                now=ctx.now(),
+                error=error,
                 next_run_at=ctx.now() + timedelta(seconds=job.interval_s),
             )
         )

@@ -6,8 +6,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from zeropay.domain.records import ApiKey
 from zeropay.domain.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
+from zeropay.domain.records import ApiKey
 from zeropay.services import audit
 from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 
@@ -69,7 +69,12 @@ def create_api_key(
 
 
 def _issue(
-    ctx: AppContext, uow: UnitOfWork, merchant_id: str, scopes: frozenset[str], *, label: str,
+    ctx: AppContext,
+    uow: UnitOfWork,
+    merchant_id: str,
+    scopes: frozenset[str],
+    *,
+    label: str,
     actor: str,
 ) -> IssuedKey:
     key_id = ctx.new_id("key")
@@ -77,8 +82,15 @@ def _issue(
     uow.merchants.add_api_key(
         ApiKey(key_id, merchant_id, _secret_hash(secret), scopes, label, ctx.now(), None)
     )
-    audit.record(ctx, uow, "api_key.created", actor=actor, subject=key_id,
-                 merchant_id=merchant_id, scopes=sorted(scopes))
+    audit.record(
+        ctx,
+        uow,
+        "api_key.created",
+        actor=actor,
+        subject=key_id,
+        merchant_id=merchant_id,
+        scopes=sorted(scopes),
+    )
     return IssuedKey(key_id=key_id, secret=secret, scopes=scopes)
 
 

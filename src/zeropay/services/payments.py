@@ -48,9 +48,15 @@ def create(
     def work(uow: UnitOfWork) -> Payment:
         now = ctx.now()
         payment = Payment(
-            id=payment_id, merchant_id=merchant_id, amount=amount, description=description,
-            reference=reference, capture_method=capture_method,
-            status=PaymentStatus.REQUIRES_CONFIRMATION, created_at=now, updated_at=now,
+            id=payment_id,
+            merchant_id=merchant_id,
+            amount=amount,
+            description=description,
+            reference=reference,
+            capture_method=capture_method,
+            status=PaymentStatus.REQUIRES_CONFIRMATION,
+            created_at=now,
+            updated_at=now,
         )
         uow.payments.add(payment)
         return payment
@@ -102,7 +108,9 @@ def checkout(ctx: AppContext, *, payment_id: str, payer_id: str) -> Checkout:
     return ctx.run(work)
 
 
-def confirm(ctx: AppContext, *, payment_id: str, payer_id: str, on_commit: Hook | None = None) -> Payment:
+def confirm(
+    ctx: AppContext, *, payment_id: str, payer_id: str, on_commit: Hook | None = None
+) -> Payment:
     """The payer pays: the money moves (automatic capture) or is held (manual capture)."""
 
     def work(uow: UnitOfWork) -> Payment:
@@ -116,8 +124,9 @@ def confirm(ctx: AppContext, *, payment_id: str, payer_id: str, on_commit: Hook 
         limits.check_payment(amount)  # the limit may have been lowered since creation
         period = limits.period(now)
         code = amount.currency.code
-        if not uow.spend.add(payer_id, code, period, amount.amount_minor,
-                             limit=limits.monthly_max(amount.currency)):
+        if not uow.spend.add(
+            payer_id, code, period, amount.amount_minor, limit=limits.monthly_max(amount.currency)
+        ):
             limits.check_month(spent_minor=uow.spend.spent(payer_id, code, period), amount=amount)
             raise MonthlyLimitExceeded("this payment would pass the monthly limit")
         wallet = uow.ledger.find_account(AccountKind.WALLET, payer_id, code)
@@ -128,8 +137,12 @@ def confirm(ctx: AppContext, *, payment_id: str, payer_id: str, on_commit: Hook 
         transfer = Transfer(
             id=payment.hold_transfer_id() if manual else payment.charge_transfer_id(),
             kind=TransferKind.PENDING if manual else TransferKind.POSTED,
-            debit_account_id=wallet.id, credit_account_id=merchant.id, amount=amount,
-            code="payment", created_at=now, reference=payment.id,
+            debit_account_id=wallet.id,
+            credit_account_id=merchant.id,
+            amount=amount,
+            code="payment",
+            created_at=now,
+            reference=payment.id,
             expires_at=now + timedelta(seconds=ctx.durations.hold_ttl_s) if manual else None,
         )
         change = plan_transfer(debit=wallet, credit=merchant, amount=amount, pending=manual)
@@ -142,7 +155,10 @@ def confirm(ctx: AppContext, *, payment_id: str, payer_id: str, on_commit: Hook 
 
 
 def _resolve_hold(
-    ctx: AppContext, uow: UnitOfWork, payment: Payment, kind: TransferKind,
+    ctx: AppContext,
+    uow: UnitOfWork,
+    payment: Payment,
+    kind: TransferKind,
     amount: Money | None = None,
 ) -> Money:
     now = ctx.now()
@@ -154,21 +170,33 @@ def _resolve_hold(
         hold=hold, kind=kind, resolved_by=resolved_by, now=now, amount=amount
     )
     resolution = Transfer(
-        id=f"{payment.id}:{kind.value}", kind=kind, debit_account_id=hold.debit_account_id,
+        id=f"{payment.id}:{kind.value}",
+        kind=kind,
+        debit_account_id=hold.debit_account_id,
         credit_account_id=hold.credit_account_id,
         amount=posted if posted.amount_minor > 0 else hold.amount,
-        code="payment", created_at=now, pending_id=hold.id, reference=payment.id,
+        code="payment",
+        created_at=now,
+        pending_id=hold.id,
+        reference=payment.id,
     )
     uow.ledger.apply(resolution, change, debit_limited=False)
     released = hold.amount - posted
     if released.amount_minor > 0 and payment.payer_id and payment.spend_period:
-        uow.spend.give_back(payment.payer_id, released.currency.code, payment.spend_period,
-                            released.amount_minor)
+        uow.spend.give_back(
+            payment.payer_id, released.currency.code, payment.spend_period, released.amount_minor
+        )
     return posted
 
 
 def capture(
-    ctx: AppContext, *, merchant_id: str, payment_id: str, amount: Money | None, on_commit: Hook | None = None) -> Payment:
+    ctx: AppContext,
+    *,
+    merchant_id: str,
+    payment_id: str,
+    amount: Money | None,
+    on_commit: Hook | None = None,
+) -> Payment:
     def work(uow: UnitOfWork) -> Payment:
         payment = _owned(uow, payment_id, merchant_id, lock=True)
         if payment.status is not PaymentStatus.AUTHORIZED:
@@ -181,7 +209,9 @@ def capture(
     return ctx.run(work, on_commit)
 
 
-def cancel(ctx: AppContext, *, merchant_id: str, payment_id: str, on_commit: Hook | None = None) -> Payment:
+def cancel(
+    ctx: AppContext, *, merchant_id: str, payment_id: str, on_commit: Hook | None = None
+) -> Payment:
     def work(uow: UnitOfWork) -> Payment:
         payment = _owned(uow, payment_id, merchant_id, lock=True)
         after = transition(payment, PaymentEvent.CANCEL, ctx.now())
@@ -213,7 +243,11 @@ def expire_holds(ctx: AppContext, *, batch: int = 100) -> int:
 
 
 def refund(
-    ctx: AppContext, *, merchant_id: str, payment_id: str, amount: Money | None,
+    ctx: AppContext,
+    *,
+    merchant_id: str,
+    payment_id: str,
+    amount: Money | None,
     reason: str | None,
     on_commit: Hook | None = None,
 ) -> Refund:
@@ -231,19 +265,31 @@ def refund(
         merchant = uow.ledger.open_account(AccountKind.MERCHANT, merchant_id, code, now)
         wallet = uow.ledger.open_account(AccountKind.WALLET, payer_id, code, now)
         transfer = Transfer(
-            id=f"{refund_id}:refund", kind=TransferKind.POSTED, debit_account_id=merchant.id,
-            credit_account_id=wallet.id, amount=give, code="refund", created_at=now,
+            id=f"{refund_id}:refund",
+            kind=TransferKind.POSTED,
+            debit_account_id=merchant.id,
+            credit_account_id=wallet.id,
+            amount=give,
+            code="refund",
+            created_at=now,
             reference=payment.id,
         )
         change = plan_transfer(debit=merchant, credit=wallet, amount=give)
         uow.ledger.apply(transfer, change, debit_limited=True)
         after = replace(
-            payment, amount_refunded_minor=payment.amount_refunded_minor + give.amount_minor,
+            payment,
+            amount_refunded_minor=payment.amount_refunded_minor + give.amount_minor,
             updated_at=now,
         )
         uow.payments.save(payment, after)
-        made = Refund(id=refund_id, payment_id=payment.id, amount=give, reason=reason,
-                      transfer_id=transfer.id, created_at=now)
+        made = Refund(
+            id=refund_id,
+            payment_id=payment.id,
+            amount=give,
+            reason=reason,
+            transfer_id=transfer.id,
+            created_at=now,
+        )
         uow.payments.add_refund(made)
         return made
 

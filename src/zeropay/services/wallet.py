@@ -28,9 +28,7 @@ TEST_SOURCES = {"test_card": True, "test_card_declined": False}
 
 def balances(ctx: AppContext, user_id: str) -> list[Account]:
     return ctx.run(
-        lambda uow: [
-            a for a in uow.ledger.accounts_of(user_id) if a.kind is AccountKind.WALLET
-        ]
+        lambda uow: [a for a in uow.ledger.accounts_of(user_id) if a.kind is AccountKind.WALLET]
     )
 
 
@@ -66,7 +64,14 @@ def history(
 
 
 def top_up(
-    ctx: AppContext, *, user_id: str, amount: Money, source: str, transfer_id: str, on_commit: Hook | None = None) -> tuple[Transfer, Account]:
+    ctx: AppContext,
+    *,
+    user_id: str,
+    amount: Money,
+    source: str,
+    transfer_id: str,
+    on_commit: Hook | None = None,
+) -> tuple[Transfer, Account]:
     """Move money from a test funding source into the payer's wallet. ``transfer_id`` is chosen
     by the client (through its idempotency key), so a resubmission cannot fund twice."""
     if source not in TEST_SOURCES:
@@ -85,8 +90,13 @@ def top_up(
         funding = uow.ledger.open_account(AccountKind.FUNDING, TEST_FUNDING_OWNER, code, now)
         wallet = uow.ledger.open_account(AccountKind.WALLET, user_id, code, now)
         requested = Transfer(
-            id=transfer_id, kind=TransferKind.POSTED, debit_account_id=funding.id,
-            credit_account_id=wallet.id, amount=amount, code="topup", created_at=now,
+            id=transfer_id,
+            kind=TransferKind.POSTED,
+            debit_account_id=funding.id,
+            credit_account_id=wallet.id,
+            amount=amount,
+            code="topup",
+            created_at=now,
         )
         existing = uow.ledger.transfer(transfer_id)
         if existing is not None:

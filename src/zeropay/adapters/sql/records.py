@@ -10,7 +10,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from zeropay.adapters.sql import tables as t
-from zeropay.adapters.sql.repositories import _Repo, _aware, _is_unique_violation, aware
+from zeropay.adapters.sql.repositories import _aware, _is_unique_violation, _Repo, aware
 from zeropay.domain.audit import AuditRecord, chain_hash
 
 
@@ -25,7 +25,13 @@ class StoredRequest:
 
 class IdempotencyRepository(_Repo):
     def claim(
-        self, *, scope: str, key: str, fingerprint: bytes, now: datetime, keep: timedelta,
+        self,
+        *,
+        scope: str,
+        key: str,
+        fingerprint: bytes,
+        now: datetime,
+        keep: timedelta,
         lease: timedelta,
     ) -> StoredRequest | None:
         """Claim the key for this request. None when claimed now; else what is stored.
@@ -38,8 +44,13 @@ class IdempotencyRepository(_Repo):
             with self.c.begin_nested():
                 self.c.execute(
                     insert(t.idempotency_keys).values(
-                        scope=scope, key=key, fingerprint=fingerprint, status="in_flight",
-                        locked_until=now + lease, created_at=now, expires_at=now + keep,
+                        scope=scope,
+                        key=key,
+                        fingerprint=fingerprint,
+                        status="in_flight",
+                        locked_until=now + lease,
+                        created_at=now,
+                        expires_at=now + keep,
                     )
                 )
             return None
@@ -49,10 +60,16 @@ class IdempotencyRepository(_Repo):
         stmt = select(t.idempotency_keys).where(x.scope == scope, x.key == key)
         row = self.c.execute(self._for_update(stmt)).first()
         if row is None:  # expired and cleaned between our insert and select
-            return self.claim(scope=scope, key=key, fingerprint=fingerprint, now=now, keep=keep,
-                              lease=lease)
-        stored = StoredRequest(bytes(row.fingerprint), row.status, row.response_status,
-                               row.response_body, aware(row.locked_until))
+            return self.claim(
+                scope=scope, key=key, fingerprint=fingerprint, now=now, keep=keep, lease=lease
+            )
+        stored = StoredRequest(
+            bytes(row.fingerprint),
+            row.status,
+            row.response_status,
+            row.response_body,
+            aware(row.locked_until),
+        )
         stale = (
             stored.status == "in_flight"
             and stored.fingerprint == fingerprint
@@ -73,8 +90,9 @@ class IdempotencyRepository(_Repo):
         self.c.execute(
             update(t.idempotency_keys)
             .where(x.scope == scope, x.key == key)
-            .values(status="completed", response_status=status, response_body=body,
-                    locked_until=None)
+            .values(
+                status="completed", response_status=status, response_body=body, locked_until=None
+            )
         )
 
     def release(self, *, scope: str, key: str) -> None:
@@ -98,12 +116,20 @@ class AuditRepository(_Repo):
     def append(self, *, at: datetime, event: str, actor: str, subject: str, data: bytes) -> int:
         head_stmt = select(t.audit_head).where(t.audit_head.c.id == 1)
         head = self.c.execute(self._for_update(head_stmt)).one()
-        record = AuditRecord(seq=head.seq + 1, at=at, event=event, actor=actor, subject=subject,
-                             data=data)
+        record = AuditRecord(
+            seq=head.seq + 1, at=at, event=event, actor=actor, subject=subject, data=data
+        )
         digest = chain_hash(bytes(head.hash), record)
         self.c.execute(
-            insert(t.audit_log).values(seq=record.seq, at=at, event=event, actor=actor,
-                                       subject=subject, data=data, hash=digest)
+            insert(t.audit_log).values(
+                seq=record.seq,
+                at=at,
+                event=event,
+                actor=actor,
+                subject=subject,
+                data=data,
+                hash=digest,
+            )
         )
         self.c.execute(
             update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=record.seq, hash=digest)
@@ -120,8 +146,14 @@ class AuditRepository(_Repo):
         )
         for r in result:
             yield (
-                AuditRecord(seq=r.seq, at=_aware(r.at), event=r.event, actor=r.actor,
-                            subject=r.subject, data=bytes(r.data)),
+                AuditRecord(
+                    seq=r.seq,
+                    at=_aware(r.at),
+                    event=r.event,
+                    actor=r.actor,
+                    subject=r.subject,
+                    data=bytes(r.data),
+                ),
                 bytes(r.hash),
             )
 
@@ -130,8 +162,17 @@ class AuditRepository(_Repo):
         if subject is not None:
             stmt = stmt.where(t.audit_log.c.subject == subject)
         rows = self.c.execute(stmt.order_by(t.audit_log.c.seq.desc()).limit(limit))
-        return [AuditRecord(seq=r.seq, at=_aware(r.at), event=r.event, actor=r.actor,
-                            subject=r.subject, data=bytes(r.data)) for r in rows]
+        return [
+            AuditRecord(
+                seq=r.seq,
+                at=_aware(r.at),
+                event=r.event,
+                actor=r.actor,
+                subject=r.subject,
+                data=bytes(r.data),
+            )
+            for r in rows
+        ]
 
 
 class JobRepository(_Repo):
@@ -139,20 +180,26 @@ class JobRepository(_Repo):
         if self.c.execute(select(t.jobs.c.name).where(t.jobs.c.name == name)).first() is None:
             try:
                 with self.c.begin_nested():
-                    self.c.execute(insert(t.jobs).values(name=name, interval_s=interval_s,
-                                                         run_at=now, runs=0))
+                    self.c.execute(
+                        insert(t.jobs).values(name=name, interval_s=interval_s, run_at=now, runs=0)
+                    )
             except IntegrityError:
                 pass  # another process registered it first
         else:
-            self.c.execute(update(t.jobs).where(t.jobs.c.name == name).values(interval_s=interval_s))
+            self.c.execute(
+                update(t.jobs).where(t.jobs.c.name == name).values(interval_s=interval_s)
+            )
 
     def lease(self, name: str, *, owner: str, now: datetime, lease: timedelta) -> bool:
         """Compare-and-set: exactly one process wins a due job until its lease runs out."""
         x = t.jobs.c
         result = self.c.execute(
             update(t.jobs)
-            .where(x.name == name, x.run_at <= now,
-                   or_(x.leased_until.is_(None), x.leased_until <= now))
+            .where(
+                x.name == name,
+                x.run_at <= now,
+                or_(x.leased_until.is_(None), x.leased_until <= now),
+            )
             .values(leased_until=now + lease, lease_owner=owner)
         )
         return result.rowcount == 1
@@ -164,8 +211,14 @@ class JobRepository(_Repo):
         self.c.execute(
             update(t.jobs)
             .where(x.name == name, x.lease_owner == owner)
-            .values(leased_until=None, lease_owner=None, runs=x.runs + 1, last_error=error,
-                    last_finished_at=now, run_at=next_run_at)
+            .values(
+                leased_until=None,
+                lease_owner=None,
+                runs=x.runs + 1,
+                last_error=error,
+                last_finished_at=now,
+                run_at=next_run_at,
+            )
         )
 
     def all(self) -> list[dict[str, object]]:

@@ -211,7 +211,9 @@ class LedgerRepository(_Repo):
         try:
             result = self.c.execute(stmt)
         except IntegrityError as exc:
-            raise InvariantViolation(f"balance constraint refused a change to {account_id}") from exc
+            raise InvariantViolation(
+                f"balance constraint refused a change to {account_id}"
+            ) from exc
         if result.rowcount != 1:
             if limited:
                 raise InsufficientFunds("insufficient funds", account_id=account_id)
@@ -388,8 +390,10 @@ class SpendRepository(_Repo):
         ).first()
         return 0 if row is None else int(row.amount_minor)
 
-    def add(self, user_id: str, currency_code: str, period: str, amount_minor: int, *, limit: int) -> bool:
-        """Count ``amount_minor`` against the month; False (and no change) if it would pass ``limit``."""
+    def add(
+        self, user_id: str, currency_code: str, period: str, amount_minor: int, *, limit: int
+    ) -> bool:
+        """Count ``amount_minor`` against the month; False, changing nothing, past ``limit``."""
         x = t.spend_counters.c
         key = (x.user_id == user_id, x.currency == currency_code, x.period == period)
         result = self.c.execute(
@@ -407,7 +411,9 @@ class SpendRepository(_Repo):
             with self.c.begin_nested():
                 self.c.execute(
                     insert(t.spend_counters).values(
-                        user_id=user_id, currency=currency_code, period=period,
+                        user_id=user_id,
+                        currency=currency_code,
+                        period=period,
                         amount_minor=amount_minor,
                     )
                 )
@@ -420,9 +426,11 @@ class SpendRepository(_Repo):
         self.c.execute(
             update(t.spend_counters)
             .where(x.user_id == user_id, x.currency == currency_code, x.period == period)
-            .values(amount_minor=func.max(x.amount_minor - amount_minor, 0)
-                    if self.c.dialect.name == "sqlite"
-                    else func.greatest(x.amount_minor - amount_minor, 0))
+            .values(
+                amount_minor=func.max(x.amount_minor - amount_minor, 0)
+                if self.c.dialect.name == "sqlite"
+                else func.greatest(x.amount_minor - amount_minor, 0)
+            )
         )
 
 
@@ -431,7 +439,12 @@ class SpendRepository(_Repo):
 
 class AccountRepository(_Repo):
     def add_user(
-        self, *, user_id: str, email_index: bytes, email_ciphertext: bytes, password_hash: str,
+        self,
+        *,
+        user_id: str,
+        email_index: bytes,
+        email_ciphertext: bytes,
+        password_hash: str,
         now: datetime,
     ) -> bool:
         """False when the email index is taken."""
@@ -439,8 +452,12 @@ class AccountRepository(_Repo):
             with self.c.begin_nested():
                 self.c.execute(
                     insert(t.users).values(
-                        id=user_id, email_index=email_index, email_ciphertext=email_ciphertext,
-                        password_hash=password_hash, status="active", created_at=now,
+                        id=user_id,
+                        email_index=email_index,
+                        email_ciphertext=email_ciphertext,
+                        password_hash=password_hash,
+                        status="active",
+                        created_at=now,
                     )
                 )
         except IntegrityError as exc:
@@ -459,8 +476,9 @@ class AccountRepository(_Repo):
 
     @staticmethod
     def _user(row: Row) -> User:
-        return User(row.id, row.email_ciphertext, row.password_hash, row.status,
-                       _aware(row.created_at))
+        return User(
+            row.id, row.email_ciphertext, row.password_hash, row.status, _aware(row.created_at)
+        )
 
     def set_password_hash(self, user_id: str, password_hash: str) -> None:
         self.c.execute(
@@ -474,15 +492,22 @@ class AccountRepository(_Repo):
         if row is None:
             return FactorState()
         return FactorState(
-            failures=row.failures, locks=row.locks, locked_until=aware(row.locked_until),
+            failures=row.failures,
+            locks=row.locks,
+            locked_until=aware(row.locked_until),
             locked_permanently=bool(row.locked_permanently),
         )
 
-    def save_factor_state(self, user_id: str, factor: str, state: FactorState, now: datetime) -> None:
+    def save_factor_state(
+        self, user_id: str, factor: str, state: FactorState, now: datetime
+    ) -> None:
         x = t.factor_states.c
         values = {
-            "failures": state.failures, "locks": state.locks, "locked_until": state.locked_until,
-            "locked_permanently": int(state.locked_permanently), "updated_at": now,
+            "failures": state.failures,
+            "locks": state.locks,
+            "locked_until": state.locked_until,
+            "locked_permanently": int(state.locked_permanently),
+            "updated_at": now,
         }
         result = self.c.execute(
             update(t.factor_states).where(x.user_id == user_id, x.factor == factor).values(**values)
@@ -496,7 +521,9 @@ class AccountRepository(_Repo):
             except IntegrityError as exc:
                 raise RetryTransaction() from exc
 
-    def notify(self, *, notification_id: str, user_id: str, kind: str, body: str, now: datetime) -> None:
+    def notify(
+        self, *, notification_id: str, user_id: str, kind: str, body: str, now: datetime
+    ) -> None:
         self.c.execute(
             insert(t.notifications).values(
                 id=notification_id, user_id=user_id, kind=kind, body=body, created_at=now
@@ -520,9 +547,14 @@ def _session(row: Row) -> Session:
         AuthMethod(m["factor"], datetime.fromisoformat(m["at"])) for m in json.loads(row.methods)
     )
     return Session(
-        id=row.id, user_id=row.user_id, created_at=_aware(row.created_at),
-        last_seen_at=_aware(row.last_seen_at), expires_at=_aware(row.expires_at),
-        idle_timeout_s=row.idle_timeout_s, methods=methods, revoked_at=aware(row.revoked_at),
+        id=row.id,
+        user_id=row.user_id,
+        created_at=_aware(row.created_at),
+        last_seen_at=_aware(row.last_seen_at),
+        expires_at=_aware(row.expires_at),
+        idle_timeout_s=row.idle_timeout_s,
+        methods=methods,
+        revoked_at=aware(row.revoked_at),
     )
 
 
@@ -530,18 +562,25 @@ class SessionRepository(_Repo):
     def add(self, session: Session, *, token_hash: bytes, user_agent: str | None) -> None:
         self.c.execute(
             insert(t.sessions).values(
-                id=session.id, token_hash=token_hash, user_id=session.user_id,
-                created_at=session.created_at, last_seen_at=session.last_seen_at,
-                expires_at=session.expires_at, idle_timeout_s=session.idle_timeout_s,
+                id=session.id,
+                token_hash=token_hash,
+                user_id=session.user_id,
+                created_at=session.created_at,
+                last_seen_at=session.last_seen_at,
+                expires_at=session.expires_at,
+                idle_timeout_s=session.idle_timeout_s,
                 methods=json.dumps(
                     [{"factor": m.factor, "at": m.at.isoformat()} for m in session.methods]
                 ),
-                revoked_at=None, user_agent=user_agent,
+                revoked_at=None,
+                user_agent=user_agent,
             )
         )
 
     def by_token_hash(self, token_hash: bytes) -> Session | None:
-        row = self.c.execute(select(t.sessions).where(t.sessions.c.token_hash == token_hash)).first()
+        row = self.c.execute(
+            select(t.sessions).where(t.sessions.c.token_hash == token_hash)
+        ).first()
         return None if row is None else _session(row)
 
     def touch(self, session_id: str, now: datetime) -> None:
@@ -552,7 +591,9 @@ class SessionRepository(_Repo):
     def revoke(self, session_id: str, now: datetime) -> bool:
         x = t.sessions.c
         result = self.c.execute(
-            update(t.sessions).where(x.id == session_id, x.revoked_at.is_(None)).values(revoked_at=now)
+            update(t.sessions)
+            .where(x.id == session_id, x.revoked_at.is_(None))
+            .values(revoked_at=now)
         )
         return result.rowcount == 1
 
@@ -563,7 +604,9 @@ class SessionRepository(_Repo):
             stmt = stmt.where(x.id != except_id)
         return self.c.execute(stmt.values(revoked_at=now)).rowcount
 
-    def of_user(self, user_id: str, now: datetime, *, limit: int) -> list[tuple[Session, str | None]]:
+    def of_user(
+        self, user_id: str, now: datetime, *, limit: int
+    ) -> list[tuple[Session, str | None]]:
         x = t.sessions.c
         rows = self.c.execute(
             select(t.sessions)
@@ -579,15 +622,21 @@ class MerchantRepository(_Repo):
         self.c.execute(insert(t.merchants).values(id=merchant_id, name=name, created_at=now))
 
     def name(self, merchant_id: str) -> str | None:
-        row = self.c.execute(select(t.merchants.c.name).where(t.merchants.c.id == merchant_id)).first()
+        row = self.c.execute(
+            select(t.merchants.c.name).where(t.merchants.c.id == merchant_id)
+        ).first()
         return None if row is None else str(row.name)
 
     def add_api_key(self, key: ApiKey) -> None:
         self.c.execute(
             insert(t.api_keys).values(
-                id=key.id, merchant_id=key.merchant_id, secret_hash=key.secret_hash,
-                scopes=" ".join(sorted(key.scopes)), label=key.label,
-                created_at=key.created_at, revoked_at=None,
+                id=key.id,
+                merchant_id=key.merchant_id,
+                secret_hash=key.secret_hash,
+                scopes=" ".join(sorted(key.scopes)),
+                label=key.label,
+                created_at=key.created_at,
+                revoked_at=None,
             )
         )
 
@@ -595,18 +644,31 @@ class MerchantRepository(_Repo):
         row = self.c.execute(select(t.api_keys).where(t.api_keys.c.id == key_id)).first()
         if row is None:
             return None
-        return ApiKey(row.id, row.merchant_id, row.secret_hash, frozenset(row.scopes.split()),
-                         row.label, _aware(row.created_at), aware(row.revoked_at))
+        return ApiKey(
+            row.id,
+            row.merchant_id,
+            row.secret_hash,
+            frozenset(row.scopes.split()),
+            row.label,
+            _aware(row.created_at),
+            aware(row.revoked_at),
+        )
 
     def api_keys(self, merchant_id: str) -> list[ApiKey]:
         rows = self.c.execute(
-            select(t.api_keys.c.id).where(t.api_keys.c.merchant_id == merchant_id)
+            select(t.api_keys.c.id)
+            .where(t.api_keys.c.merchant_id == merchant_id)
             .order_by(t.api_keys.c.created_at)
         )
         return [k for r in rows if (k := self.api_key(r.id)) is not None]
 
     def revoke_api_key(self, key_id: str, now: datetime) -> bool:
         x = t.api_keys.c
-        return self.c.execute(
-            update(t.api_keys).where(x.id == key_id, x.revoked_at.is_(None)).values(revoked_at=now)
-        ).rowcount == 1
+        return (
+            self.c.execute(
+                update(t.api_keys)
+                .where(x.id == key_id, x.revoked_at.is_(None))
+                .values(revoked_at=now)
+            ).rowcount
+            == 1
+        )

@@ -142,7 +142,9 @@ ledger_accounts = Table(
 ledger_transfers = Table(
     "ledger_transfers",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("id", String(80), nullable=False, unique=True),
     Column("kind", String(16), nullable=False),
     Column("debit_account_id", String(ID), nullable=False),
@@ -245,7 +247,9 @@ idempotency_keys = Table(
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
     Column("at", TS, nullable=False),
     Column("event", String(64), nullable=False),
     Column("actor", String(80), nullable=False),
