@@ -403,8 +403,19 @@ class SpendRepository(_Repo):
         )
         if result.rowcount == 1:
             return True
-        if self.c.execute(select(x.amount_minor).where(*key)).first() is not None:
-            return False
+        # Either the month's row does not exist yet, or the limit would be passed. Another
+        # transaction may have created the row since our UPDATE looked, so decide on the row
+        # itself, locked, rather than on the UPDATE's view.
+        row = self.c.execute(self._for_update(select(x.amount_minor).where(*key))).first()
+        if row is not None:
+            if row.amount_minor + amount_minor > limit:
+                return False
+            self.c.execute(
+                update(t.spend_counters)
+                .where(*key)
+                .values(amount_minor=x.amount_minor + amount_minor)
+            )
+            return True
         if amount_minor > limit:
             return False
         try:

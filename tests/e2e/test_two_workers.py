@@ -1,0 +1,155 @@
+"""The server as it runs in production: two worker processes on PostgreSQL, hit concurrently."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+PG_URL = os.environ.get("ZEROPAY_TEST_POSTGRES_URL", "")
+PAYMENTS = 500
+AFFORDABLE = 100
+PRICE = 300
+SAME_KEY_REQUESTS = 50
+CLIENT_THREADS = 64
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    if not PG_URL:
+        pytest.skip("PostgreSQL not configured (set ZEROPAY_TEST_POSTGRES_URL)")
+    admin_url = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    name = f"zp_e2e_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = PG_URL.rpartition("/")
+    env = {
+        **os.environ,
+        "ZEROPAY_DATABASE_URL": f"{base}/{name}",
+        "ZEROPAY_POLICY_PROFILE": "core",  # the payments core alone: no step-up on this path
+        "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
+        "ZEROPAY_ARGON2_TIME_COST": "1",
+        "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
+        "ZEROPAY_LOG_LEVEL": "warning",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prom")),
+    }
+    subprocess.run([BIN / "zeropay", "migrate"], env=env, check=True, capture_output=True)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [BIN / "zeropay", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("server did not become ready")
+        yield url, env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _merchant_key(env: dict[str, str]) -> str:
+    out = subprocess.run([BIN / "zeropay", "merchant", "create", "Load Shop"], env=env,
+                         check=True, capture_output=True, text=True)
+    import json
+
+    return str(json.loads(out.stdout)["api_key"])
+
+
+def _payer(http: httpx.Client, email: str) -> dict[str, str]:
+    body = {"email": email, "password": "a long passphrase"}
+    assert http.post("/v1/users", json=body).status_code == 201
+    token = http.post("/v1/sessions", json=body).json()["token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_500_concurrent_confirmations_against_a_wallet_for_100_succeed_exactly_100(server):
+    url, env = server
+    key = {"Authorization": f"Bearer {_merchant_key(env)}"}
+    with httpx.Client(base_url=url, timeout=60) as http:
+        payer = _payer(http, "load@example.com")
+        for _ in range(3):
+            r = http.post("/v1/wallet/topups", headers=payer,
+                          json={"amount": AFFORDABLE * PRICE // 3, "currency": "USD"})
+            assert r.status_code == 201, r.text
+        ids = []
+        for i in range(PAYMENTS):
+            r = http.post("/v1/payments", headers=key,
+                          json={"amount": PRICE, "currency": "USD", "description": f"item {i}"})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+
+        def confirm(payment_id: str) -> tuple[int, str]:
+            r = http.post(f"/v1/checkout/{payment_id}/confirm", headers=payer)
+            body = r.json()
+            return r.status_code, body.get("code") or body.get("status")
+
+        with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
+            outcomes = Counter(pool.map(confirm, ids))
+        assert outcomes == {(200, "succeeded"): AFFORDABLE,
+                            (402, "insufficient_funds"): PAYMENTS - AFFORDABLE}
+        balances = http.get("/v1/wallet", headers=payer).json()["balances"]
+        assert [(b["currency"], b["available"]) for b in balances] == [("USD", 0)]
+    verify = subprocess.run([BIN / "zeropay", "ledger", "verify"], env=env, capture_output=True,
+                            text=True)
+    assert verify.returncode == 0, verify.stdout
+
+
+def test_the_same_idempotency_key_sent_50_times_at_once_makes_one_transfer(server):
+    url, env = server
+    with httpx.Client(base_url=url, timeout=60) as http:
+        payer = _payer(http, "idem@example.com")
+        headers = {**payer, "Idempotency-Key": "one-top-up"}
+
+        def top_up(_: int) -> tuple[int, str]:
+            r = http.post("/v1/wallet/topups", headers=headers,
+                          json={"amount": 1234, "currency": "USD"})
+            return r.status_code, r.json().get("code") or r.json()["id"]
+
+        with ThreadPoolExecutor(max_workers=SAME_KEY_REQUESTS) as pool:
+            outcomes = Counter(pool.map(top_up, range(SAME_KEY_REQUESTS)))
+        created = {k: v for k, v in outcomes.items() if k[0] == 201}
+        assert len(created) == 1, outcomes  # every success names the same transfer
+        assert set(outcomes) - set(created) <= {(409, "idempotency_request_in_flight")}
+        balances = http.get("/v1/wallet", headers=payer).json()["balances"]
+        assert balances[0]["available"] == 1234
+    engine = create_engine(env["ZEROPAY_DATABASE_URL"].replace(
+        "postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as c:
+        count = c.execute(text("SELECT count(*) FROM ledger_transfers WHERE code = 'topup' "
+                               "AND id LIKE '%one-top-up'")).scalar_one()
+    engine.dispose()
+    assert count == 1
