@@ -187,3 +187,18 @@ class Api:
 @pytest.fixture
 def api(client: TestClient, container: Container) -> Api:
     return Api(client, container)
+
+
+@pytest.fixture
+def api_for() -> Iterator[Any]:
+    """An ``Api`` over an app built from another container (other settings, same database)."""
+    clients: list[TestClient] = []
+
+    def make(other: Container) -> Api:
+        client = TestClient(create_app(other), base_url="http://localhost")
+        clients.append(client)
+        return Api(client, other)
+
+    yield make
+    for client in clients:
+        client.close()

@@ -15,6 +15,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -113,7 +114,7 @@ def configure_logging(level: str) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)
         ),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # so a later configure (a test, a reload) takes effect
     )
 
 
@@ -143,8 +144,10 @@ def create_app(container: Container) -> FastAPI:
         if worker is not None:
             worker.join(timeout=10)
 
-    app = FastAPI(
+    # Swagger UI served from files shipped in the package: nothing loads from a CDN.
+    app = FastAPIOffline(
         title="ZeroPay",
+        redoc_url=None,
         version=__version__,
         description="Micropayments with strong customer authentication built in.",
         lifespan=lifespan,

@@ -56,7 +56,7 @@ class AppContext:
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     session_policy: SessionPolicy = field(default_factory=SessionPolicy)
     durations: Durations = field(default_factory=Durations)
-    common_passwords: frozenset[str] = frozenset()
+    common_passwords: frozenset[str] = field(default=frozenset(), repr=False)
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -1,0 +1,125 @@
+"""Operations: health, readiness, metrics, OpenAPI and offline docs, logs, CLI, jobs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from zeropay import cli
+from zeropay.bootstrap import Container
+from zeropay.services import jobs
+
+
+def test_health_readiness_and_metrics_answer(api):
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/readyz").json() == {"status": "ready"}
+    api.client.get("/v1/nothing")
+    metrics = api.client.get("/metrics").text
+    assert 'zeropay_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
+
+
+def test_openapi_lists_the_api_and_the_docs_load_nothing_from_outside(api):
+    spec = api.client.get("/openapi.json").json()
+    assert {"/v1/payments", "/v1/checkout/{payment_id}/confirm", "/v1/wallet/topups"} <= set(
+        spec["paths"]
+    )
+    page = api.client.get("/docs").text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and all(a.startswith("/") for a in assets), assets
+    assert "cdn" not in page.lower()
+    for asset in assets:
+        assert api.client.get(asset).status_code == 200
+
+
+def test_a_request_id_is_echoed_or_made_up(api):
+    assert api.client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers[
+        "X-Request-Id"
+    ] == "abc-123"
+    assert len(api.client.get("/healthz").headers["X-Request-Id"]) == 32
+
+
+def test_no_secret_reaches_the_logs(container, api_for, capsys):
+    verbose = Container(replace(container.settings, log_level="debug"), container.engine,
+                        container.ctx)
+    api = api_for(verbose)
+    capsys.readouterr()
+    payer = api.payer("secretive@example.com", usd=900)
+    merchant = api.merchant()
+    payment = api.payment(merchant)
+    api.client.post(f"/v1/checkout/{payment['id']}/confirm", headers=payer)
+    api.client.post("/v1/sessions", json={"email": "secretive@example.com", "password": "wrong1234"})
+    logged = capsys.readouterr()
+    everything = logged.out + logged.err
+    assert '"route": "/v1/sessions"' in everything  # the logs did capture the requests
+    for secret in ("a long passphrase", "wrong1234", "secretive@example.com",
+                   payer["Authorization"].split()[1], merchant["Authorization"].split()[1]):
+        assert secret not in everything
+
+
+def run_cli(monkeypatch, settings, *argv):
+    monkeypatch.setenv("ZEROPAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ZEROPAY_KEY_FILE", str(settings.key_file))
+    monkeypatch.setenv("ZEROPAY_ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("ZEROPAY_ARGON2_MEMORY_KIB", "1024")
+    return cli.main(list(argv))
+
+
+def test_ledger_verify_passes_then_names_a_corrupted_account(api, container, settings,
+                                                             monkeypatch, capsys):
+    api.payer(usd=900)
+    assert run_cli(monkeypatch, settings, "ledger", "verify") == 0
+    assert "ledger ok" in capsys.readouterr().out
+    with container.engine.begin() as c:
+        c.execute(text("UPDATE ledger_accounts SET debits_posted = debits_posted + 5 "
+                       "WHERE kind = 'funding'"))
+    assert run_cli(monkeypatch, settings, "ledger", "verify") == 1
+    out = capsys.readouterr().out
+    assert "VIOLATION balance_matches_transfers fun_USD_test-funding" in out
+
+
+def test_audit_verify_and_merchant_create_from_the_cli(api, settings, monkeypatch, capsys):
+    assert run_cli(monkeypatch, settings, "merchant", "create", "Kiosk") == 0
+    assert '"api_key": "zpk_' in capsys.readouterr().out
+    assert run_cli(monkeypatch, settings, "audit", "verify") == 0
+    assert "audit log ok: 2 entries" in capsys.readouterr().out
+
+
+def test_a_bad_setting_stops_the_cli_with_a_clear_message(monkeypatch, capsys):
+    monkeypatch.setenv("ZEROPAY_SESSION_IDLE_S", "soon")
+    assert cli.main(["ledger", "verify"]) == 2
+    assert "ZEROPAY_SESSION_IDLE_S must be an integer" in capsys.readouterr().err
+
+
+def test_a_due_job_runs_in_exactly_one_of_two_processes(container, clock):
+    ctx = container.ctx
+    jobs.register(ctx)
+    first = jobs.run_due(ctx, owner="process-a")
+    second = jobs.run_due(ctx, owner="process-b")
+    assert set(first) == {"expire_holds", "purge_idempotency_keys"} and second == {}
+    clock.advance(seconds=31)
+    assert set(jobs.run_due(ctx, owner="process-b")) == {"expire_holds"}
+
+
+def test_a_lease_held_by_a_dead_process_is_taken_over_when_it_runs_out(container, clock):
+    ctx = container.ctx
+    jobs.register(ctx)
+    assert ctx.run(lambda uow: uow.jobs.lease("expire_holds", owner="dead", now=clock.now(),
+                                              lease=timedelta(seconds=120)))
+    assert "expire_holds" not in jobs.run_due(ctx, owner="alive")
+    clock.advance(seconds=121)
+    assert "expire_holds" in jobs.run_due(ctx, owner="alive")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_idempotency_keys_are_purged_after_24_hours(api, container, clock):
+    payer = api.payer()
+    headers = {**payer, "Idempotency-Key": "old"}
+    api.client.post("/v1/wallet/topups", headers=headers, json={"amount": 100, "currency": "USD"})
+    clock.advance(hours=23)
+    assert jobs._purge_idempotency_keys(container.ctx) == 0
+    clock.advance(hours=1, seconds=1)
+    assert jobs._purge_idempotency_keys(container.ctx) == 1
