@@ -98,6 +98,28 @@ def cmd_merchant_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_key_create(args: argparse.Namespace) -> int:
+    from zeropay.services import merchants
+
+    scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
+    key = merchants.create_api_key(
+        _container().ctx, merchant_id=args.merchant_id, scopes=scopes, label=args.label,
+        actor="cli",
+    )
+    print(json.dumps({"key_id": key.key_id, "api_key": key.secret, "scopes": sorted(key.scopes)},
+                     indent=2))
+    return 0
+
+
+def cmd_key_revoke(args: argparse.Namespace) -> int:
+    from zeropay.services import merchants
+
+    merchants.revoke_api_key(_container().ctx, merchant_id=args.merchant_id, key_id=args.key_id,
+                             actor="cli")
+    print(f"revoked {args.key_id}")
+    return 0
+
+
 def cmd_jobs_run(_args: argparse.Namespace) -> int:
     from zeropay.services import jobs
 
@@ -131,6 +153,15 @@ def parser() -> argparse.ArgumentParser:
     create = merchant.add_parser("create", help="create a merchant and its first API key")
     create.add_argument("name")
     create.set_defaults(func=cmd_merchant_create)
+    key_create = merchant.add_parser("key-create", help="issue another API key")
+    key_create.add_argument("merchant_id")
+    key_create.add_argument("--scopes", default="payments:read,payments:write,refunds:write")
+    key_create.add_argument("--label", default="cli")
+    key_create.set_defaults(func=cmd_key_create)
+    key_revoke = merchant.add_parser("key-revoke", help="revoke an API key")
+    key_revoke.add_argument("merchant_id")
+    key_revoke.add_argument("key_id")
+    key_revoke.set_defaults(func=cmd_key_revoke)
     job = sub.add_parser("jobs", help="background jobs").add_subparsers(dest="sub", required=True)
     job.add_parser("run", help="run due jobs once").set_defaults(func=cmd_jobs_run)
     return p

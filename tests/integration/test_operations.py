@@ -123,3 +123,23 @@ def test_idempotency_keys_are_purged_after_24_hours(api, container, clock):
     assert jobs._purge_idempotency_keys(container.ctx) == 0
     clock.advance(hours=1, seconds=1)
     assert jobs._purge_idempotency_keys(container.ctx) == 1
+
+
+def test_a_merchant_issues_a_narrow_key_and_a_revoked_key_stops_working(api):
+    merchant = api.merchant()
+    r = api.client.post("/v1/api-keys", headers=merchant,
+                        json={"scopes": ["payments:read"], "label": "reporting"})
+    assert r.status_code == 201, r.text
+    narrow = {"Authorization": f"Bearer {r.json()['secret']}"}
+    assert api.client.get("/v1/payments", headers=narrow).status_code == 200
+    r = api.client.post("/v1/payments", headers=narrow,
+                        json={"amount": 100, "currency": "USD", "description": "x"})
+    assert (r.status_code, r.json()["code"]) == (403, "forbidden")
+    listed = api.client.get("/v1/api-keys", headers=merchant).json()["data"]
+    assert len(listed) == 2 and all("secret" not in k for k in listed)
+    key_id = r.request.headers["Authorization"].split()[1].split(".")[0].removeprefix("zpk_")
+    assert api.client.delete(f"/v1/api-keys/{key_id}", headers=merchant).status_code == 204
+    r = api.client.get("/v1/payments", headers=narrow)
+    assert (r.status_code, r.json()["reason"]) == (401, "revoked_api_key")
+    r = api.client.post("/v1/api-keys", headers=merchant, json={"scopes": ["everything"]})
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_input")

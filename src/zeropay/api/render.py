@@ -7,7 +7,7 @@ from typing import Any
 
 from zeropay.domain.ledger import Account
 from zeropay.domain.payments import Payment
-from zeropay.domain.records import Refund
+from zeropay.domain.records import ApiKey, Refund
 from zeropay.domain.sessions import Session
 from zeropay.services.wallet import Movement
 
@@ -79,4 +79,15 @@ def session(s: Session, user_agent: str | None = None, *, current: bool = False)
         "aal": s.aal,
         "user_agent": user_agent,
         "current": current,
+    }
+
+
+def api_key(k: ApiKey) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "object": "api_key",
+        "label": k.label,
+        "scopes": sorted(k.scopes),
+        "created_at": ts(k.created_at),
+        "revoked_at": ts(k.revoked_at),
     }

@@ -12,6 +12,7 @@ from zeropay.api import render
 from zeropay.api.deps import Ctx, CurrentMerchant, CurrentSession, idempotent_request
 from zeropay.api.problems import render_error
 from zeropay.api.schemas import (
+    ApiKeyCreate,
     Capture,
     Credentials,
     PaymentCreate,
@@ -21,7 +22,7 @@ from zeropay.api.schemas import (
 )
 from zeropay.domain.money import Money, parse_money
 from zeropay.domain.payments import CaptureMethod
-from zeropay.services import accounts, payments, wallet
+from zeropay.services import accounts, merchants, payments, wallet
 from zeropay.services import idempotency as idem
 from zeropay.services.context import AppContext
 
@@ -341,3 +342,29 @@ def list_refunds(ctx: Ctx, merchant: CurrentMerchant, payment_id: str) -> dict[s
     merchant.require("payments:read")
     rows = payments.refunds_of(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
     return {"data": [render.refund(r) for r in rows]}
+
+
+@router.get("/v1/api-keys", tags=["merchant"])
+def list_api_keys(ctx: Ctx, merchant: CurrentMerchant) -> dict[str, Any]:
+    merchant.require("keys:manage")
+    keys = merchants.list_api_keys(ctx, merchant_id=merchant.merchant_id)
+    return {"data": [render.api_key(k) for k in keys]}
+
+
+@router.post("/v1/api-keys", status_code=201, tags=["merchant"])
+def create_api_key(ctx: Ctx, merchant: CurrentMerchant, body: ApiKeyCreate) -> dict[str, Any]:
+    """Issue a key with the scopes given. The secret is in this response only."""
+    merchant.require("keys:manage")
+    issued = merchants.create_api_key(
+        ctx, merchant_id=merchant.merchant_id, scopes=frozenset(body.scopes), label=body.label,
+        actor=merchant.key_id,
+    )
+    return {"id": issued.key_id, "secret": issued.secret, "scopes": sorted(issued.scopes)}
+
+
+@router.delete("/v1/api-keys/{key_id}", status_code=204, tags=["merchant"])
+def revoke_api_key(ctx: Ctx, merchant: CurrentMerchant, key_id: str) -> Response:
+    merchant.require("keys:manage")
+    merchants.revoke_api_key(ctx, merchant_id=merchant.merchant_id, key_id=key_id,
+                             actor=merchant.key_id)
+    return Response(status_code=204)

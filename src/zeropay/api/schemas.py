@@ -67,3 +67,8 @@ class Registration(Strict):
 class Credentials(Strict):
     email: StrictStr = Field(max_length=320)
     password: StrictStr = Field(max_length=4096)
+
+
+class ApiKeyCreate(Strict):
+    scopes: list[StrictStr] = Field(min_length=1, max_length=8)
+    label: text(64, 1) = "api key"  # type: ignore[valid-type]

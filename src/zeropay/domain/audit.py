@@ -21,6 +21,7 @@ from typing import Literal
 from zeropay.domain.errors import invariant
 
 GENESIS_HASH = bytes(32)
+_EDITED = "entry {seq} does not match its stored hash: it, or the hash before it, was changed"
 
 ChainBreakKind = Literal["edited", "missing", "reordered", "truncated"]
 
@@ -89,7 +90,7 @@ def verify_chain(
         if seq > last_seq:
             if seq == last_seq + 1:
                 if chain_hash(last_hash, record) != stored:
-                    breaks.append(ChainBreak(seq, "edited", f"entry {seq} does not match its hash"))
+                    breaks.append(ChainBreak(seq, "edited", _EDITED.format(seq=seq)))
             else:
                 gaps.append((last_seq + 1, seq - 1))
             last_seq, last_hash = seq, stored
@@ -120,8 +121,10 @@ def _check_head(head: tuple[int, bytes], last_seq: int, last_hash: bytes) -> lis
     head_seq, head_hash = head
     if head_seq > last_seq:
         return [ChainBreak(head_seq, "truncated", f"head names {head_seq}, log ends at {last_seq}")]
-    if (head_seq, head_hash) != (last_seq, last_hash):
-        # Entries past the head, or a chain rewritten up to its end: the content was changed.
-        message = f"head names {head_seq} with another hash than entry {last_seq}"
+    if head_seq < last_seq:
+        message = f"entries {head_seq + 1}..{last_seq} were written without moving the head"
+        return [ChainBreak(head_seq + 1, "edited", message)]
+    if head_hash != last_hash:
+        message = f"entry {last_seq} ends a rewritten chain: its hash differs from the head's"
         return [ChainBreak(last_seq, "edited", message)]
     return []

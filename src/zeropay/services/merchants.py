@@ -11,7 +11,7 @@ from zeropay.domain.records import ApiKey
 from zeropay.services import audit
 from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 
-SCOPES = frozenset({"payments:read", "payments:write", "refunds:write"})
+SCOPES = frozenset({"payments:read", "payments:write", "refunds:write", "keys:manage"})
 KEY_SECRET_BYTES = 32
 KEY_PREFIX = "zpk"
 MERCHANT_NAME_MAX = 128
@@ -118,3 +118,7 @@ def authenticate_key(ctx: AppContext, presented: str) -> MerchantPrincipal:
     if key.revoked_at is not None:
         raise NotAuthenticated("this API key was revoked", reason="revoked_api_key")
     return MerchantPrincipal(merchant_id=key.merchant_id, key_id=key.id, scopes=key.scopes)
+
+
+def list_api_keys(ctx: AppContext, *, merchant_id: str) -> list[ApiKey]:
+    return ctx.run(lambda uow: uow.merchants.api_keys(merchant_id))
