@@ -146,9 +146,9 @@ def confirm(
             expires_at=now + timedelta(seconds=ctx.durations.hold_ttl_s) if manual else None,
         )
         change = plan_transfer(debit=wallet, credit=merchant, amount=amount, pending=manual)
-        uow.ledger.apply(transfer, change, debit_limited=True)
         after = replace(after, payer_id=payer_id, spend_period=period)
         uow.payments.save(payment, after)
+        uow.ledger.apply(transfer, change, debit_limited=True)  # last: it locks the hot rows
         return after
 
     return ctx.run(work, on_commit)

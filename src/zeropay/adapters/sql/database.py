@@ -44,7 +44,9 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping (a round trip per transaction): a connection found dead is invalidated and
+        # the transaction runs again on a fresh one (see ``_retryable``).
+        pool_recycle=1800,
         isolation_level="READ COMMITTED",
     )
 
@@ -66,10 +68,14 @@ def _sqlite_pragmas(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _retryable(exc: BaseException) -> bool:
+def _retryable(exc: BaseException, *, at_commit: bool) -> bool:
     if isinstance(exc, RetryTransaction):
         return True
     if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            # A connection lost before COMMIT was sent took its transaction with it: run it
+            # again. Lost *during* COMMIT, nobody knows whether it committed, so never retry.
+            return not at_commit
         sqlstate = getattr(exc.orig, "sqlstate", None)
         if sqlstate in RETRY_SQLSTATES:
             return True
@@ -81,11 +87,14 @@ def _retryable(exc: BaseException) -> bool:
 def run_in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run ``work`` in one transaction, committing once; run it again on a retryable failure."""
     for attempt in range(1, TRANSACTION_ATTEMPTS_MAX + 1):
+        at_commit = False
         try:
             with engine.begin() as connection:
-                return work(connection)
+                result = work(connection)
+                at_commit = True
+            return result
         except Exception as exc:
-            if not _retryable(exc) or attempt == TRANSACTION_ATTEMPTS_MAX:
+            if not _retryable(exc, at_commit=at_commit) or attempt == TRANSACTION_ATTEMPTS_MAX:
                 if isinstance(exc, OperationalError):
                     raise InfrastructureError("the database is unavailable") from exc
                 raise

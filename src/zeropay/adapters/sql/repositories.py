@@ -159,8 +159,35 @@ class LedgerRepository(_Repo):
         return None if row is None else _transfer(row)
 
     def apply(self, transfer: Transfer, change: BalanceChange, *, debit_limited: bool) -> None:
-        """Write one transfer and its balance change. Accounts are updated in id order so two
-        transfers between the same accounts in opposite directions cannot deadlock."""
+        """Write one transfer and its balance change.
+
+        The transfer row goes first, so a duplicate id is found before any account is locked;
+        the accounts follow in id order, so two transfers between the same accounts in opposite
+        directions cannot deadlock, and the (often hot) account rows stay locked only from here
+        to the commit.
+        """
+        try:
+            self.c.execute(
+                insert(t.ledger_transfers).values(
+                    id=transfer.id,
+                    kind=transfer.kind.value,
+                    debit_account_id=transfer.debit_account_id,
+                    credit_account_id=transfer.credit_account_id,
+                    currency=transfer.amount.currency.code,
+                    amount_minor=transfer.amount.amount_minor,
+                    code=transfer.code,
+                    pending_id=transfer.pending_id,
+                    expires_at=transfer.expires_at,
+                    reference=transfer.reference,
+                    created_at=transfer.created_at,
+                )
+            )
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                # Another transaction wrote this transfer id (or resolved this hold) first.
+                # Run the use case again: it will find that transfer and answer from it.
+                raise RetryTransaction() from exc
+            raise InvariantViolation(f"ledger constraint refused transfer {transfer.id}") from exc
         sides = sorted(
             [
                 (transfer.debit_account_id, change.debit, debit_limited),
@@ -169,29 +196,6 @@ class LedgerRepository(_Repo):
         )
         for account_id, delta, limited in sides:
             self._bump(account_id, delta, limited=limited)
-        try:
-            with self.c.begin_nested():
-                self.c.execute(
-                    insert(t.ledger_transfers).values(
-                        id=transfer.id,
-                        kind=transfer.kind.value,
-                        debit_account_id=transfer.debit_account_id,
-                        credit_account_id=transfer.credit_account_id,
-                        currency=transfer.amount.currency.code,
-                        amount_minor=transfer.amount.amount_minor,
-                        code=transfer.code,
-                        pending_id=transfer.pending_id,
-                        expires_at=transfer.expires_at,
-                        reference=transfer.reference,
-                        created_at=transfer.created_at,
-                    )
-                )
-        except IntegrityError as exc:
-            if _is_unique_violation(exc):
-                # Another transaction wrote this transfer id (or resolved this hold) first.
-                # Run the use case again: it will find that transfer and answer from it.
-                raise RetryTransaction() from exc
-            raise InvariantViolation(f"ledger constraint refused transfer {transfer.id}") from exc
 
     def _bump(self, account_id: str, delta: Balance, *, limited: bool) -> None:
         a = t.ledger_accounts.c
