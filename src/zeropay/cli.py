@@ -7,11 +7,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from zeropay.config import ConfigError, Settings
 
+if TYPE_CHECKING:
+    from zeropay.bootstrap import Container
 
-def _container(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+
+def _container(settings: Settings | None = None) -> Container:
     from zeropay.bootstrap import build
 
     return build(settings or Settings.from_env())
@@ -103,19 +107,26 @@ def cmd_key_create(args: argparse.Namespace) -> int:
 
     scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
     key = merchants.create_api_key(
-        _container().ctx, merchant_id=args.merchant_id, scopes=scopes, label=args.label,
+        _container().ctx,
+        merchant_id=args.merchant_id,
+        scopes=scopes,
+        label=args.label,
         actor="cli",
     )
-    print(json.dumps({"key_id": key.key_id, "api_key": key.secret, "scopes": sorted(key.scopes)},
-                     indent=2))
+    print(
+        json.dumps(
+            {"key_id": key.key_id, "api_key": key.secret, "scopes": sorted(key.scopes)}, indent=2
+        )
+    )
     return 0
 
 
 def cmd_key_revoke(args: argparse.Namespace) -> int:
     from zeropay.services import merchants
 
-    merchants.revoke_api_key(_container().ctx, merchant_id=args.merchant_id, key_id=args.key_id,
-                             actor="cli")
+    merchants.revoke_api_key(
+        _container().ctx, merchant_id=args.merchant_id, key_id=args.key_id, actor="cli"
+    )
     print(f"revoked {args.key_id}")
     return 0
 

@@ -107,7 +107,12 @@ def me(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
 @router.get("/v1/me/notifications", tags=["payer"])
 def my_notifications(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
     rows = accounts.notifications(ctx, session.user_id)
-    return {"data": [{**r, "created_at": render.ts(r["created_at"])} for r in rows]}
+    return {
+        "data": [
+            {"id": n.id, "kind": n.kind, "body": n.body, "created_at": render.ts(n.created_at)}
+            for n in rows
+        ]
+    }
 
 
 # ---- payer: wallet ----------------------------------------------------------------------------
@@ -356,7 +361,10 @@ def create_api_key(ctx: Ctx, merchant: CurrentMerchant, body: ApiKeyCreate) -> d
     """Issue a key with the scopes given. The secret is in this response only."""
     merchant.require("keys:manage")
     issued = merchants.create_api_key(
-        ctx, merchant_id=merchant.merchant_id, scopes=frozenset(body.scopes), label=body.label,
+        ctx,
+        merchant_id=merchant.merchant_id,
+        scopes=frozenset(body.scopes),
+        label=body.label,
         actor=merchant.key_id,
     )
     return {"id": issued.key_id, "secret": issued.secret, "scopes": sorted(issued.scopes)}
@@ -365,6 +373,7 @@ def create_api_key(ctx: Ctx, merchant: CurrentMerchant, body: ApiKeyCreate) -> d
 @router.delete("/v1/api-keys/{key_id}", status_code=204, tags=["merchant"])
 def revoke_api_key(ctx: Ctx, merchant: CurrentMerchant, key_id: str) -> Response:
     merchant.require("keys:manage")
-    merchants.revoke_api_key(ctx, merchant_id=merchant.merchant_id, key_id=key_id,
-                             actor=merchant.key_id)
+    merchants.revoke_api_key(
+        ctx, merchant_id=merchant.merchant_id, key_id=key_id, actor=merchant.key_id
+    )
     return Response(status_code=204)

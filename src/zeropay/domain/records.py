@@ -36,3 +36,11 @@ class Refund:
     reason: str | None
     transfer_id: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    id: str
+    kind: str
+    body: str
+    created_at: datetime

@@ -23,6 +23,7 @@ from zeropay.domain.lockout import (
     register_success,
 )
 from zeropay.domain.passwords import check_password_policy
+from zeropay.domain.records import Notification
 from zeropay.domain.sessions import Session, needs_touch, new_session, verify_session_active
 from zeropay.services import audit
 from zeropay.services.context import AppContext, UnitOfWork, urlsafe
@@ -277,6 +278,5 @@ def email_of(ctx: AppContext, user_id: str) -> str:
     ).decode()
 
 
-def notifications(ctx: AppContext, user_id: str, *, limit: int = 50) -> list[dict[str, object]]:
-    rows = ctx.run(lambda uow: uow.accounts.notifications(user_id, limit=limit))
-    return [{"id": r.id, "kind": r.kind, "body": r.body, "created_at": r.created_at} for r in rows]
+def notifications(ctx: AppContext, user_id: str, *, limit: int = 50) -> list[Notification]:
+    return ctx.run(lambda uow: uow.accounts.notifications(user_id, limit=limit))

@@ -46,12 +46,7 @@ def run_due(ctx: AppContext, *, owner: str) -> dict[str, int]:
     """Run every job that is due and whose lease this process wins. Returns work done per job."""
     done: dict[str, int] = {}
     for job in JOBS:
-        won = ctx.run(
-            lambda uow, job=job: uow.jobs.lease(
-                job.name, owner=owner, now=ctx.now(), lease=timedelta(seconds=JOB_LEASE_S)
-            )
-        )
-        if not won:
+        if not _lease(ctx, job, owner):
             continue
         error = None
         try:
@@ -59,13 +54,27 @@ def run_due(ctx: AppContext, *, owner: str) -> dict[str, int]:
         except Exception as exc:  # a failing job must not stop the others; it is recorded
             log.exception("job %s failed", job.name)
             error = f"{type(exc).__name__}: {exc}"[:500]
-        ctx.run(
-            lambda uow, job=job, error=error: uow.jobs.finish(
-                job.name,
-                owner=owner,
-                now=ctx.now(),
-                error=error,
-                next_run_at=ctx.now() + timedelta(seconds=job.interval_s),
-            )
-        )
+        _finish(ctx, job, owner, error)
     return done
+
+
+def _lease(ctx: AppContext, job: Job, owner: str) -> bool:
+    def work(uow: UnitOfWork) -> bool:
+        lease = timedelta(seconds=JOB_LEASE_S)
+        return bool(uow.jobs.lease(job.name, owner=owner, now=ctx.now(), lease=lease))
+
+    return ctx.run(work)
+
+
+def _finish(ctx: AppContext, job: Job, owner: str, error: str | None) -> None:
+    def work(uow: UnitOfWork) -> None:
+        now = ctx.now()
+        uow.jobs.finish(
+            job.name,
+            owner=owner,
+            now=now,
+            error=error,
+            next_run_at=now + timedelta(seconds=job.interval_s),
+        )
+
+    ctx.run(work)

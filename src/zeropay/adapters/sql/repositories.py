@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -29,7 +30,7 @@ from zeropay.domain.ledger import (
 from zeropay.domain.lockout import FactorState
 from zeropay.domain.money import Money, currency
 from zeropay.domain.payments import CaptureMethod, Payment, PaymentStatus
-from zeropay.domain.records import ApiKey, Refund, User
+from zeropay.domain.records import ApiKey, Notification, Refund, User
 from zeropay.domain.sessions import AuthMethod, Session
 
 
@@ -56,7 +57,7 @@ class _Repo:
         self.c = connection
         self._locking = connection.dialect.name == "postgresql"
 
-    def _for_update(self, stmt):  # type: ignore[no-untyped-def]
+    def _for_update(self, stmt: Select[Any]) -> Select[Any]:
         return stmt.with_for_update() if self._locking else stmt
 
 
@@ -545,16 +546,15 @@ class AccountRepository(_Repo):
             )
         )
 
-    def notifications(self, user_id: str, *, limit: int) -> list[Row]:
+    def notifications(self, user_id: str, *, limit: int) -> list[Notification]:
         x = t.notifications.c
-        return list(
-            self.c.execute(
-                select(t.notifications)
-                .where(x.user_id == user_id)
-                .order_by(x.created_at.desc(), x.id.desc())
-                .limit(limit)
-            )
+        rows = self.c.execute(
+            select(t.notifications)
+            .where(x.user_id == user_id)
+            .order_by(x.created_at.desc(), x.id.desc())
+            .limit(limit)
         )
+        return [Notification(r.id, r.kind, r.body, _aware(r.created_at)) for r in rows]
 
 
 def _session(row: Row) -> Session:
