@@ -1,151 +1,471 @@
-"""``make bench``: confirmed payments per second through HTTP (server with 2 workers) on SQLite
-and PostgreSQL, p50/p99 latency, peak RSS per worker, and pgbench TPC-B on the same PostgreSQL
-in the same run. Figures go to stdout and to var/bench.json under "payments_core"."""
+"""``python -m bench`` (``make bench``): the payments core measured through HTTP.
+
+For SQLite and for PostgreSQL: start ``zeropay serve --workers 2`` on a fresh database, seed
+payers and one merchant, pre-create the payments (outside the timed window), then confirm them
+all from one asyncio httpx client at a fixed concurrency. Reported: confirmed payments per second,
+p50/p99 latency, errors, and the peak RSS (VmHWM) of each uvicorn worker process. Then pgbench
+TPC-B on the same PostgreSQL server in the same run gives a yardstick: the ratio of confirmed
+payments per second to pgbench transactions per second.
+
+The load generator, the server workers and PostgreSQL all share the same machine's cores, so the
+figures are a floor for the server, not its ceiling. Results are merged into ``var/bench.json``
+under ``"payments_core"``. ``--quick`` runs a tiny version to check the harness works.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
+import platform
 import re
-import statistics
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
 
-PG = os.environ.get("ZEROPAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 BIN = Path(sys.executable).parent
-PAYMENTS = 2000
-CONCURRENCY = 32
-PRICE = 100
-PAYERS = 20
+OUT = Path("var/bench.json")
+QUICK_OUT = Path("var/bench-quick.json")  # a --quick run never overwrites the real figures
+KEY = "payments_core"
+WORKERS = 2
+PASSWORD = "a long passphrase"
+PRICE_MINOR = 100  # USD 1.00
+TOPUP_MINOR = 60_000  # under the USD 700 single top-up cap and monthly spend limit
+READY_WAIT_S = 30
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+@dataclass(frozen=True)
+class Plan:
+    payers: int
+    payments_pg: int
+    payments_sqlite: int
+    concurrency: int
+    seed_concurrency: int
+    pgbench_scale: int
+    pgbench_clients: int
+    pgbench_threads: int
+    pgbench_seconds: int
+    warmup: int  # confirmations before the timed window: connection pools, caches, first imports
+
+
+FULL = Plan(payers=20, payments_pg=3000, payments_sqlite=1500, concurrency=32,
+            seed_concurrency=16, pgbench_scale=10, pgbench_clients=8, pgbench_threads=2,
+            pgbench_seconds=20, warmup=64)
+QUICK = Plan(payers=4, payments_pg=120, payments_sqlite=120, concurrency=8, seed_concurrency=8,
+             pgbench_scale=1, pgbench_clients=4, pgbench_threads=2, pgbench_seconds=3,
+             warmup=8)
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), round(p / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+# ---- processes ----------------------------------------------------------------------------------
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def run_server(label: str, database_url: str, workdir: Path) -> dict[str, object]:
-    env = {**os.environ, "ZEROPAY_DATABASE_URL": database_url, "ZEROPAY_POLICY_PROFILE": "core",
-           "ZEROPAY_KEY_FILE": str(workdir / "keys.json"), "ZEROPAY_LOG_LEVEL": "warning",
-           "ZEROPAY_ARGON2_TIME_COST": "1", "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
-           "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom")}
-    (workdir / "prom").mkdir(exist_ok=True)
-    subprocess.run([BIN / "zeropay", "migrate"], env=env, check=True, capture_output=True)
-    key = json.loads(subprocess.run([BIN / "zeropay", "merchant", "create", "Bench"], env=env,
-                                    check=True, capture_output=True, text=True).stdout)["api_key"]
-    proc = subprocess.Popen([BIN / "zeropay", "serve", "--host", "127.0.0.1", "--port", "8765",
-                             "--workers", "2"], env=env)
-    url = "http://127.0.0.1:8765"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        merchant = {"Authorization": f"Bearer {key}"}
-        with httpx.Client(base_url=url, timeout=60) as http:
-            payers = []
-            for i in range(PAYERS):
-                body = {"email": f"p{i}@bench.example", "password": "a long passphrase"}
-                http.post("/v1/users", json=body)
-                token = http.post("/v1/sessions", json=body).json()["token"]
-                h = {"Authorization": f"Bearer {token}"}
-                http.post("/v1/wallet/topups", headers=h, json={"amount": 60000, "currency": "USD"})
-                payers.append(h)
-            jobs = []
-            for i in range(PAYMENTS):
-                r = http.post("/v1/payments", headers=merchant,
-                              json={"amount": PRICE, "currency": "USD", "description": "bench"})
-                jobs.append((r.json()["id"], payers[i % PAYERS]))
-            latencies: list[float] = []
-            errors = 0
-
-            def confirm(job: tuple[str, dict[str, str]]) -> None:
-                nonlocal errors
-                started = time.perf_counter()
-                r = http.post(f"/v1/checkout/{job[0]}/confirm", headers=job[1])
-                latencies.append((time.perf_counter() - started) * 1000)
-                if r.status_code != 200:
-                    errors += 1
-
-            started = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
-                list(pool.map(confirm, jobs))
-            elapsed = time.perf_counter() - started
-        rss = [round(_rss_mb(p), 1) for p in _children(proc.pid)]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-    q = statistics.quantiles(latencies, n=100)
-    return {"backend": label, "payments_per_s": round((PAYMENTS - errors) / elapsed, 1),
-            "latency_ms_p50": round(q[49], 2), "latency_ms_p99": round(q[98], 2),
-            "errors": errors, "worker_rss_mb_peak": rss, "concurrency": CONCURRENCY,
-            "payments": PAYMENTS}
-
-
-def pgbench_tps(dbname: str) -> float:
-    base = PG.rsplit("/", 1)[0]
-    subprocess.run(["pgbench", "-q", "-i", "-s", "10", f"{base}/{dbname}"], check=True,
-                   capture_output=True)
-    out = subprocess.run(["pgbench", "-c", "8", "-j", "2", "-T", "15", f"{base}/{dbname}"],
-                         check=True, capture_output=True, text=True).stdout
-    match = re.search(r"tps = ([\d.]+)", out)
-    return float(match.group(1)) if match else 0.0
-
-
-def main() -> int:
-    admin = create_engine(PG.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        sqlite_dir = Path(tmp) / "sqlite"
-        sqlite_dir.mkdir()
-        results.append(run_server("sqlite", f"sqlite:///{sqlite_dir}/bench.db", sqlite_dir))
-        name = f"zp_bench_{uuid.uuid4().hex[:8]}"
-        pg_dir = Path(tmp) / "pg"
-        pg_dir.mkdir()
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-            c.execute(text(f'CREATE DATABASE "{name}_tpcb"'))
+    """Direct children of ``pid``, found by scanning /proc (psutil is not a dependency)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            results.append(run_server("postgresql", f"{PG.rsplit('/', 1)[0]}/{name}", pg_dir))
-            tps = pgbench_tps(f"{name}_tpcb")
-        finally:
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}_tpcb" WITH (FORCE)'))
-    results[1]["pgbench_tpcb_tps"] = tps
-    results[1]["ratio_to_pgbench"] = round(float(results[1]["payments_per_s"]) / tps, 3)
-    print("backend     payments/s  p50 ms  p99 ms  errors  worker peak RSS MB")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) may hold spaces and parentheses: split after the last ")".
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _worker_pids(server_pid: int) -> list[int]:
+    """uvicorn's worker processes: spawned children running ``multiprocessing.spawn``, not the
+    resource tracker that multiprocessing also starts."""
+    kids = _children(server_pid)
+    workers = [p for p in kids if "spawn_main" in _cmdline(p)]
+    return workers or [p for p in kids if "resource_tracker" not in _cmdline(p)]
+
+
+class Server:
+    def __init__(self, database_url: str, workdir: Path) -> None:
+        self.workdir = workdir
+        (workdir / "prom").mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "ZEROPAY_DATABASE_URL": database_url,
+            "ZEROPAY_POLICY_PROFILE": "core",
+            "ZEROPAY_KEY_FILE": str(workdir / "keys.json"),
+            "ZEROPAY_ARGON2_TIME_COST": "1",
+            "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
+            "ZEROPAY_LOG_LEVEL": "warning",
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom"),  # never the shared var/prometheus
+        }
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "server.log"
+
+    def zeropay(self, *args: str) -> str:
+        done = subprocess.run([str(BIN / "zeropay"), *args], env=self.env, capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"zeropay {' '.join(args)} failed: {done.stderr or done.stdout}")
+        return done.stdout
+
+    def start(self) -> None:
+        self.zeropay("migrate")
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(BIN / "zeropay"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--workers", str(WORKERS)],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + READY_WAIT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self._log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {READY_WAIT_S}s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+    def rss(self) -> dict[str, Any]:
+        assert self.proc is not None
+        workers = _worker_pids(self.proc.pid)
+        return {
+            "supervisor_mb": _peak_rss_mb(self.proc.pid),
+            "workers_mb": [_peak_rss_mb(p) for p in workers],
+        }
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+
+
+# ---- load ---------------------------------------------------------------------------------------
+
+
+def _check(r: httpx.Response, status: int) -> dict[str, Any]:
+    if r.status_code != status:
+        raise RuntimeError(f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text}")
+    return dict(r.json())
+
+
+async def _gather_limited(limit: int, coros: list[Any]) -> list[Any]:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(coro: Any) -> Any:
+        async with gate:
+            return await coro
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def _seed(http: httpx.AsyncClient, merchant_key: str, plan: Plan, payments: int,
+                tag: str) -> list[tuple[str, dict[str, str]]]:
+    async def payer(i: int) -> dict[str, str]:
+        body = {"email": f"payer{i}-{tag}@bench.example", "password": PASSWORD}
+        _check(await http.post("/v1/users", json=body), 201)
+        token = _check(await http.post("/v1/sessions", json=body), 201)["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        _check(await http.post("/v1/wallet/topups", headers=headers,
+                               json={"amount": TOPUP_MINOR, "currency": "USD"}), 201)
+        return headers
+
+    payers = await _gather_limited(plan.seed_concurrency, [payer(i) for i in range(plan.payers)])
+    per_payer = -(-payments // plan.payers)
+    assert per_payer * PRICE_MINOR <= TOPUP_MINOR, "payers cannot afford the plan"
+    merchant = {"Authorization": f"Bearer {merchant_key}"}
+
+    async def payment(i: int) -> str:
+        body = {"amount": PRICE_MINOR, "currency": "USD", "description": f"bench {i}"}
+        return str(_check(await http.post("/v1/payments", headers=merchant, json=body), 201)["id"])
+
+    ids = await _gather_limited(plan.seed_concurrency, [payment(i) for i in range(payments)])
+    return [(pid, payers[i % plan.payers]) for i, pid in enumerate(ids)]
+
+
+async def _confirm_all(http: httpx.AsyncClient, jobs: list[tuple[str, dict[str, str]]],
+                       concurrency: int) -> tuple[float, list[float], Counter[str]]:
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    queue = iter(jobs)
+
+    async def worker() -> None:
+        for payment_id, headers in queue:  # the iterator is shared: each job is taken once
+            started = time.perf_counter()
+            try:
+                r = await http.post(f"/v1/checkout/{payment_id}/confirm", headers=headers)
+                ok = r.status_code == 200 and r.json().get("status") == "succeeded"
+                outcome = "ok" if ok else f"{r.status_code} {r.json().get('code', '?')}"
+            except (httpx.HTTPError, ValueError) as exc:
+                outcome = type(exc).__name__
+            latencies.append((time.perf_counter() - started) * 1000)
+            outcomes[outcome] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started, latencies, outcomes
+
+
+def measure(backend: str, database_url: str, workdir: Path, plan: Plan) -> dict[str, Any]:
+    payments = plan.payments_pg if backend == "postgresql" else plan.payments_sqlite
+    server = Server(database_url, workdir)
+    _log(f"{backend}: migrating and starting the server ({WORKERS} workers)")
+    server.start()
+    try:
+        merchant_key = json.loads(server.zeropay("merchant", "create", "Bench Shop"))["api_key"]
+        warmup_failures: Counter[str] = Counter()
+
+        async def run() -> tuple[float, list[float], Counter[str]]:
+            limits = httpx.Limits(max_connections=max(plan.concurrency, plan.seed_concurrency),
+                                  max_keepalive_connections=plan.concurrency)
+            async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
+                seeded_at = time.perf_counter()
+                jobs = await _seed(http, merchant_key, plan, payments + plan.warmup,
+                                   uuid.uuid4().hex[:6])
+                _log(f"{backend}: seeded {plan.payers} payers and {len(jobs)} payments in "
+                     f"{time.perf_counter() - seeded_at:.1f}s; {plan.warmup} warm-up, then "
+                     f"{payments} timed at concurrency {plan.concurrency}")
+                _, _, warm = await _confirm_all(http, jobs[: plan.warmup], plan.concurrency)
+                warmup_failures.update(k for k in warm.elements() if k != "ok")
+                return await _confirm_all(http, jobs[plan.warmup :], plan.concurrency)
+
+        elapsed, latencies, outcomes = asyncio.run(run())
+        rss = server.rss()
+        verify = subprocess.run([str(BIN / "zeropay"), "ledger", "verify"], env=server.env,
+                                capture_output=True, text=True)
+    finally:
+        server.stop()
+    latencies.sort()
+    confirmed = outcomes.pop("ok", 0)
+    return {
+        "backend": backend,
+        "payments": payments,
+        "confirmed": confirmed,
+        "errors": sum(outcomes.values()),
+        "error_kinds": dict(outcomes),
+        "warmup_confirmations": plan.warmup,
+        "warmup_errors": sum(warmup_failures.values()),
+        "seconds": round(elapsed, 2),
+        "payments_per_s": round(confirmed / elapsed, 1),
+        "latency_ms_p50": round(_percentile(latencies, 50), 1),
+        "latency_ms_p99": round(_percentile(latencies, 99), 1),
+        "latency_ms_max": round(latencies[-1], 1) if latencies else None,
+        "concurrency": plan.concurrency,
+        "server_workers": WORKERS,
+        "worker_peak_rss_mb": rss["workers_mb"],
+        "supervisor_peak_rss_mb": rss["supervisor_mb"],
+        "ledger_verify_ok": verify.returncode == 0,
+    }
+
+
+# ---- PostgreSQL ---------------------------------------------------------------------------------
+
+
+def _pg_admin() -> URL:
+    raw = os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or DEFAULT_PG
+    return make_url(raw.replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+def _libpq(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def pgbench(url: URL, plan: Plan) -> dict[str, Any]:
+    target = _libpq(url)
+    _log(f"pgbench: initialising scale {plan.pgbench_scale}")
+    subprocess.run(["pgbench", "-i", "-q", "-s", str(plan.pgbench_scale), target], check=True,
+                   capture_output=True)
+    _log(f"pgbench: TPC-B -c {plan.pgbench_clients} -j {plan.pgbench_threads} "
+         f"-T {plan.pgbench_seconds}")
+    done = subprocess.run(
+        ["pgbench", "-c", str(plan.pgbench_clients), "-j", str(plan.pgbench_threads),
+         "-T", str(plan.pgbench_seconds), target],
+        check=True, capture_output=True, text=True,
+    )
+    match = re.search(r"^tps = ([\d.]+)", done.stdout, re.MULTILINE)
+    if not match:
+        raise RuntimeError(f"no tps in pgbench output:\n{done.stdout}")
+    latency = re.search(r"latency average = ([\d.]+) ms", done.stdout)
+    return {
+        "tps": round(float(match.group(1)), 1),
+        "latency_ms_avg": float(latency.group(1)) if latency else None,
+        "scale": plan.pgbench_scale,
+        "clients": plan.pgbench_clients,
+        "threads": plan.pgbench_threads,
+        "seconds": plan.pgbench_seconds,
+    }
+
+
+def _server_version(admin: Any) -> str:
+    with admin.connect() as c:
+        return str(c.execute(text("SHOW server_version")).scalar_one())
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def _table(results: list[dict[str, Any]], tpcb: dict[str, Any] | None, ratio: float | None,
+           load_before: list[float]) -> str:
+    head = (f"{'backend':<11}{'payments':>9}{'confirmed/s':>13}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'errors':>8}  worker peak RSS MB   ledger")
+    lines = [head, "-" * len(head)]
     for r in results:
-        print(f"{r['backend']:<11} {r['payments_per_s']:>10} {r['latency_ms_p50']:>7} "
-              f"{r['latency_ms_p99']:>7} {r['errors']:>7}  {r['worker_rss_mb_peak']}")
-    print(f"pgbench TPC-B (same PostgreSQL, -c 8 -j 2 -T 15): {tps:.1f} tps; "
-          f"ratio payments/pgbench = {results[1]['ratio_to_pgbench']}")
-    print("note: the load generator shares the machine's 2 cores with the server and database")
-    out = Path("var/bench.json")
-    out.parent.mkdir(exist_ok=True)
-    data = json.loads(out.read_text()) if out.exists() else {}
-    data["payments_core"] = {"results": results, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                              time.gmtime())}
-    out.write_text(json.dumps(data, indent=2))
-    return 0
+        rss = ", ".join(f"{m}" for m in r["worker_peak_rss_mb"])
+        lines.append(
+            f"{r['backend']:<11}{r['payments']:>9}{r['payments_per_s']:>13}"
+            f"{r['latency_ms_p50']:>9}{r['latency_ms_p99']:>9}{r['errors']:>8}  "
+            f"{rss:<19} {'ok' if r['ledger_verify_ok'] else 'FAILED'}"
+        )
+    if tpcb is not None:
+        lines.append(
+            f"pgbench TPC-B (same server, -s {tpcb['scale']} -c {tpcb['clients']} "
+            f"-j {tpcb['threads']} -T {tpcb['seconds']}): {tpcb['tps']} tps"
+        )
+        lines.append(f"ratio confirmed payments/s (PostgreSQL) / pgbench tps = {ratio}")
+    lines.append(f"note: client, {WORKERS} server workers and PostgreSQL share "
+                 f"{os.cpu_count()} CPU cores on this machine; load average at start "
+                 f"{load_before[0]}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench",
+                                     description="ZeroPay payments benchmark")
+    parser.add_argument("--quick", action="store_true", help="a tiny run to check the harness")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"JSON file (default {OUT}; {QUICK_OUT} with --quick)")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    args.out = args.out or (QUICK_OUT if args.quick else OUT)
+    if shutil.which("pgbench") is None:
+        print("pgbench is not installed", file=sys.stderr)
+        return 2
+
+    admin_url = _pg_admin()
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    run_id = uuid.uuid4().hex[:8]
+    app_db, tpcb_db = f"zp_bench_{run_id}", f"zp_bench_{run_id}_tpcb"
+    started = time.monotonic()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    results: list[dict[str, Any]] = []
+    try:
+        pg_version = _server_version(admin)
+        with tempfile.TemporaryDirectory(prefix="zp_bench_") as tmp:
+            sqlite_dir = Path(tmp) / "sqlite"
+            sqlite_dir.mkdir()
+            results.append(measure("sqlite", f"sqlite:///{sqlite_dir / 'bench.db'}", sqlite_dir,
+                                   plan))
+            with admin.connect() as c:
+                c.execute(text(f'CREATE DATABASE "{app_db}"'))
+                c.execute(text(f'CREATE DATABASE "{tpcb_db}"'))
+            pg_dir = Path(tmp) / "pg"
+            pg_dir.mkdir()
+            results.append(measure("postgresql", _libpq(admin_url.set(database=app_db)), pg_dir,
+                                   plan))
+            tpcb = pgbench(admin_url.set(database=tpcb_db), plan)
+    finally:
+        with admin.connect() as c:
+            for name in (app_db, tpcb_db):
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    pg = results[-1]
+    ratio = round(pg["payments_per_s"] / tpcb["tps"], 4) if tpcb["tps"] else None
+    record = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "quick": args.quick,
+        "plan": asdict(plan),
+        "results": results,
+        "pgbench_tpcb": tpcb,
+        "ratio_payments_per_s_to_pgbench_tps": ratio,
+        "environment": {
+            "cpu_cores": os.cpu_count(),
+            "load_average_at_start": load_before,  # other work on the machine skews figures
+            "python": platform.python_version(),
+            "postgresql": pg_version,
+            "load_generator": "one asyncio process (httpx.AsyncClient) on the same machine",
+            "note": "client, server workers and PostgreSQL share the same CPU cores",
+        },
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(args.out.read_text()) if args.out.exists() else {}
+    except json.JSONDecodeError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    data[KEY] = record
+    tmp_out = args.out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(data, indent=2) + "\n")
+    tmp_out.replace(args.out)
+
+    print()
+    print(_table(results, tpcb, ratio, load_before))
+    print(f"written to {args.out} under {KEY!r} ({record['wall_seconds']}s wall)")
+    failed = any(r["errors"] or r["warmup_errors"] or not r["ledger_verify_ok"] for r in results)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

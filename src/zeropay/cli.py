@@ -75,6 +75,19 @@ def cmd_ledger_verify(_args: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
+def cmd_ledger_reverse(args: argparse.Namespace) -> int:
+    from zeropay.services import ledger_check
+
+    reversal = ledger_check.reverse(
+        _container().ctx,
+        transfer_id=args.transfer_id,
+        reason=args.reason,
+        actor=f"cli:{os.environ.get('USER', 'operator')}",
+    )
+    print(f"reversed {args.transfer_id} with {reversal.id} ({reversal.amount})")
+    return 0
+
+
 def cmd_audit_verify(_args: argparse.Namespace) -> int:
     from zeropay.services import audit
 
@@ -154,6 +167,10 @@ def parser() -> argparse.ArgumentParser:
     ledger.add_parser("verify", help="check every ledger invariant").set_defaults(
         func=cmd_ledger_verify
     )
+    rev = ledger.add_parser("reverse", help="correct a posted top-up with a reversing transfer")
+    rev.add_argument("transfer_id")
+    rev.add_argument("--reason", required=True)
+    rev.set_defaults(func=cmd_ledger_reverse)
     audit = sub.add_parser("audit", help="audit log tools").add_subparsers(
         dest="sub", required=True
     )

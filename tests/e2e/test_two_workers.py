@@ -146,10 +146,14 @@ def test_the_same_idempotency_key_sent_50_times_at_once_makes_one_transfer(serve
         assert set(outcomes) - set(created) <= {(409, "idempotency_request_in_flight")}
         balances = http.get("/v1/wallet", headers=payer).json()["balances"]
         assert balances[0]["available"] == 1234
+        user_id = http.get("/v1/me", headers=payer).json()["id"]
     engine = create_engine(env["ZEROPAY_DATABASE_URL"].replace(
         "postgresql://", "postgresql+psycopg://", 1))
     with engine.connect() as c:
-        count = c.execute(text("SELECT count(*) FROM ledger_transfers WHERE code = 'topup' "
-                               "AND id LIKE '%one-top-up'")).scalar_one()
+        count = c.execute(
+            text("SELECT count(*) FROM ledger_transfers t JOIN ledger_accounts a "
+                 "ON a.id = t.credit_account_id WHERE t.code = 'topup' AND a.owner_id = :u"),
+            {"u": user_id},
+        ).scalar_one()
     engine.dispose()
     assert count == 1

@@ -192,3 +192,13 @@ def test_unknown_routes_and_methods_answer_problems(api):
     assert (r.status_code, r.json()["code"]) == (404, "not_found")
     r = api.client.put("/v1/payments")
     assert (r.status_code, r.json()["code"]) == (405, "method_not_allowed")
+
+
+def test_the_longest_idempotency_key_allowed_works_on_every_database(api):
+    # SQLite ignores VARCHAR lengths; PostgreSQL does not. A key-derived id must fit both.
+    payer = {**api.payer(), "Idempotency-Key": "k" * 255}
+    for _ in range(2):
+        r = api.client.post("/v1/wallet/topups", headers=payer,
+                            json={"amount": 100, "currency": "USD"})
+        assert r.status_code == 201, r.text
+    assert api.balance(payer) == 100

@@ -143,3 +143,34 @@ def test_a_merchant_issues_a_narrow_key_and_a_revoked_key_stops_working(api):
     assert (r.status_code, r.json()["reason"]) == (401, "revoked_api_key")
     r = api.client.post("/v1/api-keys", headers=merchant, json={"scopes": ["everything"]})
     assert (r.status_code, r.json()["code"]) == (422, "invalid_input")
+
+
+def test_a_top_up_is_corrected_by_a_reversing_transfer_once(api, container, settings,
+                                                            monkeypatch, capsys):
+    payer = {**api.payer(), "Idempotency-Key": "mistake"}
+    r = api.client.post("/v1/wallet/topups", headers=payer, json={"amount": 900, "currency": "USD"})
+    transfer_id = r.json()["id"]
+    assert run_cli(monkeypatch, settings, "ledger", "reverse", transfer_id,
+                   "--reason", "duplicate funding") == 0
+    assert api.balance(payer) == 0
+    assert run_cli(monkeypatch, settings, "ledger", "reverse", transfer_id,
+                   "--reason", "again") == 1
+    assert "already reversed" in capsys.readouterr().err
+    assert run_cli(monkeypatch, settings, "ledger", "verify") == 0
+    history = api.client.get("/v1/wallet/transactions", headers=payer).json()["data"]
+    assert [(h["type"], h["direction"]) for h in history] == [("reversal", "debit"),
+                                                              ("topup", "credit")]
+
+
+def test_a_reversal_that_would_overdraw_the_wallet_is_refused(api, settings, monkeypatch,
+                                                             capsys):
+    payer = api.payer()
+    r = api.client.post("/v1/wallet/topups", headers={**payer, "Idempotency-Key": "spent"},
+                        json={"amount": 900, "currency": "USD"})
+    merchant = api.merchant()
+    payment = api.payment(merchant, amount=500)
+    assert api.client.post(f"/v1/checkout/{payment['id']}/confirm", headers=payer).status_code == 200
+    assert run_cli(monkeypatch, settings, "ledger", "reverse", r.json()["id"],
+                   "--reason", "chargeback") == 1
+    assert "insufficient_funds" in capsys.readouterr().err
+    assert api.balance(payer) == 400

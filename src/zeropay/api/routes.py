@@ -140,7 +140,7 @@ def top_up(
 ) -> JSONResponse:
     """Add money from a test source: ``test_card`` succeeds, ``test_card_declined`` fails."""
     amount = parse_money(body.amount, body.currency)
-    transfer_id = f"topup:{session.user_id}:{key}" if key else ctx.new_id("top")
+    transfer_id = wallet.topup_transfer_id(session.user_id, key) if key else ctx.new_id("top")
 
     def call(hook: idem.Hook | None) -> Any:
         return wallet.top_up(

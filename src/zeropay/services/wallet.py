@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -61,6 +62,14 @@ def history(
         return out
 
     return ctx.run(work)
+
+
+def topup_transfer_id(user_id: str, idempotency_key: str) -> str:
+    """The ledger id of a top-up sent with an idempotency key: the same payer and key always
+    name the same transfer, so the ledger itself refuses to fund twice. Hashed to a fixed length
+    whatever the key's length."""
+    digest = hashlib.sha256(f"{user_id}\x00{idempotency_key}".encode()).hexdigest()
+    return f"top_{digest[:48]}"
 
 
 def top_up(

@@ -154,7 +154,7 @@ ledger_transfers = Table(
     Column("code", String(32), nullable=False),
     Column("pending_id", String(80), unique=True),  # a hold is resolved at most once
     Column("expires_at", TS),
-    Column("reference", String(ID)),
+    Column("reference", String(80)),
     Column("created_at", TS, nullable=False),
     CheckConstraint("amount_minor > 0", name="positive"),
     CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),

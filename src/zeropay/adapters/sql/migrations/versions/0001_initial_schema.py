@@ -180,7 +180,7 @@ def upgrade() -> None:
         sa.Column("code", sa.String(length=32), nullable=False),
         sa.Column("pending_id", sa.String(length=80), nullable=True),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("reference", sa.String(length=40), nullable=True),
+        sa.Column("reference", sa.String(length=80), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "(kind IN ('posted', 'pending')) = (pending_id IS NULL)",
