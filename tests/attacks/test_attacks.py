@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -248,10 +249,8 @@ def test_fifty_concurrent_confirmations_with_one_key_pay_exactly_once(api, conta
     barrier = threading.Barrier(25)
 
     def confirm(_: int) -> Any:
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=5)
-        except threading.BrokenBarrierError:
-            pass
         return api.client.post(f"/v1/checkout/{payment['id']}/confirm", headers=headers)
 
     with ThreadPoolExecutor(max_workers=25) as pool:
@@ -280,10 +279,8 @@ def test_twenty_concurrent_payments_from_a_wallet_of_ten_spend_exactly_ten(
     barrier = threading.Barrier(20)
 
     def confirm(pid: str) -> Any:
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=5)
-        except threading.BrokenBarrierError:
-            pass
         return api.client.post(f"/v1/checkout/{pid}/confirm", headers=payer)
 
     with ThreadPoolExecutor(max_workers=20) as pool:

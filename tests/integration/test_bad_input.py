@@ -518,11 +518,6 @@ def test_a_description_of_the_wrong_length_is_refused(
     assert snapshot(container) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: schemas.text() checks min_length=1 before _clean_text strips the value, so a "
-    "description of only spaces is stored as '' and the payer confirms an empty description",
-)
 @pytest.mark.parametrize("blank", ["   ", "\u3000\u3000"], ids=["spaces", "ideographic"])
 def test_a_description_that_is_blank_after_trimming_is_refused(api, container, world, blank):
     before = snapshot(container)
@@ -760,11 +755,6 @@ def test_an_unknown_payment_id_is_not_found_for_a_payer(
     assert snapshot(container) == before
 
 
-NUL_BUG = (
-    "BUG: a path id containing NUL (%00) is passed to PostgreSQL unchecked; psycopg raises "
-    "DataError ('text fields cannot contain NUL') and the request ends in a 500"
-)
-
 NUL_ROUTES = [
     ("checkout", "GET", "/v1/checkout/a%00b", None, "payer"),
     ("confirm", "POST", "/v1/checkout/a%00b/confirm", None, "payer"),
@@ -783,8 +773,6 @@ NUL_ROUTES = [
 def test_an_id_with_a_nul_byte_is_not_found_never_a_500(
     api, container, world, backend, request, route, method, path, body, who
 ):
-    if backend == "postgres" and route != "revoke_session":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=NUL_BUG))
     from fastapi.testclient import TestClient
 
     from zeropay.api.app import create_app

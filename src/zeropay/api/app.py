@@ -156,6 +156,21 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(router)
 
     @app.middleware("http")
+    async def refuse_control_characters(request: Request, call_next: Any) -> Response:
+        # No id, cursor or query value of ours contains a control character; a NUL would
+        # otherwise reach PostgreSQL, which refuses it in text (a 500, not the caller's 4xx).
+        def controls(value: str) -> bool:
+            return any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+
+        if controls(request.url.path):
+            return problem(404, problem_body(404, "not_found", "no such resource"))
+        if any(controls(k) or controls(v) for k, v in request.query_params.multi_items()):
+            return problem(422, problem_body(422, "invalid_input",
+                                             "a query parameter contains a control character"))
+        response: Response = await call_next(request)
+        return response
+
+    @app.middleware("http")
     async def request_context(request: Request, call_next: Any) -> Response:
         request_id = request.headers.get("x-request-id", "")[:64]
         if not request_id.isprintable() or not request_id:
@@ -194,7 +209,9 @@ def create_app(container: Container) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        # Starlette answers 400 itself when a body cannot even be decoded (invalid UTF-8).
+        codes = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(exc.status_code, "http_error")
         return problem(exc.status_code, problem_body(exc.status_code, code, str(exc.detail)))
 
     @app.exception_handler(Exception)

@@ -22,10 +22,17 @@ def _clean_text(value: str) -> str:
 
 
 def text(max_length: int, min_length: int = 0) -> object:
+    def at_least(value: str) -> str:
+        # Checked after trimming: "   " is not a description the payer can read.
+        if len(value) < min_length:
+            raise ValueError(f"text needs at least {min_length} visible character(s)")
+        return value
+
     return Annotated[
         StrictStr,
-        Field(min_length=min_length, max_length=max_length),
+        Field(max_length=max_length),
         AfterValidator(_clean_text),
+        AfterValidator(at_least),
     ]
 
 

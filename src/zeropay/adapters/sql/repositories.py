@@ -8,6 +8,7 @@ the database refuses an overdraft even if the Python check were wrong.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,10 @@ from zeropay.domain.money import Money, currency
 from zeropay.domain.payments import CaptureMethod, Payment, PaymentStatus
 from zeropay.domain.records import ApiKey, Notification, Refund, User
 from zeropay.domain.sessions import AuthMethod, Session
+
+# Ids this platform makes: a short type prefix and 26 Crockford base32 characters (see
+# ``AppContext.new_id``).
+OUR_ID = re.compile(r"[a-z]{2,4}_[0-9a-z]{26}")
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -329,6 +334,8 @@ class PaymentRepository(_Repo):
         )
 
     def get(self, payment_id: str, *, lock: bool = False) -> Payment | None:
+        if not OUR_ID.fullmatch(payment_id):
+            return None  # not one of ours; never hand arbitrary bytes to the database
         stmt = select(t.payments).where(t.payments.c.id == payment_id)
         row = self.c.execute(self._for_update(stmt) if lock else stmt).first()
         return None if row is None else _payment(row)
@@ -656,6 +663,8 @@ class MerchantRepository(_Repo):
         )
 
     def api_key(self, key_id: str) -> ApiKey | None:
+        if not OUR_ID.fullmatch(key_id):
+            return None
         row = self.c.execute(select(t.api_keys).where(t.api_keys.c.id == key_id)).first()
         if row is None:
             return None
