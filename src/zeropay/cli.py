@@ -33,7 +33,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from zeropay.serve import serve
 
     if args.workers > 1:
         # Each worker keeps its own metrics; Prometheus' multiprocess mode merges them.
@@ -41,16 +41,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.makedirs(directory, exist_ok=True)
         for name in os.listdir(directory):
             os.unlink(os.path.join(directory, name))
-    Settings.from_env()  # fail fast, in the parent, on a bad setting
-    uvicorn.run(
-        "zeropay.bootstrap:asgi_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level="warning",
-        access_log=False,
-    )
+    Settings.from_env()  # fail fast, in the supervisor, on a bad setting
+    serve(host=args.host, port=args.port, workers=args.workers)
     return 0
 
 

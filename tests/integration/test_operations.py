@@ -174,3 +174,22 @@ def test_a_reversal_that_would_overdraw_the_wallet_is_refused(api, settings, mon
                    "--reason", "chargeback") == 1
     assert "insufficient_funds" in capsys.readouterr().err
     assert api.balance(payer) == 400
+
+
+def test_an_unexpected_failure_is_a_500_problem_that_reveals_nothing(container, monkeypatch,
+                                                                      api_for):
+    from fastapi.testclient import TestClient
+
+    from zeropay.api.app import create_app
+    from zeropay.services import wallet
+
+    payer = api_for(container).payer()
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("connection string postgresql://admin:hunter2@db")
+
+    monkeypatch.setattr(wallet, "balances", broken)
+    with TestClient(create_app(container), raise_server_exceptions=False) as client:
+        r = client.get("/v1/wallet", headers={**payer, "X-Request-Id": "trace-me"})
+    assert (r.status_code, r.json()["code"]) == (500, "internal_error")
+    assert "hunter2" not in r.text and r.headers["X-Request-Id"] == "trace-me"

@@ -10,11 +10,12 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +26,7 @@ from prometheus_client import (
     multiprocess,
 )
 from sqlalchemy import text
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,6 +44,91 @@ log = structlog.get_logger("zeropay.http")
 REQUESTS = Counter("zeropay_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("zeropay_http_request_seconds", "HTTP latency", ["method", "route"])
 JOB_TICK_S = 5.0
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
+class RequestContext:
+    """Outermost: request id, refusal of control characters in the URL, security headers,
+    metrics and one log line per request. Pure ASGI: Starlette's ``BaseHTTPMiddleware`` costs
+    a task and a stream per request, measurable on the payment path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope.get("headers") or ():
+            if name == b"x-request-id":
+                request_id = value[:64].decode("latin-1")
+        if not request_id or not request_id.isprintable():
+            request_id = uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        # No id, cursor or query value of ours holds a control character; a NUL would otherwise
+        # reach PostgreSQL, which refuses it in text (a 500, where the caller deserves a 4xx).
+        query = unquote_to_bytes(scope.get("query_string", b"")).decode("latin-1")
+        if _has_control(scope["path"]):
+            await self._early(scope, send, 404, "not_found", "no such resource", request_id)
+            return
+        if _has_control(query):
+            await self._early(
+                scope,
+                send,
+                422,
+                "invalid_input",
+                "a query parameter contains a control character",
+                request_id,
+            )
+            return
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-Id"] = request_id
+                headers["Cache-Control"] = "no-store"
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # The app's own handler has already answered with a 500 problem and logged it.
+            if not response_started:
+                raise
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            LATENCY.labels(scope["method"], route).observe(elapsed)
+            log.info(
+                "request",
+                method=scope["method"],
+                route=route,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+            )
+
+    async def _early(
+        self, scope: Scope, send: Send, status: int, code: str, detail: str, request_id: str
+    ) -> None:
+        response = problem(
+            status,
+            problem_body(status, code, detail),
+            {"X-Request-Id": request_id, "Cache-Control": "no-store"},
+        )
+        await response(scope, _empty_receive, send)
 
 
 class BodyLimit:
@@ -134,6 +221,13 @@ def create_app(container: Container) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import sys
+
+        import anyio.to_thread
+
+        threads = int(os.environ.get("ZP_THREADS", "40"))
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        sys.setswitchinterval(float(os.environ.get("ZP_SWITCH", "0.005")))
         stop = threading.Event()
         worker = None
         if settings.jobs_enabled:
@@ -154,46 +248,6 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     app.include_router(router)
-
-    @app.middleware("http")
-    async def refuse_control_characters(request: Request, call_next: Any) -> Response:
-        # No id, cursor or query value of ours contains a control character; a NUL would
-        # otherwise reach PostgreSQL, which refuses it in text (a 500, not the caller's 4xx).
-        def controls(value: str) -> bool:
-            return any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
-
-        if controls(request.url.path):
-            return problem(404, problem_body(404, "not_found", "no such resource"))
-        if any(controls(k) or controls(v) for k, v in request.query_params.multi_items()):
-            return problem(422, problem_body(422, "invalid_input",
-                                             "a query parameter contains a control character"))
-        response: Response = await call_next(request)
-        return response
-
-    @app.middleware("http")
-    async def request_context(request: Request, call_next: Any) -> Response:
-        request_id = request.headers.get("x-request-id", "")[:64]
-        if not request_id.isprintable() or not request_id:
-            request_id = uuid.uuid4().hex
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        LATENCY.labels(request.method, route).observe(elapsed)
-        response.headers["X-Request-Id"] = request_id
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        log.info(
-            "request",
-            method=request.method,
-            route=route,
-            status=response.status_code,
-            ms=round(elapsed * 1000, 2),
-        )
-        return response
 
     @app.exception_handler(ZeroPayError)
     async def domain_error(_request: Request, exc: ZeroPayError) -> JSONResponse:
@@ -246,7 +300,7 @@ def create_app(container: Container) -> FastAPI:
             data = generate_latest()
         return PlainTextResponse(data, media_type=CONTENT_TYPE_LATEST)
 
-    return BodyLimit(app, settings.body_bytes_max)  # type: ignore[return-value]
+    return RequestContext(BodyLimit(app, settings.body_bytes_max))  # type: ignore[return-value]
 
 
 VALIDATION_CODES = {
