@@ -35,7 +35,7 @@ def build(
     hasher: PasswordHasher | None = None,
     engine: Engine | None = None,
 ) -> Container:
-    engine = engine or make_engine(settings.database_url)
+    engine = engine or make_engine(settings.database_url, pool_size=settings.threads + 2)
     ctx = AppContext(
         clock=clock or SystemClock(),
         keyring=keyring or FileKeyRing.load_or_create(settings.key_file),

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
+import anyio.to_thread
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -221,13 +222,11 @@ def create_app(container: Container) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        import sys
 
-        import anyio.to_thread
-
-        threads = int(os.environ.get("ZP_THREADS", "40"))
-        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
-        sys.setswitchinterval(float(os.environ.get("ZP_SWITCH", "0.005")))
+        # Each request runs its transaction on a worker thread. More threads than the database
+        # pool only queue for connections, and many threads fighting for the GIL stretch the
+        # time a transaction holds its row locks, so the count is kept small.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         stop = threading.Event()
         worker = None
         if settings.jobs_enabled:

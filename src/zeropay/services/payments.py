@@ -124,15 +124,13 @@ def confirm(
         limits.check_payment(amount)  # the limit may have been lowered since creation
         period = limits.period(now)
         code = amount.currency.code
-        if not uow.spend.add(
-            payer_id, code, period, amount.amount_minor, limit=limits.monthly_max(amount.currency)
-        ):
-            limits.check_month(spent_minor=uow.spend.spent(payer_id, code, period), amount=amount)
-            raise MonthlyLimitExceeded("this payment would pass the monthly limit")
-        wallet = uow.ledger.find_account(AccountKind.WALLET, payer_id, code)
+        wallet, merchant = uow.ledger.find_accounts(
+            (AccountKind.WALLET, payer_id, code), (AccountKind.MERCHANT, payment.merchant_id, code)
+        )
         if wallet is None:
             raise InsufficientFunds("insufficient funds", currency=code)
-        merchant = uow.ledger.open_account(AccountKind.MERCHANT, payment.merchant_id, code, now)
+        if merchant is None:
+            merchant = uow.ledger.open_account(AccountKind.MERCHANT, payment.merchant_id, code, now)
         manual = payment.capture_method is CaptureMethod.MANUAL
         transfer = Transfer(
             id=payment.hold_transfer_id() if manual else payment.charge_transfer_id(),
@@ -148,7 +146,14 @@ def confirm(
         change = plan_transfer(debit=wallet, credit=merchant, amount=amount, pending=manual)
         after = replace(after, payer_id=payer_id, spend_period=period)
         uow.payments.save(payment, after)
-        uow.ledger.apply(transfer, change, debit_limited=True)  # last: it locks the hot rows
+        # The shared rows come last, so their locks are held only for the few statements left
+        # before the commit: the payer's monthly counter, then both accounts (by id).
+        if not uow.spend.add(
+            payer_id, code, period, amount.amount_minor, limit=limits.monthly_max(amount.currency)
+        ):
+            limits.check_month(spent_minor=uow.spend.spent(payer_id, code, period), amount=amount)
+            raise MonthlyLimitExceeded("this payment would pass the monthly limit")
+        uow.ledger.apply(transfer, change, debit_limited=True)
         return after
 
     return ctx.run(work, on_commit)
@@ -180,12 +185,13 @@ def _resolve_hold(
         pending_id=hold.id,
         reference=payment.id,
     )
-    uow.ledger.apply(resolution, change, debit_limited=False)
     released = hold.amount - posted
     if released.amount_minor > 0 and payment.payer_id and payment.spend_period:
+        # Before the accounts, in the same lock order as a confirmation (counter, then accounts).
         uow.spend.give_back(
             payment.payer_id, released.currency.code, payment.spend_period, released.amount_minor
         )
+    uow.ledger.apply(resolution, change, debit_limited=False)
     return posted
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -37,6 +37,61 @@ from zeropay.domain.sessions import AuthMethod, Session
 # Ids this platform makes: a short type prefix and 26 Crockford base32 characters (see
 # ``AppContext.new_id``).
 OUR_ID = re.compile(r"[a-z]{2,4}_[0-9a-z]{26}")
+
+
+# The payment path's statements, built once: constructing SQLAlchemy expressions per call costs
+# more than PostgreSQL spends running them.
+_A = t.ledger_accounts.c
+_ACCOUNT_BY_ID = select(t.ledger_accounts).where(_A.id == bindparam("account_id"))
+_ACCOUNTS_BY_IDS = select(t.ledger_accounts).where(
+    _A.id.in_(bindparam("account_ids", expanding=True))
+)
+_BUMP = (
+    update(t.ledger_accounts)
+    .where(_A.id == bindparam("account_id"))
+    .values(
+        debits_posted=_A.debits_posted + bindparam("d_dp"),
+        credits_posted=_A.credits_posted + bindparam("d_cp"),
+        debits_pending=_A.debits_pending + bindparam("d_dpe"),
+        credits_pending=_A.credits_pending + bindparam("d_cpe"),
+    )
+)
+# The conditional form is the database's own overdraft check: it changes the row only when the
+# account can cover what this change takes from it.
+_BUMP_LIMITED = _BUMP.where(
+    _A.credits_posted - _A.debits_posted - _A.debits_pending >= bindparam("spend")
+)
+_INSERT_TRANSFER = insert(t.ledger_transfers)
+_P = t.payments.c
+_PAYMENT_BY_ID = select(t.payments).where(_P.id == bindparam("payment_id"))
+_SAVE_PAYMENT = (
+    update(t.payments)
+    .where(
+        _P.id == bindparam("b_id"),
+        _P.status == bindparam("b_status"),
+        _P.amount_refunded_minor == bindparam("b_refunded"),
+    )
+    .values(
+        status=bindparam("n_status"),
+        payer_id=bindparam("n_payer_id"),
+        amount_captured_minor=bindparam("n_amount_captured_minor"),
+        amount_refunded_minor=bindparam("n_amount_refunded_minor"),
+        spend_period=bindparam("n_spend_period"),
+        updated_at=bindparam("n_updated_at"),
+    )
+)
+_S = t.spend_counters.c
+_SPEND_KEY = (
+    _S.user_id == bindparam("k_user"),
+    _S.currency == bindparam("k_currency"),
+    _S.period == bindparam("k_period"),
+)
+_SPEND_ADD = (
+    update(t.spend_counters)
+    .where(*_SPEND_KEY, _S.amount_minor + bindparam("amount") <= bindparam("limit"))
+    .values(amount_minor=_S.amount_minor + bindparam("amount"))
+)
+_SESSION_BY_TOKEN = select(t.sessions).where(t.sessions.c.token_hash == bindparam("token_hash"))
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -102,20 +157,21 @@ def account_id_for(kind: AccountKind, owner_id: str, currency_code: str) -> str:
 
 class LedgerRepository(_Repo):
     def account(self, account_id: str) -> Account:
-        row = self.c.execute(
-            select(t.ledger_accounts).where(t.ledger_accounts.c.id == account_id)
-        ).first()
+        row = self.c.execute(_ACCOUNT_BY_ID, {"account_id": account_id}).first()
         if row is None:
             raise NotFound("no such account", account_id=account_id)
         return _account(row)
 
     def find_account(self, kind: AccountKind, owner_id: str, currency_code: str) -> Account | None:
-        row = self.c.execute(
-            select(t.ledger_accounts).where(
-                t.ledger_accounts.c.id == account_id_for(kind, owner_id, currency_code)
-            )
-        ).first()
+        account_id = account_id_for(kind, owner_id, currency_code)
+        row = self.c.execute(_ACCOUNT_BY_ID, {"account_id": account_id}).first()
         return None if row is None else _account(row)
+
+    def find_accounts(self, *wanted: tuple[AccountKind, str, str]) -> list[Account | None]:
+        """Several accounts in one round trip, in the order asked; None where one is missing."""
+        ids = [account_id_for(*w) for w in wanted]
+        found = {r.id: _account(r) for r in self.c.execute(_ACCOUNTS_BY_IDS, {"account_ids": ids})}
+        return [found.get(i) for i in ids]
 
     def accounts_of(self, owner_id: str) -> list[Account]:
         rows = self.c.execute(
@@ -174,19 +230,20 @@ class LedgerRepository(_Repo):
         """
         try:
             self.c.execute(
-                insert(t.ledger_transfers).values(
-                    id=transfer.id,
-                    kind=transfer.kind.value,
-                    debit_account_id=transfer.debit_account_id,
-                    credit_account_id=transfer.credit_account_id,
-                    currency=transfer.amount.currency.code,
-                    amount_minor=transfer.amount.amount_minor,
-                    code=transfer.code,
-                    pending_id=transfer.pending_id,
-                    expires_at=transfer.expires_at,
-                    reference=transfer.reference,
-                    created_at=transfer.created_at,
-                )
+                _INSERT_TRANSFER,
+                {
+                    "id": transfer.id,
+                    "kind": transfer.kind.value,
+                    "debit_account_id": transfer.debit_account_id,
+                    "credit_account_id": transfer.credit_account_id,
+                    "currency": transfer.amount.currency.code,
+                    "amount_minor": transfer.amount.amount_minor,
+                    "code": transfer.code,
+                    "pending_id": transfer.pending_id,
+                    "expires_at": transfer.expires_at,
+                    "reference": transfer.reference,
+                    "created_at": transfer.created_at,
+                },
             )
         except IntegrityError as exc:
             if _is_unique_violation(exc):
@@ -204,22 +261,17 @@ class LedgerRepository(_Repo):
             self._bump(account_id, delta, limited=limited)
 
     def _bump(self, account_id: str, delta: Balance, *, limited: bool) -> None:
-        a = t.ledger_accounts.c
-        stmt = (
-            update(t.ledger_accounts)
-            .where(a.id == account_id)
-            .values(
-                debits_posted=a.debits_posted + delta.debits_posted,
-                credits_posted=a.credits_posted + delta.credits_posted,
-                debits_pending=a.debits_pending + delta.debits_pending,
-                credits_pending=a.credits_pending + delta.credits_pending,
-            )
-        )
+        params = {
+            "account_id": account_id,
+            "d_dp": delta.debits_posted,
+            "d_cp": delta.credits_posted,
+            "d_dpe": delta.debits_pending,
+            "d_cpe": delta.credits_pending,
+        }
         if limited:
-            spend = delta.debits_posted + delta.debits_pending - delta.credits_posted
-            stmt = stmt.where(a.credits_posted - a.debits_posted - a.debits_pending >= spend)
+            params["spend"] = delta.debits_posted + delta.debits_pending - delta.credits_posted
         try:
-            result = self.c.execute(stmt)
+            result = self.c.execute(_BUMP_LIMITED if limited else _BUMP, params)
         except IntegrityError as exc:
             raise InvariantViolation(
                 f"balance constraint refused a change to {account_id}"
@@ -228,15 +280,6 @@ class LedgerRepository(_Repo):
             if limited:
                 raise InsufficientFunds("insufficient funds", account_id=account_id)
             raise NotFound("no such account", account_id=account_id)
-
-    def lock_accounts(self, account_ids: Sequence[str]) -> None:
-        if self._locking:
-            self.c.execute(
-                select(t.ledger_accounts.c.id)
-                .where(t.ledger_accounts.c.id.in_(sorted(account_ids)))
-                .order_by(t.ledger_accounts.c.id)
-                .with_for_update()
-            ).all()
 
     def history(
         self, account_ids: Sequence[str], *, limit: int, before_seq: int | None = None
@@ -336,23 +379,19 @@ class PaymentRepository(_Repo):
     def get(self, payment_id: str, *, lock: bool = False) -> Payment | None:
         if not OUR_ID.fullmatch(payment_id):
             return None  # not one of ours; never hand arbitrary bytes to the database
-        stmt = select(t.payments).where(t.payments.c.id == payment_id)
-        row = self.c.execute(self._for_update(stmt) if lock else stmt).first()
+        stmt = self._for_update(_PAYMENT_BY_ID) if lock else _PAYMENT_BY_ID
+        row = self.c.execute(stmt, {"payment_id": payment_id}).first()
         return None if row is None else _payment(row)
 
     def save(self, before: Payment, after: Payment) -> None:
         """Write a transition; the WHERE clause re-checks the state it was computed from."""
-        x = t.payments.c
-        result = self.c.execute(
-            update(t.payments)
-            .where(
-                x.id == before.id,
-                x.status == before.status.value,
-                x.amount_refunded_minor == before.amount_refunded_minor,
-            )
-            .values(**_payment_values(after))
-        )
-        if result.rowcount != 1:
+        params = {
+            "b_id": before.id,
+            "b_status": before.status.value,
+            "b_refunded": before.amount_refunded_minor,
+            **{f"n_{k}": v for k, v in _payment_values(after).items()},
+        }
+        if self.c.execute(_SAVE_PAYMENT, params).rowcount != 1:
             raise RetryTransaction()
 
     def list_for_merchant(
@@ -408,12 +447,14 @@ class SpendRepository(_Repo):
         """Count ``amount_minor`` against the month; False, changing nothing, past ``limit``."""
         x = t.spend_counters.c
         key = (x.user_id == user_id, x.currency == currency_code, x.period == period)
-        result = self.c.execute(
-            update(t.spend_counters)
-            .where(*key, x.amount_minor + amount_minor <= limit)
-            .values(amount_minor=x.amount_minor + amount_minor)
-        )
-        if result.rowcount == 1:
+        params = {
+            "k_user": user_id,
+            "k_currency": currency_code,
+            "k_period": period,
+            "amount": amount_minor,
+            "limit": limit,
+        }
+        if self.c.execute(_SPEND_ADD, params).rowcount == 1:
             return True
         # Either the month's row does not exist yet, or the limit would be passed. Another
         # transaction may have created the row since our UPDATE looked, so decide on the row
@@ -600,9 +641,7 @@ class SessionRepository(_Repo):
         )
 
     def by_token_hash(self, token_hash: bytes) -> Session | None:
-        row = self.c.execute(
-            select(t.sessions).where(t.sessions.c.token_hash == token_hash)
-        ).first()
+        row = self.c.execute(_SESSION_BY_TOKEN, {"token_hash": token_hash}).first()
         return None if row is None else _session(row)
 
     def touch(self, session_id: str, now: datetime) -> None:
