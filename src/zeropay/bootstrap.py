@@ -11,7 +11,7 @@ from zeropay.adapters.clock import SystemClock
 from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher, shipped_common_passwords
 from zeropay.adapters.sql.database import make_engine
-from zeropay.adapters.sql.uow import transactor
+from zeropay.adapters.sql.uow import reader, transactor
 from zeropay.config import Settings
 from zeropay.domain.limits import SpendingLimits, builtin_profile
 from zeropay.domain.lockout import LockoutPolicy
@@ -47,6 +47,7 @@ def build(
         ),
         random_bytes=secrets.token_bytes,
         transact=transactor(engine),
+        read_only=reader(engine),
         profile=builtin_profile(
             settings.policy_profile, limits=SpendingLimits(month_zone=settings.month_zone)
         ),

@@ -235,10 +235,10 @@ def authenticate(ctx: AppContext, token: str) -> Session:
             raise NotAuthenticated("the session token is not valid", reason="unknown")
         verify_session_active(session, now)
         if needs_touch(session, now, ctx.session_policy):
-            uow.sessions.touch(session.id, now)
+            uow.sessions.touch(session.id, now)  # one statement, correct on its own
         return session
 
-    return ctx.run(work)
+    return ctx.read(work)
 
 
 def logout(ctx: AppContext, session: Session) -> None:

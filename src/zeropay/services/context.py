@@ -52,6 +52,8 @@ class AppContext:
     hasher: PasswordHasher
     random_bytes: Callable[[int], bytes]
     transact: Callable[[Callable[[UnitOfWork], Any]], Any]
+    # Reads, and single self-contained writes, that need no transaction around them.
+    read_only: Callable[[Callable[[UnitOfWork], Any]], Any]
     profile: PolicyProfile
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     session_policy: SessionPolicy = field(default_factory=SessionPolicy)
@@ -66,6 +68,12 @@ class AppContext:
         millis = int(self.now().timestamp() * 1000)
         raw = millis.to_bytes(6, "big") + self.random_bytes(10)
         return f"{prefix}_{_crockford(raw)}"
+
+    def read(self, work: Callable[[UnitOfWork], T]) -> T:
+        """Run ``work`` without a surrounding transaction: each statement stands alone. Only
+        for reads and for at most one write that is correct on its own."""
+        result: T = self.read_only(work)
+        return result
 
     def run(
         self,

@@ -112,7 +112,7 @@ def authenticate_key(ctx: AppContext, presented: str) -> MerchantPrincipal:
     if not presented.startswith(f"{KEY_PREFIX}_") or len(presented) > 200 or "." not in presented:
         raise invalid
     key_id = presented[len(KEY_PREFIX) + 1 :].split(".", 1)[0]
-    key = ctx.run(lambda uow: uow.merchants.api_key(key_id))
+    key = ctx.read(lambda uow: uow.merchants.api_key(key_id))
     if key is None or not hmac.compare_digest(key.secret_hash, _secret_hash(presented)):
         raise invalid
     if key.revoked_at is not None:

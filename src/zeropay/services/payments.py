@@ -72,7 +72,7 @@ def _owned(uow: UnitOfWork, payment_id: str, merchant_id: str, *, lock: bool) ->
 
 
 def get(ctx: AppContext, *, merchant_id: str, payment_id: str) -> Payment:
-    return ctx.run(lambda uow: _owned(uow, payment_id, merchant_id, lock=False))
+    return ctx.read(lambda uow: _owned(uow, payment_id, merchant_id, lock=False))
 
 
 def list_payments(
@@ -86,7 +86,7 @@ def list_payments(
             merchant_id, limit=min(limit, PAGE_SIZE_MAX), starting_after=cursor
         )
 
-    return ctx.run(work)
+    return ctx.read(work)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def checkout(ctx: AppContext, *, payment_id: str, payer_id: str) -> Checkout:
             raise NotFound("no such payment", payment_id=payment_id[:40])
         return Checkout(payment, uow.merchants.name(payment.merchant_id) or "")
 
-    return ctx.run(work)
+    return ctx.read(work)
 
 
 def confirm(
@@ -307,4 +307,4 @@ def refunds_of(ctx: AppContext, *, merchant_id: str, payment_id: str) -> list[Re
         _owned(uow, payment_id, merchant_id, lock=False)
         return uow.payments.refunds_of(payment_id)
 
-    return ctx.run(work)
+    return ctx.read(work)

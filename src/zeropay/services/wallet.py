@@ -28,7 +28,7 @@ TEST_SOURCES = {"test_card": True, "test_card_declined": False}
 
 
 def balances(ctx: AppContext, user_id: str) -> list[Account]:
-    return ctx.run(
+    return ctx.read(
         lambda uow: [a for a in uow.ledger.accounts_of(user_id) if a.kind is AccountKind.WALLET]
     )
 
@@ -61,7 +61,7 @@ def history(
             out.append(Movement(seq=seq, transfer=t, direction=direction, wallet_id=mine))
         return out
 
-    return ctx.run(work)
+    return ctx.read(work)
 
 
 def topup_transfer_id(user_id: str, idempotency_key: str) -> str:
