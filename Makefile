@@ -38,6 +38,7 @@ test: $(STAMP) lint
 	$(BIN)/pytest -q -p no:cacheprovider -n 2
 
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench
 
 clean:

@@ -1,14 +1,15 @@
 """``python -m bench`` (``make bench``): the payments core measured through HTTP.
 
 For SQLite and for PostgreSQL: start ``zeropay serve --workers 2`` on a fresh database, seed
-payers and one merchant, pre-create the payments (outside the timed window), then confirm them
-all from one asyncio httpx client at a fixed concurrency. Reported: confirmed payments per second,
+payers and one merchant, pre-create the payments (outside the timed window), warm up through httpx, then confirm them
+with wrk (C, two threads) at a fixed concurrency for a fixed time. Reported: confirmed payments per second,
 p50/p99 latency, errors, and the peak RSS (VmHWM) of each uvicorn worker process. Then pgbench
 TPC-B on the same PostgreSQL server in the same run gives a yardstick: the ratio of confirmed
 payments per second to pgbench transactions per second.
 
-The load generator, the server workers and PostgreSQL all share the same machine's cores, so the
-figures are a floor for the server, not its ceiling. Results are merged into ``var/bench.json``
+wrk, the server workers and PostgreSQL all share the machine's cores (wrk takes little of them),
+so the figures are a floor for the server, not its ceiling. Needs ``wrk`` (``make bench``
+installs the Debian package when it is missing). Results are merged into ``var/bench.json``
 under ``"payments_core"``. ``--quick`` runs a tiny version to check the harness works.
 """
 
@@ -60,14 +61,35 @@ class Plan:
     pgbench_threads: int
     pgbench_seconds: int
     warmup: int  # confirmations before the timed window: connection pools, caches, first imports
+    seconds: int  # the timed window; the payments seeded must outlast it (checked after)
 
 
-FULL = Plan(payers=20, payments_pg=3000, payments_sqlite=1500, concurrency=32,
+FULL = Plan(payers=20, payments_pg=8000, payments_sqlite=6000, concurrency=32,
             seed_concurrency=16, pgbench_scale=10, pgbench_clients=8, pgbench_threads=2,
-            pgbench_seconds=20, warmup=64)
-QUICK = Plan(payers=4, payments_pg=120, payments_sqlite=120, concurrency=8, seed_concurrency=8,
+            pgbench_seconds=20, warmup=64, seconds=15)
+QUICK = Plan(payers=4, payments_pg=1000, payments_sqlite=1000, concurrency=8, seed_concurrency=8,
              pgbench_scale=1, pgbench_clients=4, pgbench_threads=2, pgbench_seconds=3,
-             warmup=8)
+             warmup=8, seconds=1)
+
+# The timed load comes from wrk (Debian package `wrk`, C): a Python client would spend as much
+# CPU as the server on this 2-core machine and the figures would measure the client.
+WRK_SCRIPT = """
+local jobs = {}
+for line in io.lines(os.getenv("ZP_BENCH_JOBS")) do
+  local pid, token = line:match("(%S+) (%S+)")
+  jobs[#jobs + 1] = {pid, token}
+end
+local threads = 0
+function setup(thread) thread:set("tid", threads); threads = threads + 1 end
+function init(args) step = tonumber(os.getenv("ZP_BENCH_THREADS")); n = tid end
+request = function()
+  local job = jobs[(n % #jobs) + 1]
+  n = n + step
+  return wrk.format("POST", "/v1/checkout/" .. job[1] .. "/confirm",
+                    {["Authorization"] = "Bearer " .. job[2]}, "")
+end
+"""
+WRK_THREADS = 2
 
 
 def _log(message: str) -> None:
@@ -267,6 +289,50 @@ async def _confirm_all(http: httpx.AsyncClient, jobs: list[tuple[str, dict[str, 
     return time.perf_counter() - started, latencies, outcomes
 
 
+def _confirmed_count(server: Server) -> int:
+    out = server.zeropay("ledger", "verify")
+    match = re.search(r"(\d+) transfers", out)
+    return int(match.group(1)) if match else 0
+
+
+def _ms(value: str) -> float:
+    number = float(re.sub(r"[a-z]+$", "", value))
+    unit = re.search(r"[a-z]+$", value)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit.group(0) if unit else "s"]
+    return round(number * scale, 2)
+
+
+def _wrk(url: str, jobs: list[tuple[str, dict[str, str]]], plan: Plan,
+         workdir: Path) -> dict[str, Any]:
+    jobs_file = workdir / "jobs.txt"
+    jobs_file.write_text("".join(f"{pid} {h['Authorization'].split()[1]}\n" for pid, h in jobs))
+    script = workdir / "confirm.lua"
+    script.write_text(WRK_SCRIPT)
+    env = {**os.environ, "ZP_BENCH_JOBS": str(jobs_file), "ZP_BENCH_THREADS": str(WRK_THREADS)}
+    out = subprocess.run(
+        ["wrk", f"-t{WRK_THREADS}", f"-c{plan.concurrency}", f"-d{plan.seconds}s", "--latency",
+         "-s", str(script), url],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    maximum = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       out)
+    if total is None:
+        raise RuntimeError(f"could not read wrk's output:\n{out}")
+    return {
+        "requests": int(total.group(1)),
+        "seconds": _ms(total.group(2) + total.group(3)) / 1000,
+        "p50_ms": _ms(latency["50"]),
+        "p99_ms": _ms(latency["99"]),
+        "max_ms": _ms(maximum.group(1)) if maximum else None,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(int(x) for x in socket.groups()) if socket else 0,
+    }
+
+
 def measure(backend: str, database_url: str, workdir: Path, plan: Plan) -> dict[str, Any]:
     payments = plan.payments_pg if backend == "postgresql" else plan.payments_sqlite
     server = Server(database_url, workdir)
@@ -288,29 +354,33 @@ def measure(backend: str, database_url: str, workdir: Path, plan: Plan) -> dict[
                      f"{payments} timed at concurrency {plan.concurrency}")
                 _, _, warm = await _confirm_all(http, jobs[: plan.warmup], plan.concurrency)
                 warmup_failures.update(k for k in warm.elements() if k != "ok")
-                return await _confirm_all(http, jobs[plan.warmup :], plan.concurrency)
+                return jobs[plan.warmup :]
 
-        elapsed, latencies, outcomes = asyncio.run(run())
+        timed_jobs = asyncio.run(run())
+        before = _confirmed_count(server)
+        load = _wrk(server.url, timed_jobs, plan, workdir)
+        confirmed = _confirmed_count(server) - before
         rss = server.rss()
         verify = subprocess.run([str(BIN / "zeropay"), "ledger", "verify"], env=server.env,
                                 capture_output=True, text=True)
     finally:
         server.stop()
-    latencies.sort()
-    confirmed = outcomes.pop("ok", 0)
+    if load["requests"] >= len(timed_jobs):
+        raise RuntimeError("the timed window outran the seeded payments; seed more")
     return {
         "backend": backend,
         "payments": payments,
         "confirmed": confirmed,
-        "errors": sum(outcomes.values()),
-        "error_kinds": dict(outcomes),
+        "errors": load["non_2xx"] + load["socket_errors"],
+        "error_kinds": {"non_2xx": load["non_2xx"], "socket": load["socket_errors"]},
         "warmup_confirmations": plan.warmup,
         "warmup_errors": sum(warmup_failures.values()),
-        "seconds": round(elapsed, 2),
-        "payments_per_s": round(confirmed / elapsed, 1),
-        "latency_ms_p50": round(_percentile(latencies, 50), 1),
-        "latency_ms_p99": round(_percentile(latencies, 99), 1),
-        "latency_ms_max": round(latencies[-1], 1) if latencies else None,
+        "seconds": load["seconds"],
+        "payments_per_s": round(confirmed / load["seconds"], 1),
+        "latency_ms_p50": load["p50_ms"],
+        "latency_ms_p99": load["p99_ms"],
+        "latency_ms_max": load["max_ms"],
+        "load_generator": f"wrk -t{WRK_THREADS} -c{plan.concurrency} -d{plan.seconds}s",
         "concurrency": plan.concurrency,
         "server_workers": WORKERS,
         "worker_peak_rss_mb": rss["workers_mb"],
