@@ -64,9 +64,9 @@ class Plan:
     seconds: int  # the timed window; the payments seeded must outlast it (checked after)
 
 
-FULL = Plan(payers=20, payments_pg=8000, payments_sqlite=6000, concurrency=32,
+FULL = Plan(payers=20, payments_pg=10000, payments_sqlite=10000, concurrency=32,
             seed_concurrency=16, pgbench_scale=10, pgbench_clients=8, pgbench_threads=2,
-            pgbench_seconds=20, warmup=64, seconds=15)
+            pgbench_seconds=20, warmup=64, seconds=10)
 QUICK = Plan(payers=4, payments_pg=1000, payments_sqlite=1000, concurrency=8, seed_concurrency=8,
              pgbench_scale=1, pgbench_clients=4, pgbench_threads=2, pgbench_seconds=3,
              warmup=8, seconds=1)
