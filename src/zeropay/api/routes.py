@@ -20,7 +20,7 @@ from zeropay.api.schemas import (
     Registration,
     TopUp,
 )
-from zeropay.domain.money import Money, parse_money
+from zeropay.domain.money import parse_money
 from zeropay.domain.payments import CaptureMethod
 from zeropay.services import accounts, merchants, payments, wallet
 from zeropay.services import idempotency as idem
@@ -52,10 +52,6 @@ def _answer(
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
     media = "application/problem+json" if answer.status >= 400 else "application/json"
     return JSONResponse(answer.body, status_code=answer.status, headers=headers, media_type=media)
-
-
-def _optional_money(amount: int | None, currency_code: str) -> Money | None:
-    return None if amount is None else parse_money(amount, currency_code)
 
 
 # ---- payer: accounts and sessions -------------------------------------------------------------
@@ -289,8 +285,6 @@ def capture_payment(
     """Capture an authorized (manual-capture) payment, in full or for less."""
     merchant.require("payments:write")
     body = body or Capture()
-    current = payments.get(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
-    amount = _optional_money(body.amount, current.amount.currency.code)
     return _answer(
         ctx,
         request,
@@ -301,7 +295,7 @@ def capture_payment(
             ctx,
             merchant_id=merchant.merchant_id,
             payment_id=payment_id,
-            amount=amount,
+            amount_minor=body.amount,
             on_commit=hook,
         ),
         render_result=render.payment,
@@ -321,8 +315,6 @@ def refund_payment(
     """Refund a succeeded payment in full (no amount) or in part; never more than was paid."""
     merchant.require("refunds:write")
     body = body or RefundCreate()
-    current = payments.get(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
-    amount = _optional_money(body.amount, current.amount.currency.code)
     return _answer(
         ctx,
         request,
@@ -333,7 +325,7 @@ def refund_payment(
             ctx,
             merchant_id=merchant.merchant_id,
             payment_id=payment_id,
-            amount=amount,
+            amount_minor=body.amount,
             reason=body.reason,
             on_commit=hook,
         ),

@@ -16,7 +16,7 @@ from zeropay.domain.ledger import (
     plan_resolution,
     plan_transfer,
 )
-from zeropay.domain.money import Money
+from zeropay.domain.money import Money, parse_money
 from zeropay.domain.payments import (
     CaptureMethod,
     Payment,
@@ -62,6 +62,13 @@ def create(
         return payment
 
     return ctx.run(work, on_commit)
+
+
+def _in_currency_of(payment: Payment, amount_minor: int | None) -> Money | None:
+    """An amount the client gave in minor units, read in the payment's own currency."""
+    if amount_minor is None:
+        return None
+    return parse_money(amount_minor, payment.amount.currency.code)
 
 
 def _owned(uow: UnitOfWork, payment_id: str, merchant_id: str, *, lock: bool) -> Payment:
@@ -200,13 +207,16 @@ def capture(
     *,
     merchant_id: str,
     payment_id: str,
-    amount: Money | None,
+    amount_minor: int | None,
     on_commit: Hook | None = None,
 ) -> Payment:
+    """Capture an authorized payment: all of it (no amount) or less; the rest is released."""
+
     def work(uow: UnitOfWork) -> Payment:
         payment = _owned(uow, payment_id, merchant_id, lock=True)
         if payment.status is not PaymentStatus.AUTHORIZED:
             transition(payment, PaymentEvent.CAPTURE, ctx.now())  # raises: nothing to capture
+        amount = _in_currency_of(payment, amount_minor)
         captured = _resolve_hold(ctx, uow, payment, TransferKind.POST_PENDING, amount)
         after = transition(payment, PaymentEvent.CAPTURE, ctx.now(), captured=captured)
         uow.payments.save(payment, after)
@@ -253,7 +263,7 @@ def refund(
     *,
     merchant_id: str,
     payment_id: str,
-    amount: Money | None,
+    amount_minor: int | None,
     reason: str | None,
     on_commit: Hook | None = None,
 ) -> Refund:
@@ -262,7 +272,7 @@ def refund(
     def work(uow: UnitOfWork) -> Refund:
         now = ctx.now()
         payment = _owned(uow, payment_id, merchant_id, lock=True)
-        give = plan_refund(payment, amount)
+        give = plan_refund(payment, _in_currency_of(payment, amount_minor))
         payer_id = payment.payer_id
         assert payer_id is not None and payment.spend_period is not None
         code = give.currency.code

@@ -145,25 +145,7 @@ class AuditRepository(_Repo):
             select(t.audit_log).order_by(t.audit_log.c.seq)
         )
         for r in result:
-            yield (
-                AuditRecord(
-                    seq=r.seq,
-                    at=_aware(r.at),
-                    event=r.event,
-                    actor=r.actor,
-                    subject=r.subject,
-                    data=bytes(r.data),
-                ),
-                bytes(r.hash),
-            )
-
-    def recent(self, *, limit: int, subject: str | None = None) -> list[AuditRecord]:
-        stmt = select(t.audit_log)
-        if subject is not None:
-            stmt = stmt.where(t.audit_log.c.subject == subject)
-        rows = self.c.execute(stmt.order_by(t.audit_log.c.seq.desc()).limit(limit))
-        return [
-            AuditRecord(
+            record = AuditRecord(
                 seq=r.seq,
                 at=_aware(r.at),
                 event=r.event,
@@ -171,8 +153,7 @@ class AuditRepository(_Repo):
                 subject=r.subject,
                 data=bytes(r.data),
             )
-            for r in rows
-        ]
+            yield record, bytes(r.hash)
 
 
 class JobRepository(_Repo):
