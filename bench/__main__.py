@@ -4,8 +4,8 @@ For SQLite and for PostgreSQL: start ``zeropay serve --workers 2`` on a fresh da
 payers and one merchant, pre-create the payments (outside the timed window), warm up through
 httpx, then confirm them with wrk (C, two threads) at a fixed concurrency for a fixed time.
 Reported: confirmed payments per second, p50/p99 latency, errors, and the peak RSS (VmHWM) of
-each worker process. Then pgbench TPC-B on the same PostgreSQL server in the same run gives a yardstick: the ratio of confirmed
-payments per second to pgbench transactions per second.
+each worker process. Then pgbench TPC-B on the same PostgreSQL server in the same run gives a
+yardstick: the ratio of confirmed payments per second to pgbench transactions per second.
 
 wrk, the server workers and PostgreSQL all share the machine's cores (wrk takes little of them),
 so the figures are a floor for the server, not its ceiling. Needs ``wrk`` (``make bench``
