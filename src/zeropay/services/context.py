@@ -11,28 +11,14 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from zeropay.domain.limits import PolicyProfile
 from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.sessions import SessionPolicy
-from zeropay.services.ports import Clock, KeyRing, PasswordHasher
+from zeropay.services.ports import Clock, KeyRing, PasswordHasher, UnitOfWork
 
 T = TypeVar("T")
-
-
-class UnitOfWork(Protocol):
-    """One open transaction and the repositories that read and write inside it."""
-
-    ledger: Any
-    payments: Any
-    spend: Any
-    accounts: Any
-    sessions: Any
-    merchants: Any
-    idempotency: Any
-    audit: Any
-    jobs: Any
 
 
 Transact = Callable[[Callable[[UnitOfWork], T]], T]

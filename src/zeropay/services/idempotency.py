@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from zeropay.domain.errors import DomainError, IdempotencyKeyReused, IdempotencyRequestInFlight
+from zeropay.domain.errors import (
+    DomainError,
+    IdempotencyKeyReused,
+    IdempotencyRequestInFlight,
+    InvariantViolation,
+)
 from zeropay.services.context import AppContext, UnitOfWork
 
 T = TypeVar("T")
@@ -77,7 +82,10 @@ def run(
             raise IdempotencyRequestInFlight(
                 "a request with this idempotency key is still in progress", key=request.key[:64]
             )
-        return Answer(stored.response_status, json.loads(stored.response_body), replayed=True)
+        stored_status, stored_body = stored.response_status, stored.response_body
+        if stored_status is None or stored_body is None:
+            raise InvariantViolation("a completed idempotency key lacks its response")
+        return Answer(stored_status, json.loads(stored_body), replayed=True)
 
     rendered: list[Rendered] = []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, or_, select, update
@@ -12,15 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from zeropay.adapters.sql import tables as t
 from zeropay.adapters.sql.repositories import _aware, _is_unique_violation, _Repo, aware
 from zeropay.domain.audit import AuditRecord, chain_hash
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRequest:
-    fingerprint: bytes
-    status: str  # in_flight | completed
-    response_status: int | None
-    response_body: str | None
-    locked_until: datetime | None
+from zeropay.services.ports import StoredRequest
 
 
 class IdempotencyRepository(_Repo):

@@ -17,6 +17,7 @@ from zeropay.adapters.sql.repositories import (
     SessionRepository,
     SpendRepository,
 )
+from zeropay.services.ports import UnitOfWork
 
 T = TypeVar("T")
 
@@ -33,6 +34,12 @@ class SqlUnitOfWork:
         self.idempotency = IdempotencyRepository(connection)
         self.audit = AuditRepository(connection)
         self.jobs = JobRepository(connection)
+
+
+def _conforms(uow: SqlUnitOfWork) -> UnitOfWork:
+    """Never called: mypy checks here that the SQL unit of work provides every store's methods
+    with the signatures the use cases rely on."""
+    return uow
 
 
 def transactor(engine: Engine) -> Callable[[Callable[[Any], T]], T]:
