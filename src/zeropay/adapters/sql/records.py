@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -150,13 +151,11 @@ class AuditRepository(_Repo):
 class JobRepository(_Repo):
     def ensure(self, name: str, interval_s: int, now: datetime) -> None:
         if self.c.execute(select(t.jobs.c.name).where(t.jobs.c.name == name)).first() is None:
-            try:
-                with self.c.begin_nested():
-                    self.c.execute(
-                        insert(t.jobs).values(name=name, interval_s=interval_s, run_at=now, runs=0)
-                    )
-            except IntegrityError:
-                pass  # another process registered it first
+            # Another process may register it at the same moment; either row will do.
+            with contextlib.suppress(IntegrityError), self.c.begin_nested():
+                self.c.execute(
+                    insert(t.jobs).values(name=name, interval_s=interval_s, run_at=now, runs=0)
+                )
         else:
             self.c.execute(
                 update(t.jobs).where(t.jobs.c.name == name).values(interval_s=interval_s)
