@@ -102,14 +102,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, min(len(sorted_values), round(p / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
-
-
 # ---- processes ----------------------------------------------------------------------------------
 
 

@@ -60,10 +60,6 @@ def currency(code: object) -> Currency:
     return found
 
 
-def supported_currencies() -> tuple[Currency, ...]:
-    return tuple(_CURRENCIES.values())
-
-
 def _check_amount(amount_minor: object) -> int:
     # bool is a subclass of int, and True must never mean one cent.
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
@@ -126,10 +122,6 @@ class Money:
     def __ge__(self, other: Money) -> bool:
         self._same(other)
         return self.amount_minor >= other.amount_minor
-
-    @property
-    def is_positive(self) -> bool:
-        return self.amount_minor > 0
 
     def split(self, weights: list[int]) -> list[Money]:
         """Split by integer weights, largest remainder first; the parts sum to the whole."""

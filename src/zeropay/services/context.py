@@ -21,9 +21,6 @@ from zeropay.services.ports import Clock, KeyRing, PasswordHasher, UnitOfWork
 T = TypeVar("T")
 
 
-Transact = Callable[[Callable[[UnitOfWork], T]], T]
-
-
 @dataclass(frozen=True, slots=True)
 class Durations:
     hold_ttl_s: int = 7 * 24 * 3600  # an authorized (manual-capture) payment's hold
