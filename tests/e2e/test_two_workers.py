@@ -69,7 +69,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
             time.sleep(0.1)
         else:
             raise RuntimeError("server did not become ready")
-        yield url, env
+        yield url, env, proc.pid
     finally:
         proc.terminate()
         try:
@@ -97,7 +97,7 @@ def _payer(http: httpx.Client, email: str) -> dict[str, str]:
 
 
 def test_500_concurrent_confirmations_against_a_wallet_for_100_succeed_exactly_100(server):
-    url, env = server
+    url, env, _ = server
     key = {"Authorization": f"Bearer {_merchant_key(env)}"}
     with httpx.Client(base_url=url, timeout=60) as http:
         payer = _payer(http, "load@example.com")
@@ -129,7 +129,7 @@ def test_500_concurrent_confirmations_against_a_wallet_for_100_succeed_exactly_1
 
 
 def test_the_same_idempotency_key_sent_50_times_at_once_makes_one_transfer(server):
-    url, env = server
+    url, env, _ = server
     with httpx.Client(base_url=url, timeout=60) as http:
         payer = _payer(http, "idem@example.com")
         headers = {**payer, "Idempotency-Key": "one-top-up"}
@@ -157,3 +157,26 @@ def test_the_same_idempotency_key_sent_50_times_at_once_makes_one_transfer(serve
         ).scalar_one()
     engine.dispose()
     assert count == 1
+
+
+def _workers(supervisor_pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(supervisor_pid), "-f", "spawn_main"],
+                         capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(server):
+    url, _, supervisor = server
+    before = _workers(supervisor)
+    assert len(before) == 2
+    victim = min(before)
+    os.kill(victim, 9)
+    after: set[int] = set()
+    for _ in range(100):  # bounded: 10 s
+        after = _workers(supervisor)
+        if len(after) == 2 and victim not in after:
+            break
+        time.sleep(0.1)
+    assert len(after) == 2 and victim not in after
+    answers = {httpx.get(f"{url}/readyz", timeout=5).status_code for _ in range(20)}
+    assert answers == {200}
