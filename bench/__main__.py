@@ -445,7 +445,7 @@ def _table(results: list[dict[str, Any]], tpcb: dict[str, Any] | None, ratio: fl
             f"-j {tpcb['threads']} -T {tpcb['seconds']}): {tpcb['tps']} tps"
         )
         lines.append(f"ratio confirmed payments/s (PostgreSQL) / pgbench tps = {ratio}")
-    lines.append(f"note: client, {WORKERS} server workers and PostgreSQL share "
+    lines.append(f"note: wrk, {WORKERS} server workers and PostgreSQL share "
                  f"{os.cpu_count()} CPU cores on this machine; load average at start "
                  f"{load_before[0]}")
     return "\n".join(lines)
@@ -506,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_at_start": load_before,  # other work on the machine skews figures
             "python": platform.python_version(),
             "postgresql": pg_version,
-            "load_generator": "one asyncio process (httpx.AsyncClient) on the same machine",
-            "note": "client, server workers and PostgreSQL share the same CPU cores",
+            "load_generator": "wrk (C) on the same machine; seeding and warm-up through httpx",
+            "note": "wrk, the server workers and PostgreSQL share the same CPU cores",
         },
         "wall_seconds": round(time.monotonic() - started, 1),
     }

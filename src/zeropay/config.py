@@ -44,7 +44,7 @@ class Settings:
     hold_ttl_s: int = 7 * 24 * 3600
     body_bytes_max: int = 64 * 1024
     jobs_enabled: bool = True
-    threads: int = 8
+    threads: int = 4
     log_level: str = "info"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -77,7 +77,7 @@ class Settings:
             hold_ttl_s=_int(env, "ZEROPAY_HOLD_TTL_S", cls.hold_ttl_s, 60, 30 * 86400),
             body_bytes_max=_int(env, "ZEROPAY_BODY_BYTES_MAX", 64 * 1024, 1024, 10 * 1024 * 1024),
             jobs_enabled=g("ZEROPAY_JOBS", "on") != "off",
-            threads=_int(env, "ZEROPAY_THREADS", 8, 1, 200),
+            threads=_int(env, "ZEROPAY_THREADS", 4, 1, 200),
             log_level=g("ZEROPAY_LOG_LEVEL", "info"),
         )
 
