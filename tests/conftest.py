@@ -2,8 +2,9 @@
 
 Each run migrates one template database per backend and copies it for every test (a file copy
 on SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL), so tests never see each other's rows
-and runs never collide. The PostgreSQL half runs when ZEROPAY_TEST_POSTGRES_URL names a server;
-in CI (ZEROPAY_REQUIRE_POSTGRES=1) its absence is an error, never a skip.
+and runs never collide. The PostgreSQL half always runs, against ZEROPAY_TEST_POSTGRES_URL or
+the local server (`make test` starts it when it is down); an unreachable server fails those
+tests, it never skips them.
 """
 
 from __future__ import annotations
@@ -32,14 +33,10 @@ from zeropay.bootstrap import Container, build
 from zeropay.config import Settings
 from zeropay.services import merchants
 
-PG_URL = os.environ.get("ZEROPAY_TEST_POSTGRES_URL", "")
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_URL = os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or LOCAL_PG
 RUN_ID = uuid.uuid4().hex[:8]
 _counter = itertools.count()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if os.environ.get("ZEROPAY_REQUIRE_POSTGRES") == "1" and not PG_URL:
-        raise pytest.UsageError("ZEROPAY_REQUIRE_POSTGRES=1 but ZEROPAY_TEST_POSTGRES_URL is unset")
 
 
 def _pg_admin_url() -> str:
@@ -63,8 +60,6 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
-    if not PG_URL:
-        pytest.skip("PostgreSQL not configured (set ZEROPAY_TEST_POSTGRES_URL)")
     admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
     name = f"zp_tpl_{RUN_ID}"
     with admin.connect() as c:

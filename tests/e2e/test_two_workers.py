@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-PG_URL = os.environ.get("ZEROPAY_TEST_POSTGRES_URL", "")
+PG_URL = os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
 PAYMENTS = 500
 AFFORDABLE = 100
 PRICE = 300
@@ -34,8 +34,6 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    if not PG_URL:
-        pytest.skip("PostgreSQL not configured (set ZEROPAY_TEST_POSTGRES_URL)")
     admin_url = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
     name = f"zp_e2e_{uuid.uuid4().hex[:8]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
