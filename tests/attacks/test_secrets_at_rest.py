@@ -1,0 +1,62 @@
+"""What a stolen database copy reveals: no password, session token, API key or email address in
+plaintext, and no timing difference between an unknown email and a wrong password."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from sqlalchemy import text
+
+
+def _raw_database(container, backend) -> bytes:
+    """Every byte the database holds for us: the SQLite file, or a pg_dump of the database."""
+    url = container.engine.url
+    if backend == "sqlite":
+        container.engine.dispose()  # checkpoint the WAL into the file
+        path = Path(url.database)
+        return path.read_bytes() + (path.with_name(path.name + "-wal").read_bytes()
+                                    if path.with_name(path.name + "-wal").exists() else b"")
+    dump = subprocess.run(
+        ["pg_dump", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U",
+         url.username or "postgres", "--data-only", url.database],
+        capture_output=True, check=True,
+    )
+    return dump.stdout
+
+
+def test_no_secret_or_email_is_stored_in_plaintext(api, container, backend):
+    email = "plain.text.hunter@example.com"
+    payer = api.payer(email, usd=900)
+    merchant = api.merchant()
+    token = payer["Authorization"].split()[1]
+    key = merchant["Authorization"].split()[1]
+    with container.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM sessions")).scalar_one() == 1
+    raw = _raw_database(container, backend)
+    assert b"Corner Cafe" in raw  # the copy really holds our rows
+    for secret in (email, "a long passphrase", token, key, key.split(".", 1)[1]):
+        assert secret.encode() not in raw, secret
+
+
+def test_an_unknown_email_costs_the_same_password_work_as_a_wrong_password(api, container,
+                                                                          monkeypatch):
+    api.payer("known@example.com")
+    hasher = container.ctx.hasher
+    calls: list[str] = []
+    for name in ("verify", "burn"):
+        original = getattr(hasher, name)
+
+        def spy(*args, _name=name, _original=original):
+            calls.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(hasher, name, spy)
+    body = {"password": "not the password"}
+    unknown = api.client.post("/v1/sessions", json={**body, "email": "nobody@example.com"})
+    after_unknown = list(calls)
+    known = api.client.post("/v1/sessions", json={**body, "email": "known@example.com"})
+    after_known = calls[len(after_unknown):]
+    assert unknown.json() == known.json() and unknown.status_code == known.status_code == 401
+    # One full argon2 verification each: a real hash for the account, a dummy one otherwise.
+    assert after_unknown == ["burn"] and after_known == ["verify"]
