@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zeropay.domain import bounds
+
 
 class ConfigError(ValueError):
     pass
@@ -42,7 +44,7 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     hold_ttl_s: int = 7 * 24 * 3600
-    body_bytes_max: int = 64 * 1024
+    body_bytes_max: int = bounds.BODY_BYTES_DEFAULT
     jobs_enabled: bool = True
     threads: int = 4
     log_level: str = "info"
@@ -75,7 +77,9 @@ class Settings:
             argon2_time_cost=_int(env, "ZEROPAY_ARGON2_TIME_COST", 3, 1, 20),
             argon2_memory_kib=_int(env, "ZEROPAY_ARGON2_MEMORY_KIB", 65536, 8, 4 * 1024 * 1024),
             hold_ttl_s=_int(env, "ZEROPAY_HOLD_TTL_S", cls.hold_ttl_s, 60, 30 * 86400),
-            body_bytes_max=_int(env, "ZEROPAY_BODY_BYTES_MAX", 64 * 1024, 1024, 10 * 1024 * 1024),
+            body_bytes_max=_int(
+                env, "ZEROPAY_BODY_BYTES_MAX", bounds.BODY_BYTES_DEFAULT, 1024, 10 * 1024 * 1024
+            ),
             jobs_enabled=g("ZEROPAY_JOBS", "on") != "off",
             threads=_int(env, "ZEROPAY_THREADS", 4, 1, 200),
             log_level=g("ZEROPAY_LOG_LEVEL", "info"),

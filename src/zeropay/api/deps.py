@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
+from zeropay.domain import bounds
 from zeropay.domain.errors import InvalidInput, NotAuthenticated
 from zeropay.domain.sessions import Session
 from zeropay.services import accounts, merchants
 from zeropay.services.context import AppContext
-from zeropay.services.idempotency import KEY_LENGTH_MAX, IdempotentRequest, fingerprint
+from zeropay.services.idempotency import IdempotentRequest, fingerprint
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -54,9 +55,9 @@ def idempotent_request(
 ) -> IdempotentRequest | None:
     if key is None:
         return None
-    if not 1 <= len(key) <= KEY_LENGTH_MAX or not key.isprintable():
+    if not 1 <= len(key) <= bounds.IDEMPOTENCY_KEY_LENGTH_MAX or not key.isprintable():
         raise InvalidInput(
-            f"Idempotency-Key must be 1 to {KEY_LENGTH_MAX} printable characters",
+            f"Idempotency-Key has 1 to {bounds.IDEMPOTENCY_KEY_LENGTH_MAX} printable characters",
             field="Idempotency-Key",
         )
     return IdempotentRequest(

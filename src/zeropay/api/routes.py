@@ -20,6 +20,7 @@ from zeropay.api.schemas import (
     Registration,
     TopUp,
 )
+from zeropay.domain import bounds
 from zeropay.domain.money import parse_money
 from zeropay.domain.payments import CaptureMethod
 from zeropay.services import accounts, merchants, payments, wallet
@@ -28,7 +29,7 @@ from zeropay.services.context import AppContext
 
 router = APIRouter()
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-PAGE = Annotated[int, Query(ge=1, le=100)]
+PAGE = Annotated[int, Query(ge=1, le=bounds.PAGE_SIZE_MAX)]
 
 
 def _answer(
@@ -233,7 +234,7 @@ def list_payments(
     ctx: Ctx,
     merchant: CurrentMerchant,
     limit: PAGE = 20,
-    starting_after: Annotated[str | None, Query(max_length=40)] = None,
+    starting_after: Annotated[str | None, Query(max_length=bounds.ID_LENGTH_MAX)] = None,
 ) -> dict[str, Any]:
     merchant.require("payments:read")
     rows = payments.list_payments(

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from zeropay.domain import bounds
+
 # Bidirectional overrides and isolates let a description display differently from what it says
 # ("what you see is what you sign" would be a lie), so they are refused like control characters.
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
@@ -21,19 +23,19 @@ def _clean_text(value: str) -> str:
     return unicodedata.normalize("NFC", value).strip()
 
 
-def text(max_length: int, min_length: int = 0) -> object:
-    def at_least(value: str) -> str:
-        # Checked after trimming: "   " is not a description the payer can read.
-        if len(value) < min_length:
-            raise ValueError(f"text needs at least {min_length} visible character(s)")
-        return value
+def _visible(value: str) -> str:
+    # Checked after trimming: "   " is not a description a payer can read.
+    if not value:
+        raise ValueError("text needs at least one visible character")
+    return value
 
-    return Annotated[
-        StrictStr,
-        Field(max_length=max_length),
-        AfterValidator(_clean_text),
-        AfterValidator(at_least),
-    ]
+
+Clean = AfterValidator(_clean_text)
+Visible = AfterValidator(_visible)
+Description = Annotated[StrictStr, Field(max_length=bounds.DESCRIPTION_LENGTH_MAX), Clean, Visible]
+Reference = Annotated[StrictStr, Field(max_length=bounds.REFERENCE_LENGTH_MAX), Clean]
+Reason = Annotated[StrictStr, Field(max_length=bounds.REASON_LENGTH_MAX), Clean]
+Label = Annotated[StrictStr, Field(max_length=bounds.API_KEY_LABEL_LENGTH_MAX), Clean, Visible]
 
 
 class Strict(BaseModel):
@@ -46,8 +48,8 @@ class MoneyIn(Strict):
 
 
 class PaymentCreate(MoneyIn):
-    description: text(500, 1) = Field(description="What the payer sees and confirms")  # type: ignore[valid-type]
-    reference: text(128) | None = Field(default=None, description="The merchant's own reference")  # type: ignore[valid-type]
+    description: Description = Field(description="What the payer sees and confirms")
+    reference: Reference | None = Field(default=None, description="The merchant's own reference")
     capture_method: Literal["automatic", "manual"] = "automatic"
 
 
@@ -59,7 +61,7 @@ class RefundCreate(Strict):
     amount: StrictInt | None = Field(
         default=None, description="Minor units; all that is left by default"
     )
-    reason: text(200) | None = None  # type: ignore[valid-type]
+    reason: Reason | None = None
 
 
 class TopUp(MoneyIn):
@@ -67,15 +69,15 @@ class TopUp(MoneyIn):
 
 
 class Registration(Strict):
-    email: StrictStr = Field(max_length=320)
-    password: StrictStr = Field(max_length=4096)
+    email: StrictStr = Field(max_length=bounds.EMAIL_INPUT_LENGTH_MAX)
+    password: StrictStr = Field(max_length=bounds.PASSWORD_INPUT_LENGTH_MAX)
 
 
 class Credentials(Strict):
-    email: StrictStr = Field(max_length=320)
-    password: StrictStr = Field(max_length=4096)
+    email: StrictStr = Field(max_length=bounds.EMAIL_INPUT_LENGTH_MAX)
+    password: StrictStr = Field(max_length=bounds.PASSWORD_INPUT_LENGTH_MAX)
 
 
 class ApiKeyCreate(Strict):
-    scopes: list[StrictStr] = Field(min_length=1, max_length=8)
-    label: text(64, 1) = "api key"  # type: ignore[valid-type]
+    scopes: list[StrictStr] = Field(min_length=1, max_length=bounds.API_KEY_SCOPES_MAX)
+    label: Label = "api key"

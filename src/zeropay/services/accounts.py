@@ -7,6 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
+from zeropay.domain import bounds
 from zeropay.domain.errors import (
     AuthenticationFailed,
     EmailTaken,
@@ -28,9 +29,7 @@ from zeropay.domain.sessions import Session, needs_touch, new_session, verify_se
 from zeropay.services import audit
 from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 
-EMAIL_LENGTH_MAX = 254  # RFC 5321 path limit
 SESSION_TOKEN_BYTES = 32  # 256 bits; OWASP ASVS asks for at least 128
-SESSIONS_LISTED_MAX = 100
 PASSWORD_FACTOR = "password"  # noqa: S105 - the factor's name, not a password
 
 
@@ -44,7 +43,7 @@ def parse_email(raw: object) -> str:
     if (
         not local
         or "." not in domain
-        or len(email) > EMAIL_LENGTH_MAX
+        or len(email) > bounds.EMAIL_LENGTH_MAX
         or any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in email)
         or domain.startswith(".")
         or domain.endswith(".")
@@ -150,7 +149,11 @@ def login(
             now=now,
             policy=ctx.session_policy,
         )
-        uow.sessions.add(session, token_hash=hash_token(token), user_agent=(user_agent or "")[:256])
+        uow.sessions.add(
+            session,
+            token_hash=hash_token(token),
+            user_agent=(user_agent or "")[: bounds.USER_AGENT_LENGTH_MAX],
+        )
         audit.record(
             ctx, uow, "login.succeeded", actor=user.id, subject=session.id, factor=PASSWORD_FACTOR
         )
@@ -251,7 +254,9 @@ def logout(ctx: AppContext, session: Session) -> None:
 
 def list_sessions(ctx: AppContext, session: Session) -> list[tuple[Session, str | None]]:
     return ctx.run(
-        lambda uow: uow.sessions.of_user(session.user_id, ctx.now(), limit=SESSIONS_LISTED_MAX)
+        lambda uow: uow.sessions.of_user(
+            session.user_id, ctx.now(), limit=bounds.SESSIONS_LISTED_MAX
+        )
     )
 
 
@@ -259,7 +264,9 @@ def revoke_session(ctx: AppContext, session: Session, session_id: str) -> None:
     def work(uow: UnitOfWork) -> None:
         owned = {
             s.id
-            for s, _ in uow.sessions.of_user(session.user_id, ctx.now(), limit=SESSIONS_LISTED_MAX)
+            for s, _ in uow.sessions.of_user(
+                session.user_id, ctx.now(), limit=bounds.SESSIONS_LISTED_MAX
+            )
         }
         if session_id not in owned:
             raise NotFound("no such session", session_id=session_id[:40])
@@ -278,5 +285,7 @@ def email_of(ctx: AppContext, user_id: str) -> str:
     ).decode()
 
 
-def notifications(ctx: AppContext, user_id: str, *, limit: int = 50) -> list[Notification]:
+def notifications(
+    ctx: AppContext, user_id: str, *, limit: int = bounds.NOTIFICATIONS_LISTED_MAX
+) -> list[Notification]:
     return ctx.run(lambda uow: uow.accounts.notifications(user_id, limit=limit))

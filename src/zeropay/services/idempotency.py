@@ -27,7 +27,6 @@ from zeropay.domain.errors import (
 from zeropay.services.context import AppContext, UnitOfWork
 
 T = TypeVar("T")
-KEY_LENGTH_MAX = 255
 Hook = Callable[[UnitOfWork, Any], None]
 Rendered = tuple[int, Any]
 

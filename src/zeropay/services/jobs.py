@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from zeropay.domain import bounds
 from zeropay.services import payments
 from zeropay.services.context import AppContext, UnitOfWork
 
 log = logging.getLogger("zeropay.jobs")
 
 JOB_LEASE_S = 120
-PURGE_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class Job:
 
 
 def _purge_idempotency_keys(ctx: AppContext) -> int:
-    return ctx.run(lambda uow: uow.idempotency.purge_expired(ctx.now(), limit=PURGE_BATCH))
+    return ctx.run(
+        lambda uow: uow.idempotency.purge_expired(ctx.now(), limit=bounds.IDEMPOTENCY_PURGE_BATCH)
+    )
 
 
 JOBS: tuple[Job, ...] = (

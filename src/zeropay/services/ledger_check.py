@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from zeropay.domain import bounds
 from zeropay.domain.errors import InvalidInput, InvalidStateTransition, NotFound
 from zeropay.domain.ledger import (
     LedgerViolation,
@@ -15,7 +16,6 @@ from zeropay.domain.ledger import (
 from zeropay.services import audit
 from zeropay.services.context import AppContext, UnitOfWork
 
-REASON_LENGTH_MAX = 200
 REVERSIBLE_CODES = frozenset({"topup"})
 
 
@@ -35,7 +35,7 @@ def reverse(ctx: AppContext, *, transfer_id: str, reason: str, actor: str) -> Tr
     have their own flows (cancel, refund) and are refused here, so their records stay consistent.
     """
     reason = reason.strip()
-    if not 0 < len(reason) <= REASON_LENGTH_MAX:
+    if not 0 < len(reason) <= bounds.REASON_LENGTH_MAX:
         raise InvalidInput("a reversal needs a reason of 1 to 200 characters", field="reason")
 
     def work(uow: UnitOfWork) -> Transfer:

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from zeropay.domain import bounds
 from zeropay.domain.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
 from zeropay.domain.records import ApiKey
 from zeropay.services import audit
@@ -14,7 +15,6 @@ from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 SCOPES = frozenset({"payments:read", "payments:write", "refunds:write", "keys:manage"})
 KEY_SECRET_BYTES = 32
 KEY_PREFIX = "zpk"
-MERCHANT_NAME_MAX = 128
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def _secret_hash(secret: str) -> bytes:
 
 def create_merchant(ctx: AppContext, *, name: str, actor: str = "cli") -> tuple[str, IssuedKey]:
     name = name.strip()
-    if not 0 < len(name) <= MERCHANT_NAME_MAX:
+    if not 0 < len(name) <= bounds.MERCHANT_NAME_LENGTH_MAX:
         raise InvalidInput("a merchant name has 1 to 128 characters", field="name")
     merchant_id = ctx.new_id("mer")
 
@@ -63,7 +63,14 @@ def create_api_key(
     def work(uow: UnitOfWork) -> IssuedKey:
         if uow.merchants.name(merchant_id) is None:
             raise NotFound("no such merchant")
-        return _issue(ctx, uow, merchant_id, scopes, label=label[:64], actor=actor)
+        return _issue(
+            ctx,
+            uow,
+            merchant_id,
+            scopes,
+            label=label[: bounds.API_KEY_LABEL_LENGTH_MAX],
+            actor=actor,
+        )
 
     return ctx.run(work)
 

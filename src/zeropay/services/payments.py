@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from zeropay.domain import bounds
 from zeropay.domain.errors import InsufficientFunds, MonthlyLimitExceeded, NotFound
 from zeropay.domain.ledger import (
     AccountKind,
@@ -28,8 +29,6 @@ from zeropay.domain.payments import (
 from zeropay.domain.records import Refund
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.idempotency import Hook
-
-PAGE_SIZE_MAX = 100
 
 
 def create(
@@ -90,7 +89,7 @@ def list_payments(
         if starting_after is not None:
             cursor = _owned(uow, starting_after, merchant_id, lock=False)
         return uow.payments.list_for_merchant(
-            merchant_id, limit=min(limit, PAGE_SIZE_MAX), starting_after=cursor
+            merchant_id, limit=min(limit, bounds.PAGE_SIZE_MAX), starting_after=cursor
         )
 
     return ctx.read(work)
@@ -239,7 +238,7 @@ def cancel(
     return ctx.run(work, on_commit)
 
 
-def expire_holds(ctx: AppContext, *, batch: int = 100) -> int:
+def expire_holds(ctx: AppContext, *, batch: int = bounds.HOLD_EXPIRY_BATCH) -> int:
     """Release holds whose time ran out and mark their payments expired. Safe to run from many
     processes at once: each hold is resolved once (unique ``pending_id``)."""
 

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from zeropay.domain import bounds
 from zeropay.domain.errors import FundingDeclined, InvalidInput, TopUpLimitExceeded
 from zeropay.domain.ledger import (
     Account,
@@ -19,7 +20,6 @@ from zeropay.domain.money import Money
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.idempotency import Hook
 
-HISTORY_PAGE_MAX = 100
 TEST_FUNDING_OWNER = "test-funding"
 
 # Test funding sources, in the manner of card networks' test numbers: one always succeeds,
@@ -48,7 +48,9 @@ def history(
         wallets = [a.id for a in uow.ledger.accounts_of(user_id) if a.kind is AccountKind.WALLET]
         if not wallets:
             return []
-        rows = uow.ledger.history(wallets, limit=min(limit, HISTORY_PAGE_MAX), before_seq=before)
+        rows = uow.ledger.history(
+            wallets, limit=min(limit, bounds.PAGE_SIZE_MAX), before_seq=before
+        )
         out = []
         for seq, t in rows:
             mine = t.debit_account_id if t.debit_account_id in wallets else t.credit_account_id

@@ -19,11 +19,11 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from zeropay.domain import bounds
 from zeropay.domain.errors import InfrastructureError
 
 T = TypeVar("T")
 
-TRANSACTION_ATTEMPTS_MAX = 8
 RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 
 
@@ -86,7 +86,7 @@ def _retryable(exc: BaseException, *, at_commit: bool) -> bool:
 
 def run_in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run ``work`` in one transaction, committing once; run it again on a retryable failure."""
-    for attempt in range(1, TRANSACTION_ATTEMPTS_MAX + 1):
+    for attempt in range(1, bounds.TRANSACTION_ATTEMPTS_MAX + 1):
         at_commit = False
         try:
             with engine.begin() as connection:
@@ -94,7 +94,10 @@ def run_in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
                 at_commit = True
             return result
         except Exception as exc:
-            if not _retryable(exc, at_commit=at_commit) or attempt == TRANSACTION_ATTEMPTS_MAX:
+            if (
+                not _retryable(exc, at_commit=at_commit)
+                or attempt == bounds.TRANSACTION_ATTEMPTS_MAX
+            ):
                 if isinstance(exc, OperationalError):
                     raise InfrastructureError("the database is unavailable") from exc
                 raise

@@ -26,6 +26,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from zeropay.domain import bounds
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -36,7 +38,7 @@ metadata = MetaData(
     }
 )
 
-ID = 40  # our ids: a short type prefix and 26 Crockford base32 characters
+ID = bounds.ID_LENGTH_MAX  # our ids: a short type prefix and 26 Crockford base32 characters
 TS = DateTime(timezone=True)
 
 users = Table(
@@ -76,7 +78,7 @@ sessions = Table(
     Column("idle_timeout_s", Integer, nullable=False),
     Column("methods", Text, nullable=False),  # JSON: [{"factor": ..., "at": ...}]
     Column("revoked_at", TS),
-    Column("user_agent", String(256)),
+    Column("user_agent", String(bounds.USER_AGENT_LENGTH_MAX)),
 )
 
 notifications = Table(
@@ -95,7 +97,7 @@ merchants = Table(
     "merchants",
     metadata,
     Column("id", String(ID), primary_key=True),
-    Column("name", String(128), nullable=False),
+    Column("name", String(bounds.MERCHANT_NAME_LENGTH_MAX), nullable=False),
     Column("created_at", TS, nullable=False),
 )
 
@@ -106,7 +108,7 @@ api_keys = Table(
     Column("merchant_id", String(ID), ForeignKey("merchants.id"), nullable=False, index=True),
     Column("secret_hash", LargeBinary(32), nullable=False),
     Column("scopes", String(256), nullable=False),
-    Column("label", String(64), nullable=False),
+    Column("label", String(bounds.API_KEY_LABEL_LENGTH_MAX), nullable=False),
     Column("created_at", TS, nullable=False),
     Column("revoked_at", TS),
 )
@@ -183,8 +185,8 @@ payments = Table(
     Column("merchant_id", String(ID), ForeignKey("merchants.id"), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("description", String(500), nullable=False),
-    Column("reference", String(128)),
+    Column("description", String(bounds.DESCRIPTION_LENGTH_MAX), nullable=False),
+    Column("reference", String(bounds.REFERENCE_LENGTH_MAX)),
     Column("capture_method", String(16), nullable=False),
     Column("status", String(32), nullable=False),
     Column("payer_id", String(ID), ForeignKey("users.id")),
@@ -213,7 +215,7 @@ refunds = Table(
     Column("payment_id", String(ID), ForeignKey("payments.id"), nullable=False, index=True),
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("reason", String(200)),
+    Column("reason", String(bounds.REASON_LENGTH_MAX)),
     Column("transfer_id", String(80), nullable=False, unique=True),
     Column("created_at", TS, nullable=False),
     CheckConstraint("amount_minor > 0", name="positive"),
@@ -233,7 +235,7 @@ idempotency_keys = Table(
     "idempotency_keys",
     metadata,
     Column("scope", String(ID + 8), primary_key=True),
-    Column("key", String(255), primary_key=True),
+    Column("key", String(bounds.IDEMPOTENCY_KEY_LENGTH_MAX), primary_key=True),
     Column("fingerprint", LargeBinary(32), nullable=False),
     Column("status", String(16), nullable=False),
     Column("response_status", Integer),
