@@ -17,10 +17,15 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+# The demo sends its mail to a local SMTP server it starts itself; read it at /dev/mail.
+run: export ZEROPAY_SMTP_HOST ?= localhost
+run: export ZEROPAY_SMTP_PORT ?= 8025
+run: export ZEROPAY_DEV_MAIL_DIR ?= var/mail
 run: $(STAMP)
 	mkdir -p var
 	$(BIN)/zeropay migrate
 	$(BIN)/zeropay demo
+	$(BIN)/zeropay devmail --port 8025 --dir var/mail & trap "kill $$!" EXIT; \
 	$(BIN)/zeropay serve --host localhost --port 8000
 
 migrate: $(STAMP)

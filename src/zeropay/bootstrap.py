@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from zeropay.adapters.clock import SystemClock
 from zeropay.adapters.keyring import FileKeyRing
+from zeropay.adapters.mail import SmtpMailer
 from zeropay.adapters.passwords import Argon2PasswordHasher, shipped_common_passwords
 from zeropay.adapters.sql.database import make_engine
 from zeropay.adapters.sql.uow import reader, transactor
@@ -17,7 +18,7 @@ from zeropay.domain.limits import SpendingLimits, builtin_profile
 from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.sessions import SessionPolicy
 from zeropay.services.context import AppContext, Durations
-from zeropay.services.ports import Clock, KeyRing, PasswordHasher
+from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ def build(
     keyring: KeyRing | None = None,
     hasher: PasswordHasher | None = None,
     engine: Engine | None = None,
+    mailer: Mailer | None = None,
 ) -> Container:
     engine = engine or make_engine(settings.database_url, pool_size=settings.threads + 2)
     ctx = AppContext(
@@ -62,6 +64,20 @@ def build(
         ),
         durations=Durations(hold_ttl_s=settings.hold_ttl_s),
         common_passwords=shipped_common_passwords(),
+        mailer=mailer
+        if mailer is not None
+        else (
+            SmtpMailer(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                sender=settings.mail_sender,
+                starttls=settings.smtp_starttls,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+            )
+            if settings.smtp_host
+            else None
+        ),
     )
     return Container(settings=settings, engine=engine, ctx=ctx)
 

@@ -136,6 +136,15 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devmail(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from zeropay.adapters.mail import run_dev_mail_server
+
+    run_dev_mail_server(host=args.host, port=args.port, directory=Path(args.dir))
+    return 0
+
+
 def cmd_jobs_run(_args: argparse.Namespace) -> int:
     from zeropay.services import jobs
 
@@ -182,6 +191,11 @@ def parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("merchant_id")
     key_revoke.add_argument("key_id")
     key_revoke.set_defaults(func=cmd_key_revoke)
+    devmail = sub.add_parser("devmail", help="a local SMTP server that keeps mail (development)")
+    devmail.add_argument("--host", default="localhost")
+    devmail.add_argument("--port", type=int, default=8025)
+    devmail.add_argument("--dir", default="var/mail")
+    devmail.set_defaults(func=cmd_devmail)
     job = sub.add_parser("jobs", help="background jobs").add_subparsers(dest="sub", required=True)
     job.add_parser("run", help="run due jobs once").set_defaults(func=cmd_jobs_run)
     return p

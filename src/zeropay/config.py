@@ -47,6 +47,13 @@ class Settings:
     body_bytes_max: int = bounds.BODY_BYTES_DEFAULT
     jobs_enabled: bool = True
     threads: int = 4
+    smtp_host: str | None = None  # unset: email waits in the outbox
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    mail_sender: str = "ZeroPay <no-reply@zeropay.localhost>"
+    dev_mail_dir: Path | None = None  # set: GET /dev/mail lists what the dev SMTP server kept
     log_level: str = "info"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -82,6 +89,13 @@ class Settings:
             ),
             jobs_enabled=g("ZEROPAY_JOBS", "on") != "off",
             threads=_int(env, "ZEROPAY_THREADS", 4, 1, 200),
+            smtp_host=g("ZEROPAY_SMTP_HOST") or None,
+            smtp_port=_int(env, "ZEROPAY_SMTP_PORT", 25, 1, 65535),
+            smtp_starttls=g("ZEROPAY_SMTP_STARTTLS", "off") == "on",
+            smtp_username=g("ZEROPAY_SMTP_USERNAME") or None,
+            smtp_password=g("ZEROPAY_SMTP_PASSWORD") or None,
+            mail_sender=g("ZEROPAY_MAIL_SENDER", cls.mail_sender),
+            dev_mail_dir=Path(d) if (d := g("ZEROPAY_DEV_MAIL_DIR")) else None,
             log_level=g("ZEROPAY_LOG_LEVEL", "info"),
         )
 

@@ -9,6 +9,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email import policy as email_policy
+from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
@@ -34,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zeropay import __version__
 from zeropay.api.problems import problem, problem_body, render_error
 from zeropay.api.routes import router
+from zeropay.domain import bounds
 from zeropay.domain.errors import ZeroPayError
 from zeropay.services import jobs
 
@@ -288,6 +291,26 @@ def create_app(container: Container) -> FastAPI:
         except Exception:
             return problem(503, problem_body(503, "not_ready", "the database does not answer"))
         return JSONResponse({"status": "ready"})
+
+    if settings.dev_mail_dir is not None:
+        mail_dir = settings.dev_mail_dir
+
+        @app.get("/dev/mail", tags=["development"], include_in_schema=False)
+        def dev_mail() -> dict[str, Any]:
+            """Development only: what the local SMTP server received, newest first."""
+            out = []
+            files = sorted(mail_dir.glob("*.eml"), reverse=True) if mail_dir.exists() else []
+            for path in files[: bounds.PAGE_SIZE_MAX]:
+                message = BytesParser(policy=email_policy.default).parsebytes(path.read_bytes())
+                body = message.get_body(preferencelist=("plain",))
+                out.append(
+                    {
+                        "to": message["To"],
+                        "subject": message["Subject"],
+                        "body": body.get_content() if body is not None else "",
+                    }
+                )
+            return {"data": out}
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     def metrics() -> PlainTextResponse:

@@ -26,7 +26,7 @@ from zeropay.domain.lockout import (
 from zeropay.domain.passwords import check_password_policy
 from zeropay.domain.records import Notification
 from zeropay.domain.sessions import Session, needs_touch, new_session, verify_session_active
-from zeropay.services import audit
+from zeropay.services import audit, mail
 from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 
 SESSION_TOKEN_BYTES = 32  # 256 bits; OWASP ASVS asks for at least 128
@@ -178,6 +178,12 @@ def _reserve_attempt(
     return after, events
 
 
+_SUBJECTS = {
+    LockoutEvent.LOCKED: "ZeroPay: your password is locked for now",
+    LockoutEvent.FINAL_WARNING: "ZeroPay: one more lock will be permanent",
+    LockoutEvent.LOCKED_PERMANENTLY: "ZeroPay: your password is locked",
+}
+
 _ALERTS = {
     LockoutEvent.LOCKED: "Your password was locked after 5 failed sign-in attempts. "
     "It unlocks at {until}. If this wasn't you, change your password when it unlocks.",
@@ -207,13 +213,15 @@ def _report_failure(
     )
     until = after.locked_until.isoformat() if after.locked_until else ""
     for lockout_event in events:
+        body = _ALERTS[lockout_event].format(until=until)
         uow.accounts.notify(
             notification_id=ctx.new_id("ntf"),
             user_id=user_id,
             kind=lockout_event.value,
-            body=_ALERTS[lockout_event].format(until=until),
+            body=body,
             now=now,
         )
+        mail.queue(ctx, uow, user_id=user_id, subject=_SUBJECTS[lockout_event], body=body)
         audit.record(
             ctx,
             uow,

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from zeropay.domain.limits import PolicyProfile
 from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.sessions import SessionPolicy
-from zeropay.services.ports import Clock, KeyRing, PasswordHasher, UnitOfWork
+from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher, UnitOfWork
 
 T = TypeVar("T")
 
@@ -42,6 +42,7 @@ class AppContext:
     session_policy: SessionPolicy = field(default_factory=SessionPolicy)
     durations: Durations = field(default_factory=Durations)
     common_passwords: frozenset[str] = field(default=frozenset(), repr=False)
+    mailer: Mailer | None = None  # None: messages stay queued in the outbox
 
     def now(self) -> datetime:
         return self.clock.now()

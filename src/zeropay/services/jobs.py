@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from zeropay.domain import bounds
-from zeropay.services import payments
+from zeropay.services import mail, payments
 from zeropay.services.context import AppContext, UnitOfWork
 
 log = logging.getLogger("zeropay.jobs")
@@ -33,6 +33,7 @@ def _purge_idempotency_keys(ctx: AppContext) -> int:
 JOBS: tuple[Job, ...] = (
     Job("expire_holds", 30, lambda ctx: payments.expire_holds(ctx)),
     Job("purge_idempotency_keys", 600, _purge_idempotency_keys),
+    Job("send_email", 5, lambda ctx: mail.deliver_due(ctx)),
 )
 
 

@@ -41,6 +41,12 @@ class KeyRing(Protocol):
         ...
 
 
+class Mailer(Protocol):
+    def send(self, *, to: str, subject: str, body: str) -> None:
+        """Hand one plain-text message to the mail server; ``InfrastructureError`` if it fails."""
+        ...
+
+
 class PasswordHasher(Protocol):
     def hash(self, secret: str) -> str: ...
 
@@ -175,6 +181,24 @@ class AuditStore(Protocol):
     def records(self) -> Iterator[tuple[AuditRecord, bytes]]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedEmail:
+    id: str
+    user_id: str
+    subject: str
+    body: str
+    attempts: int
+
+
+class OutboxStore(Protocol):
+    def add(
+        self, *, email_id: str, user_id: str, subject: str, body: str, now: datetime
+    ) -> None: ...
+    def due(self, now: datetime, *, limit: int) -> list[QueuedEmail]: ...
+    def sent(self, email_id: str, now: datetime) -> None: ...
+    def failed(self, email_id: str, *, error: str, retry_at: datetime | None) -> None: ...
+
+
 class JobStore(Protocol):
     def ensure(self, name: str, interval_s: int, now: datetime) -> None: ...
     def lease(self, name: str, *, owner: str, now: datetime, lease: timedelta) -> bool: ...
@@ -204,3 +228,5 @@ class UnitOfWork(Protocol):
     def audit(self) -> AuditStore: ...
     @property
     def jobs(self) -> JobStore: ...
+    @property
+    def outbox(self) -> OutboxStore: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from zeropay.adapters.sql import tables as t
 from zeropay.adapters.sql.repositories import _aware, _is_unique_violation, _Repo, aware
 from zeropay.domain.audit import AuditRecord, chain_hash
-from zeropay.services.ports import StoredRequest
+from zeropay.services.ports import QueuedEmail, StoredRequest
 
 
 class IdempotencyRepository(_Repo):
@@ -194,3 +194,45 @@ class JobRepository(_Repo):
 
     def all(self) -> list[dict[str, object]]:
         return [dict(r._mapping) for r in self.c.execute(select(t.jobs).order_by(t.jobs.c.name))]
+
+
+class OutboxRepository(_Repo):
+    def add(self, *, email_id: str, user_id: str, subject: str, body: str, now: datetime) -> None:
+        self.c.execute(
+            insert(t.outbound_email).values(
+                id=email_id,
+                user_id=user_id,
+                subject=subject,
+                body=body,
+                created_at=now,
+                next_attempt_at=now,
+                attempts=0,
+            )
+        )
+
+    def due(self, now: datetime, *, limit: int) -> list[QueuedEmail]:
+        x = t.outbound_email.c
+        rows = self.c.execute(
+            select(t.outbound_email)
+            .where(x.sent_at.is_(None), x.next_attempt_at <= now)
+            .order_by(x.next_attempt_at)
+            .limit(limit)
+        )
+        return [QueuedEmail(r.id, r.user_id, r.subject, r.body, r.attempts) for r in rows]
+
+    def sent(self, email_id: str, now: datetime) -> None:
+        self.c.execute(
+            update(t.outbound_email)
+            .where(t.outbound_email.c.id == email_id)
+            .values(sent_at=now, attempts=t.outbound_email.c.attempts + 1, last_error=None)
+        )
+
+    def failed(self, email_id: str, *, error: str, retry_at: datetime | None) -> None:
+        """Record a failed attempt; with no ``retry_at`` the message is given up (kept, unsent)."""
+        x = t.outbound_email.c
+        values: dict[str, object] = {"attempts": x.attempts + 1, "last_error": error[:500]}
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        else:
+            values["next_attempt_at"] = datetime.max.replace(tzinfo=UTC)
+        self.c.execute(update(t.outbound_email).where(x.id == email_id).values(**values))

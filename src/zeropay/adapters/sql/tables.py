@@ -271,6 +271,25 @@ audit_head = Table(
     CheckConstraint("id = 1", name="single_row"),
 )
 
+# The transactional outbox: a message is written in the same transaction as the event it reports
+# and delivered later by a leased job, so no transaction waits on SMTP and none is retried into
+# sending twice. It names the user, not an address: the address is read (and decrypted) only when
+# the message is sent, so it is stored once, encrypted, in ``users``.
+outbound_email = Table(
+    "outbound_email",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("next_attempt_at", TS, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("sent_at", TS),
+    Column("last_error", String(500)),
+    Index("ix_outbound_email_due", "sent_at", "next_attempt_at"),
+)
+
 jobs = Table(
     "jobs",
     metadata,

@@ -8,7 +8,12 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from zeropay.adapters.sql.database import run_in_transaction
-from zeropay.adapters.sql.records import AuditRepository, IdempotencyRepository, JobRepository
+from zeropay.adapters.sql.records import (
+    AuditRepository,
+    IdempotencyRepository,
+    JobRepository,
+    OutboxRepository,
+)
 from zeropay.adapters.sql.repositories import (
     AccountRepository,
     LedgerRepository,
@@ -34,6 +39,7 @@ class SqlUnitOfWork:
         self.idempotency = IdempotencyRepository(connection)
         self.audit = AuditRepository(connection)
         self.jobs = JobRepository(connection)
+        self.outbox = OutboxRepository(connection)
 
 
 def _conforms(uow: SqlUnitOfWork) -> UnitOfWork:

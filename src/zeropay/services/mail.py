@@ -1,0 +1,80 @@
+"""Email to users through the transactional outbox: ``queue`` inside the transaction that
+decides to write, ``deliver_due`` later from a leased job."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from zeropay.domain import bounds
+from zeropay.domain.errors import ZeroPayError
+from zeropay.services.context import AppContext
+from zeropay.services.ports import Mailer, QueuedEmail, UnitOfWork
+
+log = logging.getLogger("zeropay.mail")
+
+ATTEMPTS_MAX = 8
+RETRY_BASE_S = 30
+
+
+def queue(ctx: AppContext, uow: UnitOfWork, *, user_id: str, subject: str, body: str) -> None:
+    """Never put a secret in an email that works on its own (a link or code is the MFA issue's)."""
+    uow.outbox.add(
+        email_id=ctx.new_id("eml"), user_id=user_id, subject=subject, body=body, now=ctx.now()
+    )
+
+
+def deliver_due(ctx: AppContext, *, batch: int = bounds.EMAIL_SEND_BATCH) -> int:
+    """Send what is due; a failure is retried with doubling delays, then given up (and kept)."""
+    if ctx.mailer is None:
+        return 0
+    mailer = ctx.mailer
+    due: list[QueuedEmail] = ctx.run(lambda uow: uow.outbox.due(ctx.now(), limit=batch))
+    sent = 0
+    for email in due:
+        error = _try_send(ctx, mailer, email)
+        if error is None:
+            _record(ctx, email, error=None, retry_at=None)
+            sent += 1
+            continue
+        attempts = email.attempts + 1
+        retry_at = (
+            ctx.now() + timedelta(seconds=RETRY_BASE_S * 2 ** (attempts - 1))
+            if attempts < ATTEMPTS_MAX
+            else None
+        )
+        log.warning("email %s not sent (attempt %s): %s", email.id, attempts, error)
+        _record(ctx, email, error=error, retry_at=retry_at)
+    return sent
+
+
+def _try_send(ctx: AppContext, mailer: Mailer, email: QueuedEmail) -> str | None:
+    """None when sent; else why not."""
+
+    def recipient(uow: UnitOfWork) -> bytes | None:
+        user = uow.accounts.user(email.user_id)
+        return user.email_ciphertext if user is not None and user.status == "active" else None
+
+    ciphertext = ctx.run(recipient)
+    if ciphertext is None:
+        return "the user is gone"
+    try:
+        address = ctx.keyring.decrypt(
+            ciphertext, table="users", column="email", row_id=email.user_id
+        ).decode()
+        mailer.send(to=address, subject=email.subject, body=email.body)
+    except ZeroPayError as exc:
+        return exc.message
+    return None
+
+
+def _record(
+    ctx: AppContext, email: QueuedEmail, *, error: str | None, retry_at: datetime | None
+) -> None:
+    def work(uow: UnitOfWork) -> None:
+        if error is None:
+            uow.outbox.sent(email.id, ctx.now())
+        else:
+            uow.outbox.failed(email.id, error=error, retry_at=retry_at)
+
+    ctx.run(work)
