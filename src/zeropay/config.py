@@ -55,7 +55,6 @@ class Settings:
     mail_sender: str = "ZeroPay <no-reply@zeropay.localhost>"
     dev_mail_dir: Path | None = None  # set: GET /dev/mail lists what the dev SMTP server kept
     log_level: str = "info"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -98,7 +97,3 @@ class Settings:
             dev_mail_dir=Path(d) if (d := g("ZEROPAY_DEV_MAIL_DIR")) else None,
             log_level=g("ZEROPAY_LOG_LEVEL", "info"),
         )
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")

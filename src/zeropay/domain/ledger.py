@@ -88,9 +88,6 @@ class Account:
     def balance_limited(self) -> bool:
         return self.kind in BALANCE_LIMITED
 
-    def available_money(self) -> Money:
-        return Money(self.balance.available, self.currency)
-
 
 @dataclass(frozen=True, slots=True)
 class Transfer:

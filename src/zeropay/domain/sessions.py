@@ -69,9 +69,6 @@ class Session:
     def idle_expires_at(self) -> datetime:
         return self.last_seen_at + timedelta(seconds=self.idle_timeout_s)
 
-    def is_active(self, now: datetime) -> bool:
-        return self.revoked_at is None and now < self.expires_at and now < self.idle_expires_at()
-
 
 def new_session(
     *, session_id: str, user_id: str, factor: str, now: datetime, policy: SessionPolicy

@@ -116,7 +116,7 @@ def login(
         ctx.hasher.burn("")
         raise failed
     index = email_index(ctx, address)
-    user = ctx.run(lambda uow: uow.accounts.user_by_email_index(index))
+    user = ctx.read(lambda uow: uow.accounts.user_by_email_index(index))
     if user is None or user.status != "active":
         ctx.hasher.burn(password)
         raise failed

@@ -10,8 +10,7 @@ failures and deadlocks (which SERIALIZABLE or a distributed PostgreSQL may raise
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -103,9 +102,3 @@ def run_in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
                 raise
             time.sleep(min(0.002 * 2**attempt, 0.1))
     raise AssertionError("unreachable")
-
-
-@contextmanager
-def read_only(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as connection:
-        yield connection

@@ -658,13 +658,6 @@ class SessionRepository(_Repo):
         )
         return result.rowcount == 1
 
-    def revoke_all(self, user_id: str, now: datetime, *, except_id: str | None = None) -> int:
-        x = t.sessions.c
-        stmt = update(t.sessions).where(x.user_id == user_id, x.revoked_at.is_(None))
-        if except_id is not None:
-            stmt = stmt.where(x.id != except_id)
-        return self.c.execute(stmt.values(revoked_at=now)).rowcount
-
     def of_user(
         self, user_id: str, now: datetime, *, limit: int
     ) -> list[tuple[Session, str | None]]:
