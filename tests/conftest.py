@@ -110,15 +110,20 @@ def clock() -> FixedClock:
     return FixedClock(datetime(2026, 11, 2, 9, 30, tzinfo=UTC))
 
 
+PASSWORD_ONLY_POLICY = Path(__file__).parent / "policies" / "password-only.toml"
+
+
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    # The named policy profile these tests run under: the payments core alone.
+    # The named policy profile these tests run under: the payments core alone, and an
+    # authentication policy where a password signs in (the MFA tests use the shipped default).
     return Settings(
         database_url=database_url,
         key_file=tmp_path / "keys.json",
         policy_profile="core",
         jobs_enabled=False,
         log_level="warning",
+        auth_policy_file=PASSWORD_ONLY_POLICY,
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import tomllib
 from dataclasses import dataclass
+from importlib import resources
 
 from sqlalchemy.engine import Engine
 
@@ -11,14 +13,34 @@ from zeropay.adapters.clock import SystemClock
 from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.mail import SmtpMailer
 from zeropay.adapters.passwords import Argon2PasswordHasher, shipped_common_passwords
+from zeropay.adapters.sms import DevSmsSink, HttpSmsGateway
 from zeropay.adapters.sql.database import make_engine
 from zeropay.adapters.sql.uow import reader, transactor
 from zeropay.config import Settings
 from zeropay.domain.limits import SpendingLimits, builtin_profile
 from zeropay.domain.lockout import LockoutPolicy
+from zeropay.domain.policy import AuthPolicy, parse_policy
 from zeropay.domain.sessions import SessionPolicy
-from zeropay.services.context import AppContext, Durations
-from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher
+from zeropay.services.context import AppContext, Durations, RelyingParty
+from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher, SmsSender
+
+
+def load_auth_policy(settings: Settings) -> AuthPolicy:
+    """The policy file named by ZEROPAY_AUTH_POLICY, else the shipped default; a mistake in it
+    stops the start with a ``ConfigurationError`` naming the key."""
+    if settings.auth_policy_file is not None:
+        text = settings.auth_policy_file.read_text(encoding="utf-8")
+    else:
+        text = resources.files("zeropay").joinpath("policies/default.toml").read_text("utf-8")
+    return parse_policy(tomllib.loads(text))
+
+
+def sms_sender(settings: Settings) -> SmsSender | None:
+    if settings.sms_gateway_url:
+        return HttpSmsGateway(settings.sms_gateway_url, token=settings.sms_gateway_token)
+    if settings.dev_sms_file is not None:
+        return DevSmsSink(settings.dev_sms_file)
+    return None
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,7 @@ def build(
     hasher: PasswordHasher | None = None,
     engine: Engine | None = None,
     mailer: Mailer | None = None,
+    sms: SmsSender | None = None,
 ) -> Container:
     engine = engine or make_engine(settings.database_url, pool_size=settings.threads + 2)
     ctx = AppContext(
@@ -78,6 +101,9 @@ def build(
             if settings.smtp_host
             else None
         ),
+        auth_policy=load_auth_policy(settings),
+        relying_party=RelyingParty(rp_id=settings.rp_id, origins=settings.rp_origins),
+        sms=sms if sms is not None else sms_sender(settings),
     )
     return Container(settings=settings, engine=engine, ctx=ctx)
 

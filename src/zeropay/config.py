@@ -55,6 +55,12 @@ class Settings:
     mail_sender: str = "ZeroPay <no-reply@zeropay.localhost>"
     dev_mail_dir: Path | None = None  # set: GET /dev/mail lists what the dev SMTP server kept
     log_level: str = "info"
+    auth_policy_file: Path | None = None  # unset: the shipped zeropay/policies/default.toml
+    rp_id: str = "localhost"  # WebAuthn relying party id
+    rp_origins: tuple[str, ...] = ("http://localhost:8000",)
+    sms_gateway_url: str | None = None  # an HTTP SMS provider; unset: the dev sink below
+    sms_gateway_token: str | None = field(default=None, repr=False)
+    dev_sms_file: Path | None = None  # set: texts go to this file, shown at GET /dev/sms
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,4 +102,22 @@ class Settings:
             mail_sender=g("ZEROPAY_MAIL_SENDER", cls.mail_sender),
             dev_mail_dir=Path(d) if (d := g("ZEROPAY_DEV_MAIL_DIR")) else None,
             log_level=g("ZEROPAY_LOG_LEVEL", "info"),
+            auth_policy_file=Path(p) if (p := g("ZEROPAY_AUTH_POLICY")) else None,
+            rp_id=g("ZEROPAY_RP_ID", cls.rp_id),
+            rp_origins=_origins(g("ZEROPAY_RP_ORIGINS")) or cls.rp_origins,
+            sms_gateway_url=g("ZEROPAY_SMS_GATEWAY_URL") or None,
+            sms_gateway_token=g("ZEROPAY_SMS_GATEWAY_TOKEN") or None,
+            dev_sms_file=Path(f) if (f := g("ZEROPAY_DEV_SMS_FILE")) else None,
         )
+
+
+def _origins(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated origins, each scheme://host[:port] with no path."""
+    if not raw:
+        return ()
+    out = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in out:
+        scheme, _, rest = origin.partition("://")
+        if scheme not in {"http", "https"} or not rest or "/" in rest:
+            raise ConfigError(f"ZEROPAY_RP_ORIGINS: {origin!r} is not an origin")
+    return out

@@ -461,7 +461,7 @@ def test_the_audit_chain_verifies_after_normal_use_and_breaks_when_a_row_is_edit
             c.execute(text("SET LOCAL session_replication_role = replica"))
         else:
             c.execute(text("DROP TRIGGER audit_log_no_update"))
-        seq = c.execute(text("SELECT min(seq) FROM audit_log WHERE event = 'login.failed'"))
+        seq = c.execute(text("SELECT min(seq) FROM audit_log WHERE event = 'factor.failed'"))
         target = seq.scalar_one()
         assert target is not None
         c.execute(text("UPDATE audit_log SET actor = 'someone-else' WHERE seq = :s"),

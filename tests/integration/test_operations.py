@@ -99,7 +99,9 @@ def test_a_due_job_runs_in_exactly_one_of_two_processes(container, clock):
     jobs.register(ctx)
     first = jobs.run_due(ctx, owner="process-a")
     second = jobs.run_due(ctx, owner="process-b")
-    assert set(first) == {"expire_holds", "purge_idempotency_keys", "send_email"}
+    assert set(first) == {
+        "expire_holds", "purge_idempotency_keys", "purge_replay_records", "send_email"
+    }
     assert second == {}
     clock.advance(seconds=6)  # only the 5-second job is due again
     assert set(jobs.run_due(ctx, owner="process-b")) == {"send_email"}

@@ -34,6 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zeropay import __version__
+from zeropay.adapters.sms import DevSmsSink
+from zeropay.api.auth_routes import router as auth_router
 from zeropay.api.problems import problem, problem_body, render_error
 from zeropay.api.routes import router
 from zeropay.domain import bounds
@@ -250,6 +252,7 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     app.include_router(router)
+    app.include_router(auth_router)
 
     @app.exception_handler(ZeroPayError)
     async def domain_error(_request: Request, exc: ZeroPayError) -> JSONResponse:
@@ -311,6 +314,14 @@ def create_app(container: Container) -> FastAPI:
                     }
                 )
             return {"data": out}
+
+    if settings.dev_sms_file is not None:
+        sink = DevSmsSink(settings.dev_sms_file)
+
+        @app.get("/dev/sms", tags=["development"], include_in_schema=False)
+        def dev_sms() -> dict[str, Any]:
+            """Development only: the text messages the dev sink kept, newest first."""
+            return {"data": sink.recent()}
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     def metrics() -> PlainTextResponse:

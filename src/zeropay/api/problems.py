@@ -20,12 +20,14 @@ STATUS: tuple[tuple[type[e.ZeroPayError], int], ...] = (
     (e.NotAuthenticated, 401),
     (e.Forbidden, 403),
     (e.FactorLocked, 423),
+    (e.RateLimited, 429),
     (e.NotFound, 404),
     (e.Conflict, 409),
     (e.LimitExceeded, 422),
     (e.InvalidInput, 422),
     (e.DomainError, 400),
     (e.InfrastructureError, 503),
+    (e.ConfigurationError, 500),
     (e.InvariantViolation, 500),
 )
 
@@ -41,6 +43,7 @@ TITLES = {
     415: "Unsupported media type",
     422: "Unprocessable request",
     423: "Locked",
+    429: "Too many requests",
     500: "Internal error",
     503: "Service unavailable",
 }
@@ -63,6 +66,11 @@ PUBLIC_DETAILS = frozenset(
         "until",
         "permanent",
         "errors",
+        "next",
+        "flow_id",
+        "attempts_left",
+        "retry_after_s",
+        "age_s_max",
     }
 )
 

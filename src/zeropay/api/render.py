@@ -77,6 +77,8 @@ def session(s: Session, user_agent: str | None = None, *, current: bool = False)
         "absolute_expires_at": ts(s.expires_at),
         "methods": [{"factor": m.factor, "at": ts(m.at)} for m in s.methods],
         "aal": s.aal,
+        "device_bound": s.jkt is not None,
+        "device_id": s.device_id,
         "user_agent": user_agent,
         "current": current,
     }

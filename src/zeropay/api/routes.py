@@ -9,7 +9,14 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from zeropay.api import render
-from zeropay.api.deps import Ctx, CurrentMerchant, CurrentSession, idempotent_request
+from zeropay.api.auth_routes import outcome_response
+from zeropay.api.deps import (
+    Ctx,
+    CurrentMerchant,
+    CurrentRequester,
+    CurrentSession,
+    idempotent_request,
+)
 from zeropay.api.problems import render_error
 from zeropay.api.schemas import (
     ApiKeyCreate,
@@ -23,7 +30,7 @@ from zeropay.api.schemas import (
 from zeropay.domain import bounds
 from zeropay.domain.money import parse_money
 from zeropay.domain.payments import CaptureMethod
-from zeropay.services import accounts, merchants, payments, wallet
+from zeropay.services import accounts, authn, merchants, payments, wallet
 from zeropay.services import idempotency as idem
 from zeropay.services.context import AppContext
 
@@ -59,19 +66,25 @@ def _answer(
 
 
 @router.post("/v1/users", status_code=201, tags=["payer"])
-def register(ctx: Ctx, body: Registration) -> dict[str, Any]:
-    """Register a payer with email and password."""
-    made = accounts.register(ctx, email=body.email, password=body.password)
-    return {"id": made.user_id, "email": made.email, "created_at": render.ts(made.created_at)}
+def register(ctx: Ctx, body: Registration, who: CurrentRequester) -> dict[str, Any]:
+    """Register a payer with email and password. The answer carries the sign-up flow: the code
+    just emailed proves the address (``POST /v1/auth/flows/{id}/steps``, factor ``email_otp``)."""
+    made, flow = authn.register(ctx, email=body.email, password=body.password, requester=who)
+    return {
+        "id": made.user_id,
+        "email": made.email,
+        "created_at": render.ts(made.created_at),
+        "flow": authn.flow_json(flow, ctx.now()),
+    }
 
 
-@router.post("/v1/sessions", status_code=201, tags=["payer"])
-def login(
-    ctx: Ctx, body: Credentials, user_agent: Annotated[str | None, Header()] = None
-) -> dict[str, Any]:
-    """Sign in with email and password. The token goes in ``Authorization: Bearer``."""
-    done = accounts.login(ctx, email=body.email, password=body.password, user_agent=user_agent)
-    return {"token": done.token, "session": render.session(done.session, current=True)}
+@router.post("/v1/sessions", tags=["payer"])
+def login(ctx: Ctx, body: Credentials, who: CurrentRequester) -> JSONResponse:
+    """Sign in with email and password: a login flow's first step in one call. When the policy
+    asks for more, the answer is 200 with the ``flow`` to continue; when the flow is complete,
+    201 with the token (``Authorization: DPoP`` for a device-bound session)."""
+    done = authn.password_login(ctx, email=body.email, password=body.password, requester=who)
+    return outcome_response(ctx, done, use_cookie=False)
 
 
 @router.get("/v1/sessions", tags=["payer"])

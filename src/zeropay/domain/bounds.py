@@ -23,11 +23,27 @@ USER_AGENT_LENGTH_MAX = 256
 IDEMPOTENCY_KEY_LENGTH_MAX = 255  # Stripe's limit
 ID_LENGTH_MAX = 40  # our ids: prefix_ + 26 base32 characters
 BODY_BYTES_DEFAULT = 64 * 1024
+DEVICE_NAME_LENGTH_MAX = 64
+PLATFORM_LENGTH_MAX = 32
+LABEL_LENGTH_MAX = 64
+JKT_LENGTH = 43  # base64url of a SHA-256 digest, no padding (RFC 7638)
+JTI_LENGTH_MAX = 128
+DPOP_PROOF_LENGTH_MAX = 4096
+CREDENTIAL_ID_BYTES_MAX = 1023  # WebAuthn L3 §5.8.3 credential ids are at most 1023 bytes
+WEBAUTHN_RESPONSE_BYTES_MAX = 16 * 1024
+SECURITY_ANSWER_LENGTH_MAX = 200
+PHONE_LENGTH_MAX = 20  # E.164: "+" and at most 15 digits, with room for spaces
 
 # -- pages and batches ----------------------------------------------------------------------------
 PAGE_SIZE_MAX = 100
 SESSIONS_LISTED_MAX = 100
 NOTIFICATIONS_LISTED_MAX = 50
+DEVICES_PER_USER_MAX = 20
+AUTHENTICATORS_PER_USER_MAX = 20
+APPROVALS_LISTED_MAX = 20
+RECOVERY_CODES = 10
+SECURITY_QUESTIONS_REQUIRED = 2
+REPLAY_PURGE_BATCH = 1000
 HOLD_EXPIRY_BATCH = 100
 EMAIL_SEND_BATCH = 50
 IDEMPOTENCY_PURGE_BATCH = 1000
@@ -43,4 +59,8 @@ invariant(
 )
 invariant(PAGE_SIZE_MAX <= LEDGER_SCAN_CHUNK, "a page is never bigger than a scan chunk")
 invariant(SESSIONS_LISTED_MAX >= 1 and NOTIFICATIONS_LISTED_MAX >= 1, "lists show something")
+invariant(
+    WEBAUTHN_RESPONSE_BYTES_MAX < BODY_BYTES_DEFAULT, "a passkey response fits the body limit"
+)
+invariant(DPOP_PROOF_LENGTH_MAX < BODY_BYTES_DEFAULT, "a DPoP proof fits any header budget")
 invariant(1 <= TRANSACTION_ATTEMPTS_MAX <= 16, "retries are few: contention is not hidden")

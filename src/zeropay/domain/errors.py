@@ -13,6 +13,8 @@
           |    |    +-- InvalidStateTransition
           |    |    +-- EmailTaken
           |    |    +-- IdempotencyKeyReused
+          |    |    +-- FlowStepRefused      a step the flow does not expect now (order is enforced)
+          |    |    +-- FlowEnded            the flow is complete, failed or expired
           |    |    +-- IdempotencyRequestInFlight
           |    |    +-- TransferIdReused
           |    +-- LimitExceeded
@@ -25,7 +27,11 @@
           |    +-- AuthenticationFailed     never says which element failed (PSD2 RTS 4(3)(a))
           |    +-- FactorLocked
           |    +-- NotAuthenticated
+          |    |    +-- ProofInvalid         a DPoP proof is missing, replayed or does not match
           |    +-- Forbidden
+          |    |    +-- RecentAuthRequired   a sensitive action needs a strong login < 5 min old
+          |    +-- RateLimited
+          +-- ConfigurationError           a policy or setting that cannot be used (at start)
           +-- InfrastructureError          adapters only, always ``raise ... from exc`` (HTTP 503)
           |    +-- KeyUnavailable
           +-- InvariantViolation           a bug: a rule the code promised was broken (HTTP 500)
@@ -161,3 +167,27 @@ class FundingDeclined(DomainError):
 
 class TopUpLimitExceeded(LimitExceeded):
     code = "topup_limit_exceeded"
+
+
+class FlowStepRefused(Conflict):
+    code = "flow_step_refused"
+
+
+class FlowEnded(Conflict):
+    code = "flow_ended"
+
+
+class ProofInvalid(NotAuthenticated):
+    code = "proof_invalid"
+
+
+class RecentAuthRequired(Forbidden):
+    code = "recent_auth_required"
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+
+
+class ConfigurationError(ZeroPayError):
+    code = "configuration_error"

@@ -15,6 +15,7 @@ class User:
     password_hash: str
     status: str
     created_at: datetime
+    email_verified_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

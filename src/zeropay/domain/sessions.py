@@ -1,28 +1,17 @@
 """Sessions: who is signed in, how, and until when (after Ory Kratos' session model).
 
 A session keeps the list of authentication methods used, each with its time; the assurance level
-is derived from that list and never stored twice. The MFA issue adds factors to the vocabulary.
+is derived from that list and never stored twice. A session may be bound to a device key (its
+RFC 7638 thumbprint, ``jkt``): every request then carries a DPoP proof made with that key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from zeropay.domain.errors import NotAuthenticated, invariant
-
-
-class FactorCategory(StrEnum):
-    KNOWLEDGE = "knowledge"
-    POSSESSION = "possession"
-    INHERENCE = "inherence"
-
-
-# The factor vocabulary and the category each one proves.
-FACTOR_CATEGORIES: dict[str, frozenset[FactorCategory]] = {
-    "password": frozenset({FactorCategory.KNOWLEDGE}),
-}
+from zeropay.domain.errors import NotAuthenticated, RecentAuthRequired, invariant
+from zeropay.domain.factors import FactorCategory, categories_of, is_strong
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +43,11 @@ class Session:
     idle_timeout_s: int
     methods: tuple[AuthMethod, ...] = field(default_factory=tuple)
     revoked_at: datetime | None = None
+    jkt: str | None = None  # RFC 7638 thumbprint of the key every request must prove
+    device_id: str | None = None  # the bound device the session was opened on, if any
 
     def categories(self) -> frozenset[FactorCategory]:
-        out: set[FactorCategory] = set()
-        for m in self.methods:
-            out |= FACTOR_CATEGORIES.get(m.factor, frozenset())
-        return frozenset(out)
+        return categories_of(m.factor for m in self.methods)
 
     @property
     def aal(self) -> int:
@@ -71,8 +59,17 @@ class Session:
 
 
 def new_session(
-    *, session_id: str, user_id: str, factor: str, now: datetime, policy: SessionPolicy
+    *,
+    session_id: str,
+    user_id: str,
+    methods: tuple[AuthMethod, ...],
+    now: datetime,
+    policy: SessionPolicy,
+    jkt: str | None = None,
+    device_id: str | None = None,
 ) -> Session:
+    invariant(bool(methods), "a session records how it was authenticated")
+    invariant(device_id is None or jkt is not None, "a device session is bound to its key")
     return Session(
         id=session_id,
         user_id=user_id,
@@ -80,8 +77,23 @@ def new_session(
         last_seen_at=now,
         expires_at=now + timedelta(seconds=policy.absolute_timeout_s),
         idle_timeout_s=policy.idle_timeout_s,
-        methods=(AuthMethod(factor, now),),
+        methods=methods,
+        jkt=jkt,
+        device_id=device_id,
     )
+
+
+def require_recent_auth(session: Session, now: datetime, age_s_max: int) -> None:
+    """A sensitive action (adding or removing a factor or device, changing the email address or
+    password) needs a strong authentication -- two categories -- within the last ``age_s_max``
+    seconds (OWASP ASVS 3.7.1; NIST 800-63B §6.1.2.1)."""
+    cutoff = now - timedelta(seconds=age_s_max)
+    recent = [m.factor for m in session.methods if m.at >= cutoff]
+    if not is_strong(recent):
+        raise RecentAuthRequired(
+            "confirm it is you: sign in again with two factors (a step-up flow)",
+            age_s_max=age_s_max,
+        )
 
 
 def verify_session_active(session: Session, now: datetime) -> Session:

@@ -1,41 +1,25 @@
-"""Payer accounts: registration, password login with lockout, sessions."""
+"""Payer accounts: registration, sessions, the address. Logins run as flows (``authn``)."""
 
 from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from zeropay.domain import bounds
-from zeropay.domain.errors import (
-    AuthenticationFailed,
-    EmailTaken,
-    FactorLocked,
-    InvalidInput,
-    NotAuthenticated,
-    NotFound,
-)
-from zeropay.domain.lockout import (
-    FactorState,
-    LockoutEvent,
-    check_usable,
-    register_failure,
-    register_success,
-)
+from zeropay.domain.errors import EmailTaken, InvalidInput, NotAuthenticated, NotFound
 from zeropay.domain.passwords import check_password_policy
 from zeropay.domain.records import Notification
-from zeropay.domain.sessions import Session, needs_touch, new_session, verify_session_active
-from zeropay.services import audit, mail
-from zeropay.services.context import AppContext, UnitOfWork, urlsafe
-
-SESSION_TOKEN_BYTES = 32  # 256 bits; OWASP ASVS asks for at least 128
-PASSWORD_FACTOR = "password"  # noqa: S105 - the factor's name, not a password
+from zeropay.domain.sessions import Session, needs_touch, verify_session_active
+from zeropay.services import audit
+from zeropay.services.context import AppContext, UnitOfWork
 
 
 def parse_email(raw: object) -> str:
     """A normalised address: NFKC, trimmed, lower-cased. We check its shape, not deliverability
-    (the MFA issue verifies the address by sending a code to it)."""
+    (the sign-up flow proves the address with an emailed code)."""
     if not isinstance(raw, str):
         raise InvalidInput("email must be a string", field="email")
     email = unicodedata.normalize("NFKC", raw).strip().lower()
@@ -69,7 +53,14 @@ class Registered:
     created_at: datetime
 
 
-def register(ctx: AppContext, *, email: object, password: object) -> Registered:
+def register(
+    ctx: AppContext,
+    *,
+    email: object,
+    password: object,
+    then: Callable[[UnitOfWork, Registered], None] | None = None,
+) -> Registered:
+    """A new payer. ``then`` runs in the same transaction (the sign-up flow starts there)."""
     address = parse_email(email)
     checked = check_password_policy(password, common=ctx.common_passwords, email=address)
     password_hash = ctx.hasher.hash(checked)  # slow: outside the transaction
@@ -90,147 +81,12 @@ def register(ctx: AppContext, *, email: object, password: object) -> Registered:
         ):
             raise EmailTaken("an account with this email already exists")
         audit.record(ctx, uow, "user.registered", actor=user_id, subject=user_id)
-        return Registered(user_id=user_id, email=address, created_at=now)
+        made = Registered(user_id=user_id, email=address, created_at=now)
+        if then is not None:
+            then(uow, made)
+        return made
 
     return ctx.run(work)
-
-
-@dataclass(frozen=True)
-class LoggedIn:
-    token: str
-    session: Session
-
-
-def login(
-    ctx: AppContext, *, email: object, password: object, user_agent: str | None = None
-) -> LoggedIn:
-    """Password login. Every failure, whatever its cause, answers ``AuthenticationFailed`` with
-    the same message and about the same time (PSD2 RTS Art. 4(3)(a); no account enumeration)."""
-    failed = AuthenticationFailed("the email or password is wrong, or sign-in is locked for now")
-    try:
-        address = parse_email(email)
-    except InvalidInput:
-        ctx.hasher.burn("")
-        raise failed from None
-    if not isinstance(password, str) or len(password) > 4096:
-        ctx.hasher.burn("")
-        raise failed
-    index = email_index(ctx, address)
-    user = ctx.read(lambda uow: uow.accounts.user_by_email_index(index))
-    if user is None or user.status != "active":
-        ctx.hasher.burn(password)
-        raise failed
-    # Count the attempt as a failure *before* checking the password, in one locked step, so that
-    # a burst of parallel guesses cannot all be checked before the fifth one locks the factor.
-    reserved = ctx.run(lambda uow: _reserve_attempt(ctx, uow, user.id))
-    if reserved is None:
-        ctx.hasher.burn(password)
-        raise failed
-    try:
-        ctx.hasher.verify(user.password_hash, password)
-    except AuthenticationFailed:
-        ctx.run(lambda uow: _report_failure(ctx, uow, user.id, reserved))
-        raise failed from None
-    rehash = ctx.hasher.hash(password) if ctx.hasher.needs_rehash(user.password_hash) else None
-    token = urlsafe(ctx.random_bytes(SESSION_TOKEN_BYTES))
-
-    def succeed(uow: UnitOfWork) -> LoggedIn:
-        now = ctx.now()
-        current = uow.accounts.factor_state(user.id, PASSWORD_FACTOR, lock=True)
-        if current.locked_permanently:
-            raise failed  # another attempt's failure made the lock permanent meanwhile
-        uow.accounts.save_factor_state(user.id, PASSWORD_FACTOR, register_success(current), now)
-        if rehash is not None:
-            uow.accounts.set_password_hash(user.id, rehash)
-        session = new_session(
-            session_id=ctx.new_id("ses"),
-            user_id=user.id,
-            factor=PASSWORD_FACTOR,
-            now=now,
-            policy=ctx.session_policy,
-        )
-        uow.sessions.add(
-            session,
-            token_hash=hash_token(token),
-            user_agent=(user_agent or "")[: bounds.USER_AGENT_LENGTH_MAX],
-        )
-        audit.record(
-            ctx, uow, "login.succeeded", actor=user.id, subject=session.id, factor=PASSWORD_FACTOR
-        )
-        return LoggedIn(token=token, session=session)
-
-    return ctx.run(succeed)
-
-
-def _reserve_attempt(
-    ctx: AppContext, uow: UnitOfWork, user_id: str
-) -> tuple[FactorState, list[LockoutEvent]] | None:
-    """None when the factor is locked; else the state and events if this attempt fails."""
-    now = ctx.now()
-    state = uow.accounts.factor_state(user_id, PASSWORD_FACTOR, lock=True)
-    try:
-        check_usable(state, now)
-    except FactorLocked:
-        audit.record(ctx, uow, "login.refused_locked", actor=user_id, subject=user_id)
-        return None
-    after, events = register_failure(state, now, ctx.lockout)
-    uow.accounts.save_factor_state(user_id, PASSWORD_FACTOR, after, now)
-    return after, events
-
-
-_SUBJECTS = {
-    LockoutEvent.LOCKED: "ZeroPay: your password is locked for now",
-    LockoutEvent.FINAL_WARNING: "ZeroPay: one more lock will be permanent",
-    LockoutEvent.LOCKED_PERMANENTLY: "ZeroPay: your password is locked",
-}
-
-_ALERTS = {
-    LockoutEvent.LOCKED: "Your password was locked after 5 failed sign-in attempts. "
-    "It unlocks at {until}. If this wasn't you, change your password when it unlocks.",
-    LockoutEvent.FINAL_WARNING: "Warning: one more lock and your password will stay locked "
-    "until you recover your account.",
-    LockoutEvent.LOCKED_PERMANENTLY: "Your password is locked until you recover your account. "
-    "Your other sign-in methods still work.",
-}
-
-
-def _report_failure(
-    ctx: AppContext,
-    uow: UnitOfWork,
-    user_id: str,
-    reserved: tuple[FactorState, list[LockoutEvent]],
-) -> None:
-    now = ctx.now()
-    after, events = reserved
-    audit.record(
-        ctx,
-        uow,
-        "login.failed",
-        actor=user_id,
-        subject=user_id,
-        failures=after.failures,
-        locks=after.locks,
-    )
-    until = after.locked_until.isoformat() if after.locked_until else ""
-    for lockout_event in events:
-        body = _ALERTS[lockout_event].format(until=until)
-        uow.accounts.notify(
-            notification_id=ctx.new_id("ntf"),
-            user_id=user_id,
-            kind=lockout_event.value,
-            body=body,
-            now=now,
-        )
-        mail.queue(ctx, uow, user_id=user_id, subject=_SUBJECTS[lockout_event], body=body)
-        audit.record(
-            ctx,
-            uow,
-            lockout_event.value,
-            actor="system",
-            subject=user_id,
-            factor=PASSWORD_FACTOR,
-            locks=after.locks,
-        )
 
 
 def authenticate(ctx: AppContext, token: str) -> Session:

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 from zeropay.domain.limits import PolicyProfile
 from zeropay.domain.lockout import LockoutPolicy
+from zeropay.domain.policy import AuthPolicy
 from zeropay.domain.sessions import SessionPolicy
-from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher, UnitOfWork
+from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher, SmsSender, UnitOfWork
 
 T = TypeVar("T")
 
@@ -26,6 +27,16 @@ class Durations:
     hold_ttl_s: int = 7 * 24 * 3600  # an authorized (manual-capture) payment's hold
     idempotency_keep_s: int = 24 * 3600  # Stripe keeps keys at least 24 hours
     idempotency_lease_s: int = 60  # an in-flight request older than this was abandoned
+
+
+@dataclass(frozen=True, slots=True)
+class RelyingParty:
+    """Who we are to WebAuthn: the RP ID (a registrable domain; ``localhost`` in development)
+    and the origins whose pages may run ceremonies for it."""
+
+    rp_id: str = "localhost"
+    name: str = "ZeroPay"
+    origins: tuple[str, ...] = ("http://localhost:8000",)
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,15 @@ class AppContext:
     durations: Durations = field(default_factory=Durations)
     common_passwords: frozenset[str] = field(default=frozenset(), repr=False)
     mailer: Mailer | None = None  # None: messages stay queued in the outbox
+    auth_policy: AuthPolicy | None = None  # bootstrap loads it from the policy file
+    relying_party: RelyingParty = field(default_factory=RelyingParty)
+    sms: SmsSender | None = None
+
+    @property
+    def policy(self) -> AuthPolicy:
+        if self.auth_policy is None:
+            raise RuntimeError("no authentication policy was configured")
+        return self.auth_policy
 
     def now(self) -> datetime:
         return self.clock.now()

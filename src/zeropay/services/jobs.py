@@ -30,9 +30,22 @@ def _purge_idempotency_keys(ctx: AppContext) -> int:
     )
 
 
+def _purge_replay_records(ctx: AppContext) -> int:
+    """DPoP jtis and rate counters whose window closed, and flows a day past their expiry (kept
+    that long so a late answer still meets "expired", not "no such flow")."""
+    now = ctx.now()
+
+    def work(uow: UnitOfWork) -> int:
+        flows = uow.flows.purge_expired(now - timedelta(days=1), limit=bounds.REPLAY_PURGE_BATCH)
+        return flows + uow.replay.purge(now, limit=bounds.REPLAY_PURGE_BATCH)
+
+    return ctx.run(work)
+
+
 JOBS: tuple[Job, ...] = (
     Job("expire_holds", 30, lambda ctx: payments.expire_holds(ctx)),
     Job("purge_idempotency_keys", 600, _purge_idempotency_keys),
+    Job("purge_replay_records", 300, _purge_replay_records),
     Job("send_email", 5, lambda ctx: mail.deliver_due(ctx)),
 )
 

@@ -18,9 +18,19 @@ RETRY_BASE_S = 30
 
 
 def queue(ctx: AppContext, uow: UnitOfWork, *, user_id: str, subject: str, body: str) -> None:
-    """Never put a secret in an email that works on its own (a link or code is the MFA issue's)."""
+    """Queue a message; its body is stored encrypted and bound to its row, since it may carry a
+    one-time code. Never put a secret in an email that works on its own: a code works only in the
+    flow that asked for it."""
+    email_id = ctx.new_id("eml")
+    ciphertext = ctx.keyring.encrypt(
+        body.encode(), table="outbound_email", column="body", row_id=email_id
+    )
     uow.outbox.add(
-        email_id=ctx.new_id("eml"), user_id=user_id, subject=subject, body=body, now=ctx.now()
+        email_id=email_id,
+        user_id=user_id,
+        subject=subject,
+        body_ciphertext=ciphertext,
+        now=ctx.now(),
     )
 
 
@@ -62,7 +72,10 @@ def _try_send(ctx: AppContext, mailer: Mailer, email: QueuedEmail) -> str | None
         address = ctx.keyring.decrypt(
             ciphertext, table="users", column="email", row_id=email.user_id
         ).decode()
-        mailer.send(to=address, subject=email.subject, body=email.body)
+        body = ctx.keyring.decrypt(
+            email.body_ciphertext, table="outbound_email", column="body", row_id=email.id
+        ).decode()
+        mailer.send(to=address, subject=email.subject, body=body)
     except ZeroPayError as exc:
         return exc.message
     return None

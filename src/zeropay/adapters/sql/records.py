@@ -197,13 +197,15 @@ class JobRepository(_Repo):
 
 
 class OutboxRepository(_Repo):
-    def add(self, *, email_id: str, user_id: str, subject: str, body: str, now: datetime) -> None:
+    def add(
+        self, *, email_id: str, user_id: str, subject: str, body_ciphertext: bytes, now: datetime
+    ) -> None:
         self.c.execute(
             insert(t.outbound_email).values(
                 id=email_id,
                 user_id=user_id,
                 subject=subject,
-                body=body,
+                body_ciphertext=body_ciphertext,
                 created_at=now,
                 next_attempt_at=now,
                 attempts=0,
@@ -218,7 +220,9 @@ class OutboxRepository(_Repo):
             .order_by(x.next_attempt_at)
             .limit(limit)
         )
-        return [QueuedEmail(r.id, r.user_id, r.subject, r.body, r.attempts) for r in rows]
+        return [
+            QueuedEmail(r.id, r.user_id, r.subject, r.body_ciphertext, r.attempts) for r in rows
+        ]
 
     def sent(self, email_id: str, now: datetime) -> None:
         self.c.execute(

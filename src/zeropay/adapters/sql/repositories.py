@@ -541,12 +541,32 @@ class AccountRepository(_Repo):
     @staticmethod
     def _user(row: Row) -> User:
         return User(
-            row.id, row.email_ciphertext, row.password_hash, row.status, _aware(row.created_at)
+            row.id,
+            row.email_ciphertext,
+            row.password_hash,
+            row.status,
+            _aware(row.created_at),
+            aware(row.email_verified_at),
         )
 
     def set_password_hash(self, user_id: str, password_hash: str) -> None:
         self.c.execute(
             update(t.users).where(t.users.c.id == user_id).values(password_hash=password_hash)
+        )
+
+    def password_changed(self, user_id: str, password_hash: str, now: datetime) -> None:
+        self.c.execute(
+            update(t.users)
+            .where(t.users.c.id == user_id)
+            .values(password_hash=password_hash, password_changed_at=now)
+        )
+
+    def mark_email_verified(self, user_id: str, now: datetime) -> None:
+        x = t.users.c
+        self.c.execute(
+            update(t.users)
+            .where(x.id == user_id, x.email_verified_at.is_(None))
+            .values(email_verified_at=now)
         )
 
     def factor_state(self, user_id: str, factor: str, *, lock: bool = False) -> FactorState:
@@ -618,6 +638,8 @@ def _session(row: Row) -> Session:
         idle_timeout_s=row.idle_timeout_s,
         methods=methods,
         revoked_at=aware(row.revoked_at),
+        jkt=row.jkt,
+        device_id=row.device_id,
     )
 
 
@@ -637,11 +659,43 @@ class SessionRepository(_Repo):
                 ),
                 revoked_at=None,
                 user_agent=user_agent,
+                jkt=session.jkt,
+                device_id=session.device_id,
             )
         )
 
+    def add_methods(self, session_id: str, methods: tuple[AuthMethod, ...]) -> None:
+        """Replace the session's methods (a step-up appends to them; the caller holds the
+        whole list)."""
+        self.c.execute(
+            update(t.sessions)
+            .where(t.sessions.c.id == session_id)
+            .values(
+                methods=json.dumps([{"factor": m.factor, "at": m.at.isoformat()} for m in methods])
+            )
+        )
+
+    def revoke_all(self, user_id: str, now: datetime, *, keep: str | None = None) -> int:
+        x = t.sessions.c
+        stmt = update(t.sessions).where(x.user_id == user_id, x.revoked_at.is_(None))
+        if keep is not None:
+            stmt = stmt.where(x.id != keep)
+        return self.c.execute(stmt.values(revoked_at=now)).rowcount
+
+    def revoke_device(self, device_id: str, now: datetime) -> int:
+        x = t.sessions.c
+        return self.c.execute(
+            update(t.sessions)
+            .where(x.device_id == device_id, x.revoked_at.is_(None))
+            .values(revoked_at=now)
+        ).rowcount
+
     def by_token_hash(self, token_hash: bytes) -> Session | None:
         row = self.c.execute(_SESSION_BY_TOKEN, {"token_hash": token_hash}).first()
+        return None if row is None else _session(row)
+
+    def get(self, session_id: str) -> Session | None:
+        row = self.c.execute(select(t.sessions).where(t.sessions.c.id == session_id)).first()
         return None if row is None else _session(row)
 
     def touch(self, session_id: str, now: datetime) -> None:

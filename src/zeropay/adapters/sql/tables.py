@@ -50,6 +50,9 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("status", String(16), nullable=False),
     Column("created_at", TS, nullable=False),
+    # Set once the user proved the address (sign-up flow); until then it is no factor.
+    Column("email_verified_at", TS),
+    Column("password_changed_at", TS),
     CheckConstraint("status IN ('active', 'frozen', 'erased')", name="status"),
 )
 
@@ -79,6 +82,8 @@ sessions = Table(
     Column("methods", Text, nullable=False),  # JSON: [{"factor": ..., "at": ...}]
     Column("revoked_at", TS),
     Column("user_agent", String(bounds.USER_AGENT_LENGTH_MAX)),
+    Column("jkt", String(bounds.JKT_LENGTH)),  # RFC 7638 thumbprint the requests must prove
+    Column("device_id", String(ID)),
 )
 
 notifications = Table(
@@ -281,7 +286,8 @@ outbound_email = Table(
     Column("id", String(ID), primary_key=True),
     Column("user_id", String(ID), ForeignKey("users.id"), nullable=False),
     Column("subject", String(200), nullable=False),
-    Column("body", Text, nullable=False),
+    # Encrypted, bound to the row: a message may carry a one-time code.
+    Column("body_ciphertext", LargeBinary, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("next_attempt_at", TS, nullable=False),
     Column("attempts", Integer, nullable=False),
@@ -301,4 +307,125 @@ jobs = Table(
     Column("runs", BigInteger, nullable=False),
     Column("last_error", Text),
     Column("last_finished_at", TS),
+)
+
+
+# ---- authentication: devices, authenticators, flows, replay records ------------------------------
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False, index=True),
+    Column("name", String(bounds.DEVICE_NAME_LENGTH_MAX), nullable=False),
+    Column("platform", String(bounds.PLATFORM_LENGTH_MAX), nullable=False),
+    # The device key: its RFC 7638 thumbprint (unique: one key binds one device) and public JWK.
+    Column("jkt", String(bounds.JKT_LENGTH), nullable=False, unique=True),
+    Column("public_jwk", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),  # first seen
+    Column("last_seen_at", TS, nullable=False),
+    Column("reduced_until", TS),  # a new device's reduced limits end here
+    Column("removed_at", TS),
+    CheckConstraint("status IN ('active', 'removed')", name="status"),
+    CheckConstraint("(status = 'removed') = (removed_at IS NOT NULL)", name="removed_when_removed"),
+)
+
+authenticators = Table(
+    "authenticators",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("label", String(bounds.LABEL_LENGTH_MAX), nullable=False),
+    Column("status", String(16), nullable=False),
+    # TOTP seed or phone number, encrypted under the KeyRing and bound to this row.
+    Column("secret_ciphertext", LargeBinary),
+    # WebAuthn: credential id (unique across users), COSE public key, signature counter.
+    Column("credential_id", LargeBinary(bounds.CREDENTIAL_ID_BYTES_MAX), unique=True),
+    Column("public_key", LargeBinary),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("clone_signals", Integer, nullable=False),
+    # TOTP: the last accepted time step; only a later step is accepted (replay record).
+    Column("last_step", BigInteger),
+    Column("device_id", String(ID), ForeignKey("devices.id")),
+    # While pending: the WebAuthn challenge or the keyed hash of the SMS code that confirms it.
+    Column("pending_secret", LargeBinary(64)),
+    Column("pending_expires_at", TS),
+    Column("created_at", TS, nullable=False),
+    Column("last_used_at", TS),
+    Column("removed_at", TS),
+    CheckConstraint("kind IN ('totp', 'passkey', 'sms_otp')", name="kind"),
+    CheckConstraint("status IN ('pending', 'active', 'removed')", name="status"),
+    CheckConstraint("sign_count >= 0 AND clone_signals >= 0", name="counts"),
+)
+
+# Recovery codes carry 80 random bits, so a keyed hash (the KeyRing's blind index) protects
+# them as well as argon2 would and lets a code be found in one lookup.
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("code_hash", LargeBinary(32), primary_key=True),
+    Column("created_at", TS, nullable=False),
+    Column("used_at", TS),
+)
+
+security_answers = Table(
+    "security_answers",
+    metadata,
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("question_id", String(32), primary_key=True),
+    Column("answer_hash", String(255), nullable=False),  # argon2id of the normalised answer
+    Column("created_at", TS, nullable=False),
+)
+
+auth_flows = Table(
+    "auth_flows",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("point", String(32), nullable=False),
+    Column("user_id", String(ID), ForeignKey("users.id")),
+    Column("state", String(16), nullable=False),
+    Column("paths", Text, nullable=False),  # JSON: [["password", "totp"], ...]
+    Column("done", Text, nullable=False),  # JSON: [{"factor": ..., "at": ...}]
+    Column("attempts_left", Integer, nullable=False),
+    Column("issued_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False, index=True),
+    Column("binding", Text, nullable=False),  # JSON: what the flow is bound to
+    Column("challenge", LargeBinary(64)),  # the WebAuthn challenge in play
+    Column("code_hash", LargeBinary(32)),  # the email or SMS code in play (keyed hash)
+    Column("code_factor", String(32)),
+    Column("code_expires_at", TS),
+    Column("code_sends", Integer, nullable=False),
+    Column("approval_code", String(8)),  # number matching for a device approval
+    Column("approved_by", String(ID)),  # the bound device that approved
+    Column("approval_state", String(16)),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("state IN ('active', 'complete', 'failed')", name="state"),
+    CheckConstraint("attempts_left >= 0 AND code_sends >= 0", name="counts"),
+    CheckConstraint(
+        "approval_state IS NULL OR approval_state IN ('requested', 'approved', 'denied')",
+        name="approval_state",
+    ),
+)
+
+# Each DPoP proof is accepted once (RFC 9449 §11.1); a row lives until the proof's window ends.
+dpop_proofs = Table(
+    "dpop_proofs",
+    metadata,
+    Column("jkt", String(bounds.JKT_LENGTH), primary_key=True),
+    Column("jti", String(bounds.JTI_LENGTH_MAX), primary_key=True),
+    Column("expires_at", TS, nullable=False, index=True),
+)
+
+# Fixed-window counters shared by every process: login attempts per IP and per account,
+# approval requests per user (push bombing), codes sent.
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("key", String(160), primary_key=True),
+    Column("window_start", TS, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("expires_at", TS, nullable=False, index=True),
 )

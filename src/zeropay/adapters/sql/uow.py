@@ -7,6 +7,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
+from zeropay.adapters.sql.auth_records import (
+    AuthenticatorRepository,
+    DeviceRepository,
+    FlowRepository,
+    ReplayRepository,
+)
 from zeropay.adapters.sql.database import run_in_transaction
 from zeropay.adapters.sql.records import (
     AuditRepository,
@@ -40,6 +46,10 @@ class SqlUnitOfWork:
         self.audit = AuditRepository(connection)
         self.jobs = JobRepository(connection)
         self.outbox = OutboxRepository(connection)
+        self.flows = FlowRepository(connection)
+        self.devices = DeviceRepository(connection)
+        self.authenticators = AuthenticatorRepository(connection)
+        self.replay = ReplayRepository(connection)
 
 
 def _conforms(uow: SqlUnitOfWork) -> UnitOfWork:

@@ -1,0 +1,217 @@
+"""Which factors each access point asks for: the authentication policy.
+
+The policy is data (a TOML file, ``zeropay/policies/default.toml``, replaced with
+``ZEROPAY_AUTH_POLICY``); this module parses and checks it, and plans the ways one user can pass a
+point given the factors that user holds. A *path* is an ordered list of factors: the flow asks
+them in that order and never lets the client skip one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from zeropay.domain.errors import ConfigurationError
+from zeropay.domain.factors import CATEGORIES, RESTRICTED, Factor, FactorCategory, is_strong
+
+
+class AccessPoint(StrEnum):
+    SIGNUP = "signup"  # proves the email address before it can serve as a factor
+    LOGIN = "login"
+    STEP_UP = "step_up"  # re-authentication before a sensitive action
+    DEVICE_REGISTRATION = "device_registration"
+    RECOVERY = "recovery"  # flows arrive with the recovery issue; the policy already says them
+    PAYMENT_CONFIRMATION = "payment_confirmation"  # likewise, with dynamic linking
+
+
+Path = tuple[Factor, ...]
+
+# Points where every path must be strong (two categories) however the policy file is written:
+# nothing adds a device, confirms a sensitive action or a payment on one category (PSD2 RTS
+# Art. 4, 5). Recovery needs two factors at least -- the product's "recovery code + email" is two
+# possession factors -- and never a single one.
+ALWAYS_STRONG = frozenset(
+    {AccessPoint.STEP_UP, AccessPoint.DEVICE_REGISTRATION, AccessPoint.PAYMENT_CONFIRMATION}
+)
+NEVER_SINGLE = ALWAYS_STRONG | {AccessPoint.RECOVERY}
+
+
+@dataclass(frozen=True, slots=True)
+class PointPolicy:
+    paths: tuple[Path, ...]
+    # Factors dropped from a path when the user has none to present -- "approval from an
+    # already-bound device when the user has one".
+    waived_when_unavailable: frozenset[Factor] = frozenset()
+    ttl_s: int = 600
+    attempts_max: int = 5  # PSD2 RTS Art. 4(3)(b)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthPolicy:
+    version: str
+    points: Mapping[AccessPoint, PointPolicy]
+    recent_auth_s: int = 300
+    require_dpop: bool = True
+    sms_alone_allowed: bool = False
+    new_device_reduced_s: int = 24 * 3600
+    # Per-payment ceiling for a device in its first hours, by currency, in minor units.
+    new_device_payment_max_minor: Mapping[str, int] = field(default_factory=dict)
+    dpop_iat_window_s: int = 60
+    code_ttl_s: int = 600  # NIST 800-63B §5.1.3.2: out-of-band codes expire within 10 minutes
+    code_sends_max: int = 3  # per flow
+    approval_requests_max: int = 3  # per user and hour, against push bombing
+    login_attempts_per_ip_max: int = 60  # per minute, shared by all processes
+    login_attempts_per_account_max: int = 20  # per minute
+
+    def point(self, point: AccessPoint) -> PointPolicy:
+        return self.points[point]
+
+
+def plan_paths(
+    policy: AuthPolicy, point: AccessPoint, available: frozenset[Factor]
+) -> tuple[Path, ...]:
+    """The paths this user can take: waivable factors the user lacks are dropped, paths needing
+    any other factor the user lacks are left out, and -- unless the policy allows it -- a path
+    whose only possession proof is SMS is offered only to users who hold another second factor."""
+    rule = policy.point(point)
+    # Email is a confirmation channel, not an out-of-band authenticator (NIST 800-63B), so it
+    # does not count as the user's "other" second factor.
+    second = {f for f in available if CATEGORIES[f] - {FactorCategory.KNOWLEDGE}}
+    sms_may_stand = policy.sms_alone_allowed or bool(second - RESTRICTED - {Factor.EMAIL_OTP})
+    out: list[Path] = []
+    for path in rule.paths:
+        kept = tuple(f for f in path if f in available or f not in rule.waived_when_unavailable)
+        if not kept or any(f not in available for f in kept):
+            continue
+        possession = [f for f in kept if FactorCategory.POSSESSION in CATEGORIES[f]]
+        if possession and all(f in RESTRICTED for f in possession) and not sms_may_stand:
+            continue
+        if kept not in out:
+            out.append(kept)
+    return tuple(out)
+
+
+# ---- parsing the policy file ------------------------------------------------------------------
+
+_TOP = {
+    "version",
+    "points",
+    "recent_auth_s",
+    "require_dpop",
+    "sms_alone_allowed",
+    "new_device_reduced_s",
+    "new_device_payment_max_minor",
+    "dpop_iat_window_s",
+    "code_ttl_s",
+    "code_sends_max",
+    "approval_requests_max",
+    "login_attempts_per_ip_max",
+    "login_attempts_per_account_max",
+}
+_POINT = {"paths", "waived_when_unavailable", "ttl_s", "attempts_max", "single_factor_allowed"}
+
+
+def _int(data: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigurationError(f"policy: {key} must be an integer from {low} to {high}")
+    return value
+
+
+def _factors(raw: object, where: str) -> tuple[Factor, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigurationError(f"policy: {where} must be a non-empty list of factors")
+    try:
+        factors = tuple(Factor(x) for x in raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"policy: {where}: {exc}") from None
+    if len(set(factors)) != len(factors):
+        raise ConfigurationError(f"policy: {where} names a factor twice")
+    return factors
+
+
+def _point(name: AccessPoint, data: object) -> PointPolicy:
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"policy: points.{name} must be a table")
+    if unknown := set(data) - _POINT:
+        raise ConfigurationError(f"policy: points.{name} has unknown keys {sorted(unknown)}")
+    raw_paths = data.get("paths")
+    if not isinstance(raw_paths, list) or not raw_paths:
+        raise ConfigurationError(f"policy: points.{name}.paths must list at least one path")
+    paths = tuple(_factors(p, f"points.{name}.paths[{i}]") for i, p in enumerate(raw_paths))
+    waived = frozenset(
+        _factors(data["waived_when_unavailable"], f"points.{name}.waived_when_unavailable")
+        if "waived_when_unavailable" in data
+        else ()
+    )
+    single_ok = data.get("single_factor_allowed", False)
+    if not isinstance(single_ok, bool):
+        raise ConfigurationError(f"policy: points.{name}.single_factor_allowed is true or false")
+    if single_ok and name in NEVER_SINGLE:
+        raise ConfigurationError(f"policy: points.{name} can never allow a single factor")
+    for i, path in enumerate(paths):
+        minimal = [f for f in path if f not in waived]
+        if name is not AccessPoint.RECOVERY and not single_ok and not is_strong(minimal):
+            raise ConfigurationError(
+                f"policy: points.{name}.paths[{i}] {[f.value for f in path]} is not strong "
+                "authentication: it needs two categories (knowledge, possession, inherence)"
+            )
+        if name is AccessPoint.RECOVERY and len(minimal) < 2:
+            raise ConfigurationError(f"policy: points.recovery.paths[{i}] has one factor")
+    return PointPolicy(
+        paths=paths,
+        waived_when_unavailable=waived,
+        ttl_s=_int(data, "ttl_s", 600, 60, 3600),
+        attempts_max=_int(data, "attempts_max", 5, 1, 5),
+    )
+
+
+def parse_policy(data: Mapping[str, Any]) -> AuthPolicy:
+    """Check a policy document; every mistake is a ``ConfigurationError`` naming the key."""
+    if unknown := set(data) - _TOP:
+        raise ConfigurationError(f"policy: unknown keys {sorted(unknown)}")
+    version = data.get("version")
+    if not isinstance(version, str) or not 1 <= len(version) <= 40:
+        raise ConfigurationError("policy: version must be a short string")
+    raw_points = data.get("points")
+    if not isinstance(raw_points, dict):
+        raise ConfigurationError("policy: [points] is missing")
+    try:
+        points = {AccessPoint(k): _point(AccessPoint(k), v) for k, v in raw_points.items()}
+    except ValueError as exc:
+        raise ConfigurationError(f"policy: unknown access point: {exc}") from None
+    if missing := set(AccessPoint) - set(points):
+        raise ConfigurationError(f"policy: points {sorted(missing)} are missing")
+    ceilings = data.get("new_device_payment_max_minor", {})
+    if not isinstance(ceilings, dict) or not all(
+        isinstance(k, str)
+        and len(k) == 3
+        and isinstance(v, int)
+        and not isinstance(v, bool)
+        and v >= 0
+        for k, v in ceilings.items()
+    ):
+        raise ConfigurationError(
+            "policy: new_device_payment_max_minor maps currency codes to minor units"
+        )
+    require_dpop = data.get("require_dpop", True)
+    sms_alone = data.get("sms_alone_allowed", False)
+    if not isinstance(require_dpop, bool) or not isinstance(sms_alone, bool):
+        raise ConfigurationError("policy: require_dpop and sms_alone_allowed are true or false")
+    return AuthPolicy(
+        version=version,
+        points=points,
+        recent_auth_s=_int(data, "recent_auth_s", 300, 30, 3600),
+        require_dpop=require_dpop,
+        sms_alone_allowed=sms_alone,
+        new_device_reduced_s=_int(data, "new_device_reduced_s", 86400, 0, 30 * 86400),
+        new_device_payment_max_minor=dict(ceilings),
+        dpop_iat_window_s=_int(data, "dpop_iat_window_s", 60, 5, 300),
+        code_ttl_s=_int(data, "code_ttl_s", 600, 60, 600),
+        code_sends_max=_int(data, "code_sends_max", 3, 1, 10),
+        approval_requests_max=_int(data, "approval_requests_max", 3, 1, 20),
+        login_attempts_per_ip_max=_int(data, "login_attempts_per_ip_max", 60, 1, 100_000),
+        login_attempts_per_account_max=_int(data, "login_attempts_per_account_max", 20, 1, 1000),
+    )

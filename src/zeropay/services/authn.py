@@ -1,0 +1,1069 @@
+"""Authentication flows: sign-up verification, login, step-up and device registration.
+
+Every access point runs the same engine. ``start`` plans the paths this user may take under the
+policy and persists a flow bound to the DPoP key of the device that started it; ``submit``
+checks one factor and moves the flow with ``domain.flows.transition``; the last step finishes
+the flow (a session, a bound device, a verified address). The server decides the next step: a
+factor the flow does not expect now is refused before any secret is looked at.
+
+Every secret in play is single use, in one conditional statement shared by all processes: the
+emailed code, the WebAuthn challenge, the TOTP step, the recovery code, the DPoP ``jti``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from zeropay.domain import bounds
+from zeropay.domain.authenticators import (
+    Authenticator,
+    AuthenticatorKind,
+    Device,
+    parse_label,
+    sign_count_is_clone_signal,
+)
+from zeropay.domain.errors import (
+    AuthenticationFailed,
+    Conflict,
+    FactorLocked,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ProofInvalid,
+    RateLimited,
+    invariant,
+)
+from zeropay.domain.factors import Factor, parse_factor
+from zeropay.domain.flows import (
+    FactorFailed,
+    FactorPassed,
+    Flow,
+    FlowState,
+    Identified,
+    check_step,
+    start_flow,
+    transition,
+)
+from zeropay.domain.policy import AccessPoint, plan_paths
+from zeropay.domain.sessions import AuthMethod, Session, new_session
+from zeropay.services import accounts, audit, lockouts, mail, notices, passkeys, questions, totp
+from zeropay.services.accounts import Registered, email_index, hash_token, parse_email
+from zeropay.services.context import AppContext, UnitOfWork, urlsafe
+from zeropay.services.device_keys import VerifiedProof
+from zeropay.services.ports import StoredFlow
+
+SESSION_TOKEN_BYTES = 32  # 256 bits; OWASP ASVS asks for at least 128
+CODE_DIGITS = 8  # 26.6 bits; NIST 800-63B §5.1.3.2 asks at least 20 for out-of-band codes
+APPROVAL_DIGITS = 2  # number matching: the approver types what the new device shows
+STARTABLE = frozenset({AccessPoint.LOGIN, AccessPoint.STEP_UP, AccessPoint.DEVICE_REGISTRATION})
+FAILED = "the factor was not accepted"  # one message for every failure (PSD2 RTS Art. 4(3)(a))
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who is asking: the verified DPoP proof of their device key, and where from."""
+
+    proof: VerifiedProof | None = None
+    ip: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    stored: StoredFlow
+    token: str | None = None
+    session: Session | None = None
+    device: Device | None = None
+
+
+# ---- starting a flow --------------------------------------------------------------------------
+
+
+def parse_point(raw: object) -> AccessPoint:
+    try:
+        point = AccessPoint(raw) if isinstance(raw, str) else None
+    except ValueError:
+        point = None
+    if point is None:
+        raise InvalidInput(
+            "unknown access point", field="point", expected=sorted(p.value for p in STARTABLE)
+        )
+    if point not in STARTABLE:
+        raise InvalidInput(
+            f"a {point.value} flow cannot be started here", field="point", reason="not_startable"
+        )
+    return point
+
+
+def _require_proof(ctx: AppContext, requester: Requester, *, always: bool = False) -> None:
+    if requester.proof is None and (always or ctx.policy.require_dpop):
+        raise ProofInvalid(
+            "this flow must be bound to a device key: send a DPoP proof", reason="missing"
+        )
+
+
+def _limit(ctx: AppContext, uow: UnitOfWork, key: str, *, max_count: int, window_s: int) -> None:
+    """Fixed-window rate limit shared by every process (the counter lives in the database)."""
+    now = ctx.now()
+    start = int(now.timestamp()) // window_s * window_s
+    window_start = datetime.fromtimestamp(start, now.tzinfo)
+    expires = window_start + timedelta(seconds=2 * window_s)
+    if uow.replay.hit(key, window_start, expires) > max_count:
+        retry = int((window_start + timedelta(seconds=window_s) - now).total_seconds()) + 1
+        raise RateLimited("too many attempts; wait and try again", retry_after_s=retry)
+
+
+def _available(
+    uow: UnitOfWork, user_id: str, requester: Requester, *, point: AccessPoint
+) -> frozenset[Factor]:
+    """The factors this user can present now, from this device."""
+    out = {Factor.PASSWORD, Factor.EMAIL_OTP}
+    kinds = {a.kind for a in uow.authenticators.of_user(user_id)}
+    devices = uow.devices.of_user(user_id)
+    this_device = next(
+        (d for d in devices if requester.proof and d.jkt == requester.proof.jkt), None
+    )
+    if AuthenticatorKind.TOTP in kinds:
+        out.add(Factor.TOTP)
+    if AuthenticatorKind.SMS in kinds:
+        out.add(Factor.SMS_OTP)
+    # "Passkey with user verification on a bound device": at login the passkey counts only
+    # from a device bound to this user; registering a device creates its passkey.
+    if point is AccessPoint.DEVICE_REGISTRATION or (
+        AuthenticatorKind.PASSKEY in kinds and this_device is not None
+    ):
+        out.add(Factor.PASSKEY)
+    if this_device is not None:
+        out.add(Factor.DEVICE_KEY)
+    if any(d is not this_device for d in devices):
+        out.add(Factor.BOUND_DEVICE_APPROVAL)
+    if uow.authenticators.security_answers(user_id):
+        out.add(Factor.SECURITY_QUESTION)
+    if uow.authenticators.recovery_codes_left(user_id) > 0:
+        out.add(Factor.RECOVERY_CODE)
+    return frozenset(out)
+
+
+def _decoy_paths(ctx: AppContext, point: AccessPoint) -> tuple[tuple[Factor, ...], ...]:
+    """What an unknown address is offered: what a new account would be, so the answer does not
+    tell whether the address has an account."""
+    basic = frozenset({Factor.PASSWORD, Factor.EMAIL_OTP, Factor.PASSKEY})
+    paths = plan_paths(ctx.policy, point, basic)
+    if point is AccessPoint.LOGIN:
+        paths = tuple(p for p in paths if Factor.PASSKEY not in p)
+    return paths
+
+
+def start(
+    ctx: AppContext,
+    *,
+    point: object,
+    requester: Requester,
+    email: object = None,
+    session: Session | None = None,
+    device: Mapping[str, object] | None = None,
+) -> StoredFlow:
+    access = parse_point(point)
+    _require_proof(ctx, requester, always=access is AccessPoint.DEVICE_REGISTRATION)
+    address = parse_email(email) if email is not None else None
+    binding: dict[str, str] = {}
+    if requester.proof is not None:
+        binding["jkt"] = requester.proof.jkt
+    if requester.ip:
+        binding["ip"] = requester.ip[:64]
+    if access is AccessPoint.STEP_UP:
+        if session is None:
+            raise ProofInvalid("a step-up needs the session it steps up", reason="missing")
+        binding["session_id"] = session.id
+    if access is AccessPoint.DEVICE_REGISTRATION:
+        if address is None:
+            raise InvalidInput("email is required", field="email")
+        binding.update(_parse_device(device, requester))
+    if access is AccessPoint.LOGIN and address is None:
+        paths = tuple(p for p in ctx.policy.point(access).paths if p == (Factor.PASSKEY,))
+        if not paths:
+            raise InvalidInput("email is required", field="email")
+    index = email_index(ctx, address) if address is not None else None
+
+    def work(uow: UnitOfWork) -> StoredFlow:
+        now = ctx.now()
+        # Shared by every process. Keyed by the address, not the account, so an unknown
+        # address is limited exactly like a known one (a 429 tells nothing).
+        if requester.ip:
+            _limit(
+                ctx,
+                uow,
+                f"flow:ip:{requester.ip[:64]}",
+                max_count=ctx.policy.login_attempts_per_ip_max,
+                window_s=60,
+            )
+        if index is not None:
+            _limit(
+                ctx,
+                uow,
+                f"flow:email:{index.hex()[:32]}",
+                max_count=ctx.policy.login_attempts_per_account_max,
+                window_s=60,
+            )
+        user_id: str | None = None
+        if session is not None:
+            user_id = session.user_id
+        elif index is not None:
+            user = uow.accounts.user_by_email_index(index)
+            user_id = user.id if user is not None and user.status == "active" else None
+        if access is AccessPoint.DEVICE_REGISTRATION and uow.devices.by_jkt(binding["jkt"]):
+            raise Conflict("this device key is already bound", reason="device_bound")
+        if user_id is not None:
+            available = _available(uow, user_id, requester, point=access)
+            paths = plan_paths(ctx.policy, access, available)
+        elif index is not None:
+            paths = _decoy_paths(ctx, access)
+        else:
+            paths = tuple(p for p in ctx.policy.point(access).paths if p == (Factor.PASSKEY,))
+        if not paths:
+            raise Forbidden("no way to pass this step with the factors enrolled", reason="no_path")
+        flow = start_flow(
+            flow_id=ctx.new_id("flw"),
+            point=access,
+            rule=ctx.policy.point(access),
+            paths=paths,
+            user_id=user_id,
+            now=now,
+            binding=binding,
+        )
+        stored = StoredFlow(flow=flow)
+        uow.flows.add(stored, now)
+        return stored
+
+    return ctx.run(work)
+
+
+def register(
+    ctx: AppContext, *, email: object, password: object, requester: Requester
+) -> tuple[Registered, StoredFlow]:
+    """A new account and its sign-up flow, in one transaction; the code goes out with it."""
+    _require_proof(ctx, requester)
+    flows: list[StoredFlow] = []
+
+    def then(uow: UnitOfWork, made: Registered) -> None:
+        flows.append(
+            start_signup(
+                ctx, uow, user_id=made.user_id, proof=requester.proof, password_at=made.created_at
+            )
+        )
+
+    made = accounts.register(ctx, email=email, password=password, then=then)
+    return made, send_code(ctx, flows[0].flow.id, Factor.EMAIL_OTP.value, requester)
+
+
+def password_login(
+    ctx: AppContext, *, email: object, password: object, requester: Requester
+) -> Outcome:
+    """A login flow's start and its password step in one call. Any failure, a malformed address
+    included, is the same ``AuthenticationFailed`` after the same work (no enumeration)."""
+    try:
+        parse_email(email)
+    except InvalidInput:
+        ctx.hasher.burn(password if isinstance(password, str) else "")
+        raise AuthenticationFailed(FAILED) from None
+    stored = start(ctx, point=AccessPoint.LOGIN.value, email=email, requester=requester)
+    try:
+        return submit(
+            ctx,
+            stored.flow.id,
+            factor=Factor.PASSWORD.value,
+            payload={"password": password},
+            requester=requester,
+        )
+    except AuthenticationFailed:
+        raise AuthenticationFailed(FAILED) from None  # the same bytes for every failure
+
+
+def start_signup(
+    ctx: AppContext,
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    proof: VerifiedProof | None,
+    password_at: datetime,
+) -> StoredFlow:
+    """The flow a registration opens: the password is done; the emailed code proves the address
+    before it can serve as a factor (against pre-account hijacking)."""
+    binding = {"jkt": proof.jkt} if proof is not None else {}
+    rule = ctx.policy.point(AccessPoint.SIGNUP)
+    flow = start_flow(
+        flow_id=ctx.new_id("flw"),
+        point=AccessPoint.SIGNUP,
+        rule=rule,
+        paths=rule.paths,
+        user_id=user_id,
+        now=ctx.now(),
+        binding=binding,
+        done=(AuthMethod(Factor.PASSWORD.value, password_at),),
+    )
+    stored = StoredFlow(flow=flow)
+    uow.flows.add(stored, ctx.now())
+    return stored
+
+
+def _parse_device(device: Mapping[str, object] | None, requester: Requester) -> dict[str, str]:
+    if not isinstance(device, Mapping):
+        raise InvalidInput("device is required: {name, platform}", field="device")
+    proof = requester.proof
+    invariant(proof is not None, "device registration is bound to the new device's key")
+    assert proof is not None
+    name = parse_label(device.get("name"), field="device.name")
+    platform = parse_label(device.get("platform"), field="device.platform")[
+        : bounds.PLATFORM_LENGTH_MAX
+    ]
+    return {"jkt": proof.jkt, "jwk": proof.jwk_json(), "device_name": name, "platform": platform}
+
+
+# ---- loading and checking a flow ----------------------------------------------------------------
+
+
+def _load(ctx: AppContext, flow_id: object, requester: Requester) -> StoredFlow:
+    if not isinstance(flow_id, str) or len(flow_id) > bounds.ID_LENGTH_MAX:
+        raise NotFound("no such flow")
+    stored = ctx.read(lambda uow: uow.flows.get(flow_id))
+    if stored is None:
+        raise NotFound("no such flow")
+    _check_binding(stored.flow, requester)
+    return stored
+
+
+def _check_binding(flow: Flow, requester: Requester) -> None:
+    """A flow moves only for the device key that started it: a flow id seen by someone else
+    (a shoulder, a log) is useless to them."""
+    bound = flow.binding.get("jkt")
+    if bound is None:
+        return
+    if requester.proof is None:
+        raise ProofInvalid(
+            "this flow is bound to a device key: send a DPoP proof", reason="missing"
+        )
+    if not hmac.compare_digest(requester.proof.jkt, bound):
+        raise ProofInvalid("this flow belongs to another device key", reason="flow_key")
+
+
+def view(ctx: AppContext, flow_id: object, requester: Requester) -> StoredFlow:
+    return _load(ctx, flow_id, requester)
+
+
+# ---- secrets sent for a step: email and SMS codes, WebAuthn options, approval requests -----------
+
+
+def _code_hash(ctx: AppContext, flow_id: str, factor: Factor, code: str) -> bytes:
+    return ctx.keyring.blind_index(f"{flow_id}:{factor.value}:{code}".encode(), purpose="flow.code")
+
+
+def _new_code(ctx: AppContext, digits: int) -> str:
+    # 64 random bits reduced mod 10^digits: the bias is below 2^-37.
+    return str(int.from_bytes(ctx.random_bytes(8), "big") % 10**digits).zfill(digits)
+
+
+def send_code(ctx: AppContext, flow_id: object, factor: object, requester: Requester) -> StoredFlow:
+    """Send the email or SMS code for the flow's next step. The code works only in this flow,
+    for ``code_ttl_s`` (10 minutes), once."""
+    stored = _load(ctx, flow_id, requester)
+    chosen = parse_factor(factor)
+    if chosen not in (Factor.EMAIL_OTP, Factor.SMS_OTP):
+        raise InvalidInput("only email_otp and sms_otp codes are sent", field="factor")
+    code = _new_code(ctx, CODE_DIGITS)
+    sms: list[tuple[str, str]] = []
+
+    def work(uow: UnitOfWork) -> StoredFlow:
+        now = ctx.now()
+        current = _locked(uow, stored.flow.id)
+        check_step(current.flow, chosen, now)
+        if current.code_sends >= ctx.policy.code_sends_max:
+            raise RateLimited("no more codes for this flow; start a new one", retry_after_s=0)
+        after = replace(
+            current,
+            code_hash=_code_hash(ctx, current.flow.id, chosen, code),
+            code_factor=chosen.value,
+            code_expires_at=now + timedelta(seconds=ctx.policy.code_ttl_s),
+            code_sends=current.code_sends + 1,
+        )
+        uow.flows.save(after, now)
+        user_id = current.flow.user_id
+        if user_id is None:
+            return after  # an unknown address: nothing is sent, and nothing says so
+        text = (
+            f"Your ZeroPay code is {code[:4]} {code[4:]}. It works only for the "
+            f"{current.flow.point.value.replace('_', ' ')} you just started, for "
+            f"{ctx.policy.code_ttl_s // 60} minutes. Never share it."
+        )
+        if chosen is Factor.EMAIL_OTP:
+            mail.queue(ctx, uow, user_id=user_id, subject="ZeroPay: your code", body=text)
+        else:
+            phone = _phone_of(ctx, uow, user_id)
+            if phone is not None:
+                sms.append((phone, text))
+        audit.record(
+            ctx, uow, "flow.code_sent", actor=user_id, subject=current.flow.id, factor=chosen.value
+        )
+        return after
+
+    after = ctx.run(work)
+    if sms and ctx.sms is not None:
+        ctx.sms.send(to=sms[0][0], body=sms[0][1])
+    return after
+
+
+def _phone_of(ctx: AppContext, uow: UnitOfWork, user_id: str) -> str | None:
+    for a in uow.authenticators.of_user(user_id):
+        if a.kind is AuthenticatorKind.SMS and a.secret_ciphertext is not None:
+            return ctx.keyring.decrypt(
+                a.secret_ciphertext, table="authenticators", column="secret", row_id=a.id
+            ).decode()
+    return None
+
+
+def passkey_options(ctx: AppContext, flow_id: object, requester: Requester) -> dict[str, Any]:
+    """WebAuthn options for the flow's passkey step: creation options when a device is being
+    registered, request options otherwise. The challenge is stored and answers one ceremony."""
+    stored = _load(ctx, flow_id, requester)
+    challenge = ctx.random_bytes(passkeys.CHALLENGE_BYTES)
+
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        now = ctx.now()
+        current = _locked(uow, stored.flow.id)
+        flow = current.flow
+        check_step(flow, Factor.PASSKEY, now)
+        uow.flows.save(replace(current, challenge=challenge), now)
+        mine = (
+            [
+                a
+                for a in uow.authenticators.of_user(flow.user_id)
+                if a.kind is AuthenticatorKind.PASSKEY and a.credential_id
+            ]
+            if flow.user_id
+            else []
+        )
+        if flow.point is AccessPoint.DEVICE_REGISTRATION:
+            return passkeys.registration_options(
+                ctx.relying_party,
+                challenge=challenge,
+                user_id=flow.user_id or ctx.new_id("usr"),
+                user_name=flow.binding.get("device_name", "ZeroPay"),
+                exclude=[a.credential_id for a in mine if a.credential_id],
+            )
+        return passkeys.authentication_options(
+            ctx.relying_party,
+            challenge=challenge,
+            allow=[a.credential_id for a in mine if a.credential_id],
+        )
+
+    return ctx.run(work)
+
+
+def request_approval(ctx: AppContext, flow_id: object, requester: Requester) -> StoredFlow:
+    """Ask the user's bound devices to approve this flow. Rate-limited per user (no push
+    bombing), and the approver must type the number this device shows (number matching)."""
+    stored = _load(ctx, flow_id, requester)
+    number = _new_code(ctx, APPROVAL_DIGITS)
+
+    def work(uow: UnitOfWork) -> StoredFlow:
+        now = ctx.now()
+        current = _locked(uow, stored.flow.id)
+        flow = current.flow
+        check_step(flow, Factor.BOUND_DEVICE_APPROVAL, now)
+        key = f"approval:{flow.user_id or flow.id}"
+        _limit(ctx, uow, key, max_count=ctx.policy.approval_requests_max, window_s=3600)
+        after = replace(current, approval_code=number, approval_state="requested", approved_by=None)
+        uow.flows.save(after, now)
+        if flow.user_id is not None:
+            uow.accounts.notify(
+                notification_id=ctx.new_id("ntf"),
+                user_id=flow.user_id,
+                kind="approval.requested",
+                body="A new sign-in is waiting for your approval. Approve it only if it is you, "
+                "by typing the number shown on the other device.",
+                now=now,
+            )
+            audit.record(ctx, uow, "approval.requested", actor=flow.user_id, subject=flow.id)
+        return after
+
+    return ctx.run(work)
+
+
+def pending_approvals(ctx: AppContext, session: Session) -> list[StoredFlow]:
+    def work(uow: UnitOfWork) -> list[StoredFlow]:
+        device = _approving_device(uow, session)
+        flows = uow.flows.awaiting_approval(
+            session.user_id, ctx.now(), limit=bounds.APPROVALS_LISTED_MAX
+        )
+        return [s for s in flows if device.was_bound_before(s.flow.issued_at)]
+
+    return ctx.read(work)
+
+
+def _approving_device(uow: UnitOfWork, session: Session) -> Device:
+    device = uow.devices.get(session.device_id) if session.device_id else None
+    if device is None or device.status != "active" or session.aal < 2:
+        raise Forbidden(
+            "approve from a bound device signed in with two factors", reason="not_bound_device"
+        )
+    return device
+
+
+def decide_approval(
+    ctx: AppContext, session: Session, flow_id: object, *, approve: bool, number: object
+) -> None:
+    """Approve or deny a flow from a device bound before it started. A wrong number denies."""
+    if not isinstance(flow_id, str) or not isinstance(number, str) or len(number) > 8:
+        raise InvalidInput("flow id and number are strings", field="number")
+
+    def work(uow: UnitOfWork) -> None:
+        now = ctx.now()
+        device = _approving_device(uow, session)
+        current = uow.flows.get(flow_id, lock=True)
+        if current is None or current.flow.user_id != session.user_id:
+            raise NotFound("no such flow")
+        flow = current.flow
+        if current.approval_state != "requested" or flow.state is not FlowState.ACTIVE:
+            raise Conflict("this flow is not waiting for approval", reason="not_requested")
+        if flow.is_expired(now) or not device.was_bound_before(flow.issued_at):
+            raise Forbidden("this device cannot approve that flow", reason="not_bound_device")
+        matched = current.approval_code is not None and hmac.compare_digest(
+            current.approval_code, number
+        )
+        granted = approve and matched
+        after = replace(
+            current,
+            approval_state="approved" if granted else "denied",
+            approved_by=device.id,
+            flow=flow if granted else replace(flow, state=FlowState.FAILED),
+        )
+        uow.flows.save(after, now)
+        audit.record(
+            ctx,
+            uow,
+            "approval.granted" if granted else "approval.denied",
+            actor=session.user_id,
+            subject=flow.id,
+            device=device.id,
+            number_matched=matched,
+        )
+
+    ctx.run(work)
+
+
+def _locked(uow: UnitOfWork, flow_id: str) -> StoredFlow:
+    current = uow.flows.get(flow_id, lock=True)
+    invariant(current is not None, "flows are never deleted while in use")
+    assert current is not None
+    return current
+
+
+# ---- answering a step --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What a successful check learned, applied in the transaction that moves the flow."""
+
+    user_id: str | None = None  # a usernameless passkey names its user
+    passkey_id: str | None = None
+    sign_count: int | None = None
+    clone_signal: bool = False
+    new_passkey: passkeys.NewPasskey | None = None
+
+
+def submit(
+    ctx: AppContext,
+    flow_id: object,
+    *,
+    factor: object,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> Outcome:
+    stored = _load(ctx, flow_id, requester)
+    chosen = parse_factor(factor)
+    now = ctx.now()
+    check_step(stored.flow, chosen, now)  # out of order: refused before any secret is checked
+    try:
+        checked = _check(ctx, stored, chosen, payload, requester)
+    except (AuthenticationFailed, FactorLocked):
+        # A locked factor answers like a wrong one: a stranger cannot tell an account that
+        # exists and is locked from one that does not exist; the owner was alerted at the lock.
+        after = ctx.run(lambda uow: _fail(ctx, uow, stored.flow.id, chosen))
+        raise AuthenticationFailed(
+            FAILED, attempts_left=after.flow.attempts_left, flow_id=after.flow.id
+        ) from None
+    return ctx.run(lambda uow: _pass(ctx, uow, stored.flow.id, chosen, checked, requester))
+
+
+def _fail(ctx: AppContext, uow: UnitOfWork, flow_id: str, factor: Factor) -> StoredFlow:
+    current = _locked(uow, flow_id)
+    now = ctx.now()
+    if current.flow.state is not FlowState.ACTIVE or current.flow.is_expired(now):
+        return current
+    after = replace(current, flow=transition(current.flow, FactorFailed(factor), now))
+    uow.flows.save(after, now)
+    if after.flow.state is FlowState.FAILED:
+        audit.record(
+            ctx,
+            uow,
+            "flow.failed",
+            actor=after.flow.user_id or "anonymous",
+            subject=flow_id,
+            point=after.flow.point.value,
+        )
+    return after
+
+
+def _check(
+    ctx: AppContext,
+    stored: StoredFlow,
+    factor: Factor,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> _Checked:
+    flow = stored.flow
+    if factor is Factor.PASSKEY:
+        return _check_passkey(ctx, stored, payload, requester)
+    user_id = flow.user_id
+    if user_id is None:
+        ctx.hasher.burn(str(payload.get("password", "")))  # as slow as a real check
+        raise AuthenticationFailed(FAILED)
+
+    def check() -> _Checked:
+        _CHECKS[factor](ctx, stored, user_id, payload, requester)
+        return _Checked()
+
+    return lockouts.guarded(ctx, user_id=user_id, factor=factor.value, check=check)
+
+
+def _check_password(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    password = payload.get("password")
+    if not isinstance(password, str) or len(password) > bounds.PASSWORD_INPUT_LENGTH_MAX:
+        raise AuthenticationFailed(FAILED)
+    user = ctx.read(lambda uow: uow.accounts.user(user_id))
+    if user is None:
+        raise AuthenticationFailed(FAILED)
+    ctx.hasher.verify(user.password_hash, password)
+    if ctx.hasher.needs_rehash(user.password_hash):
+        rehash = ctx.hasher.hash(password)
+        ctx.run(lambda uow: uow.accounts.set_password_hash(user_id, rehash))
+
+
+def _check_code(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    factor = Factor(stored.code_factor) if stored.code_factor else None
+    try:
+        code = totp.parse_code(payload.get("code"), CODE_DIGITS)
+    except InvalidInput:
+        raise AuthenticationFailed(FAILED) from None
+    if factor is None:
+        raise AuthenticationFailed(FAILED)
+    digest = _code_hash(ctx, stored.flow.id, factor, code)
+    if not ctx.read(
+        lambda uow: uow.flows.consume_code(
+            stored.flow.id, factor=factor.value, code_hash=digest, now=ctx.now()
+        )
+    ):
+        raise AuthenticationFailed(FAILED)
+
+
+def _check_totp(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    try:
+        code = totp.parse_code(payload.get("code"))
+    except InvalidInput:
+        raise AuthenticationFailed(FAILED) from None
+    apps = ctx.read(
+        lambda uow: [
+            a for a in uow.authenticators.of_user(user_id) if a.kind is AuthenticatorKind.TOTP
+        ]
+    )
+    for app in apps:
+        seed = _seed(ctx, app)
+        try:
+            step = totp.verify_totp(seed, code, now=ctx.now(), after_step=app.last_step).step
+        except AuthenticationFailed:
+            continue
+        # Accept the step once, across processes; a racing twin of this request loses here.
+        if _accept_step(ctx, app.id, step):
+            return
+    raise AuthenticationFailed(FAILED)
+
+
+def _accept_step(ctx: AppContext, authenticator_id: str, step: int) -> bool:
+    return bool(
+        ctx.read(lambda uow: uow.authenticators.accept_totp_step(authenticator_id, step, ctx.now()))
+    )
+
+
+def _seed(ctx: AppContext, app: Authenticator) -> bytes:
+    invariant(app.secret_ciphertext is not None, "an active TOTP app has its seed")
+    assert app.secret_ciphertext is not None
+    return ctx.keyring.decrypt(
+        app.secret_ciphertext, table="authenticators", column="secret", row_id=app.id
+    )
+
+
+def _check_security_question(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    hashes = ctx.read(lambda uow: uow.authenticators.security_answers(user_id))
+    questions.verify_answers(ctx, hashes, payload.get("answers"))
+
+
+def _check_recovery_code(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    from zeropay.services import enrollment
+
+    digest = enrollment.recovery_code_hash(ctx, user_id, payload.get("code"))
+    if digest is None or not ctx.read(
+        lambda uow: uow.authenticators.use_recovery_code(user_id, digest, ctx.now())
+    ):
+        raise AuthenticationFailed(FAILED)
+
+
+def _check_approval(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    if stored.approval_state != "approved" or stored.approved_by is None:
+        raise AuthenticationFailed(FAILED)
+
+
+def _check_device_key(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    """The DPoP proof on this request was signed by a device bound to this user."""
+    proof = requester.proof
+    device = ctx.read(lambda uow: uow.devices.by_jkt(proof.jkt)) if proof else None
+    if device is None or device.user_id != user_id or device.status != "active":
+        raise AuthenticationFailed(FAILED)
+
+
+_CHECKS = {
+    Factor.PASSWORD: _check_password,
+    Factor.EMAIL_OTP: _check_code,
+    Factor.SMS_OTP: _check_code,
+    Factor.TOTP: _check_totp,
+    Factor.SECURITY_QUESTION: _check_security_question,
+    Factor.RECOVERY_CODE: _check_recovery_code,
+    Factor.BOUND_DEVICE_APPROVAL: _check_approval,
+    Factor.DEVICE_KEY: _check_device_key,
+}
+
+
+def _check_passkey(
+    ctx: AppContext, stored: StoredFlow, payload: Mapping[str, object], requester: Requester
+) -> _Checked:
+    flow = stored.flow
+    credential = passkeys.parse_credential(payload.get("credential"))
+    challenge = stored.challenge
+    # The challenge answers one ceremony: consumed before the answer is even checked.
+    if challenge is None or not ctx.read(
+        lambda uow: uow.flows.consume_challenge(flow.id, challenge)
+    ):
+        raise AuthenticationFailed(FAILED)
+    rp = ctx.relying_party
+    if flow.point is AccessPoint.DEVICE_REGISTRATION:
+        if flow.user_id is None:
+            raise AuthenticationFailed(FAILED)
+        made = lockouts.guarded(
+            ctx,
+            user_id=flow.user_id,
+            factor=Factor.PASSKEY.value,
+            check=lambda: passkeys.verify_registration(
+                rp, credential, expected_challenge=challenge
+            ),
+        )
+        return _Checked(new_passkey=made)
+    credential_id = passkeys.credential_id_of(credential)
+    known = ctx.read(lambda uow: uow.authenticators.by_credential_id(credential_id))
+    if known is None or (flow.user_id is not None and known.user_id != flow.user_id):
+        raise AuthenticationFailed(FAILED)
+    jkt = requester.proof.jkt if requester.proof else None
+    device = ctx.read(lambda uow: uow.devices.by_jkt(jkt)) if jkt else None
+    if flow.point is AccessPoint.LOGIN and (
+        device is None or device.user_id != known.user_id or device.status != "active"
+    ):
+        raise AuthenticationFailed(FAILED)  # a passkey logs in only from a bound device
+    invariant(known.public_key is not None, "an active passkey has its public key")
+    assert known.public_key is not None
+    public_key = known.public_key
+
+    def check() -> _Checked:
+        assertion = passkeys.verify_assertion(
+            rp, credential, expected_challenge=challenge, public_key=public_key
+        )
+        clone = sign_count_is_clone_signal(known.sign_count, assertion.sign_count)
+        if clone:
+            ctx.run(lambda uow: _record_clone(ctx, uow, known, assertion.sign_count))
+            raise AuthenticationFailed(FAILED)
+        return _Checked(user_id=known.user_id, passkey_id=known.id, sign_count=assertion.sign_count)
+
+    return lockouts.guarded(ctx, user_id=known.user_id, factor=Factor.PASSKEY.value, check=check)
+
+
+def _record_clone(ctx: AppContext, uow: UnitOfWork, known: Authenticator, received: int) -> None:
+    """A counter that did not increase: two copies of this passkey may exist. Recorded for the
+    risk engine and the audit; the assertion is refused."""
+    uow.authenticators.record_passkey_use(
+        known.id, sign_count=received, clone_signal=True, now=ctx.now()
+    )
+    audit.record(
+        ctx,
+        uow,
+        "passkey.clone_signal",
+        actor=known.user_id,
+        subject=known.id,
+        stored=known.sign_count,
+        received=received,
+    )
+
+
+def _pass(
+    ctx: AppContext,
+    uow: UnitOfWork,
+    flow_id: str,
+    factor: Factor,
+    checked: _Checked,
+    requester: Requester,
+) -> Outcome:
+    now = ctx.now()
+    current = _locked(uow, flow_id)
+    flow = current.flow
+    if checked.user_id is not None and flow.user_id is None:
+        available = _available(uow, checked.user_id, requester, point=flow.point)
+        paths = plan_paths(ctx.policy, flow.point, available)
+        flow = transition(flow, Identified(checked.user_id, paths), now)
+    # Transition again under the row lock: of two racing answers to one step, one wins.
+    flow = transition(flow, FactorPassed(factor), now)
+    binding = dict(flow.binding)
+    if checked.new_passkey is not None:
+        made = checked.new_passkey
+        binding["passkey_credential_id"] = _b64(made.credential_id)
+        binding["passkey_public_key"] = _b64(made.public_key)
+        binding["passkey_sign_count"] = str(made.sign_count)
+    if checked.passkey_id is not None and checked.sign_count is not None:
+        uow.authenticators.record_passkey_use(
+            checked.passkey_id, sign_count=checked.sign_count, clone_signal=False, now=now
+        )
+    after = replace(current, flow=replace(flow, binding=binding))
+    uow.flows.save(after, now)
+    audit.record(
+        ctx,
+        uow,
+        "flow.factor_passed",
+        actor=flow.user_id or "anonymous",
+        subject=flow.id,
+        factor=factor.value,
+        point=flow.point.value,
+    )
+    if after.flow.state is not FlowState.COMPLETE:
+        return Outcome(stored=after)
+    return _finish(ctx, uow, after, requester)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+# ---- finishing a flow --------------------------------------------------------------------------
+
+
+def _finish(ctx: AppContext, uow: UnitOfWork, stored: StoredFlow, requester: Requester) -> Outcome:
+    flow = stored.flow
+    invariant(flow.user_id is not None, "a complete flow knows its user")
+    assert flow.user_id is not None
+    user_id = flow.user_id
+    now = ctx.now()
+    if Factor.EMAIL_OTP in flow.done_factors:
+        uow.accounts.mark_email_verified(user_id, now)  # the code proved the address
+    audit.record(
+        ctx,
+        uow,
+        "flow.completed",
+        actor=user_id,
+        subject=flow.id,
+        point=flow.point.value,
+        factors=[f.value for f in flow.done_factors],
+    )
+    if flow.point is AccessPoint.STEP_UP:
+        session = uow.sessions.get(flow.binding["session_id"])
+        invariant(session is not None and session.user_id == user_id, "step-up of own session")
+        assert session is not None
+        methods = (*session.methods, *flow.done)
+        uow.sessions.add_methods(session.id, methods)
+        return Outcome(stored=stored, session=replace(session, methods=methods))
+    device: Device | None = None
+    if flow.point is AccessPoint.DEVICE_REGISTRATION:
+        device = _bind_device(ctx, uow, flow)
+    jkt = flow.binding.get("jkt")
+    if device is None and jkt is not None:
+        found = uow.devices.by_jkt(jkt)
+        device = found if found and found.user_id == user_id and found.status == "active" else None
+    if device is not None:
+        uow.devices.touch(device.id, now)
+    token = urlsafe(ctx.random_bytes(SESSION_TOKEN_BYTES))
+    session = new_session(
+        session_id=ctx.new_id("ses"),
+        user_id=user_id,
+        methods=flow.done,
+        now=now,
+        policy=ctx.session_policy,
+        jkt=jkt,
+        device_id=device.id if device else None,
+    )
+    uow.sessions.add(
+        session,
+        token_hash=hash_token(token),
+        user_agent=requester.user_agent[: bounds.USER_AGENT_LENGTH_MAX],
+    )
+    audit.record(
+        ctx,
+        uow,
+        "login.succeeded",
+        actor=user_id,
+        subject=session.id,
+        factors=[m.factor for m in flow.done],
+        device=session.device_id,
+    )
+    return Outcome(stored=stored, token=token, session=session, device=device)
+
+
+def _bind_device(ctx: AppContext, uow: UnitOfWork, flow: Flow) -> Device:
+    """The device registration's last step: bind the key, keep the passkey made on the device,
+    start the reduced-limits period and tell every other device."""
+    user_id = flow.user_id
+    assert user_id is not None
+    now = ctx.now()
+    b = flow.binding
+    if len(uow.devices.of_user(user_id)) >= bounds.DEVICES_PER_USER_MAX:
+        raise Conflict("too many devices; remove one first", reason="too_many_devices")
+    device = Device(
+        id=ctx.new_id("dev"),
+        user_id=user_id,
+        name=b["device_name"],
+        platform=b["platform"],
+        jkt=b["jkt"],
+        public_jwk=b["jwk"],
+        status="active",
+        created_at=now,
+        last_seen_at=now,
+        reduced_until=now + timedelta(seconds=ctx.policy.new_device_reduced_s),
+    )
+    others = uow.devices.of_user(user_id)
+    uow.devices.add(device)
+    passkey = Authenticator(
+        id=ctx.new_id("auth"),
+        user_id=user_id,
+        kind=AuthenticatorKind.PASSKEY,
+        label=f"Passkey on {device.name}",
+        status="active",
+        created_at=now,
+        credential_id=base64.urlsafe_b64decode(b["passkey_credential_id"]),
+        public_key=base64.urlsafe_b64decode(b["passkey_public_key"]),
+        sign_count=int(b["passkey_sign_count"]),
+        device_id=device.id,
+    )
+    if not uow.authenticators.add(passkey):
+        raise Conflict("this passkey is already registered", reason="passkey_taken")
+    audit.record(
+        ctx,
+        uow,
+        "device.bound",
+        actor=user_id,
+        subject=device.id,
+        platform=device.platform,
+        passkey=passkey.id,
+    )
+    notices.alert(
+        ctx,
+        uow,
+        user_id=user_id,
+        kind="device.added",
+        subject="ZeroPay: a new device was added",
+        body=f"A new device, {device.name} ({device.platform}), was added to your account. "
+        f"It can make only small payments for the next "
+        f"{ctx.policy.new_device_reduced_s // 3600} hours. If this wasn't you, remove it in "
+        f"Devices and change your password."
+        + (f" You have {len(others)} other device(s)." if others else ""),
+    )
+    return device
+
+
+def flow_json(
+    stored: StoredFlow, now: datetime, *, requester_sees_approval: bool = True
+) -> dict[str, Any]:
+    flow = stored.flow
+    out: dict[str, Any] = {
+        "id": flow.id,
+        "point": flow.point.value,
+        "status": flow.status(now),
+        "paths": [[f.value for f in p] for p in flow.paths],
+        "done": [{"factor": m.factor, "at": m.at.isoformat()} for m in flow.done],
+        "next": sorted(f.value for f in flow.next_factors())
+        if flow.status(now) == "active"
+        else [],
+        "attempts_left": flow.attempts_left,
+        "issued_at": flow.issued_at.isoformat(),
+        "expires_at": flow.expires_at.isoformat(),
+    }
+    if stored.code_expires_at is not None and stored.code_factor:
+        out["code"] = {
+            "factor": stored.code_factor,
+            "expires_at": stored.code_expires_at.isoformat(),
+        }
+    if stored.approval_state is not None:
+        out["approval"] = {"state": stored.approval_state}
+        if stored.approval_state == "requested":  # only the flow's own device reads this
+            out["approval"]["number"] = stored.approval_code
+    return out
+
+
+def approval_json(stored: StoredFlow) -> dict[str, Any]:
+    b = stored.flow.binding
+    return {
+        "flow_id": stored.flow.id,
+        "point": stored.flow.point.value,
+        "device": {"name": b.get("device_name"), "platform": b.get("platform")},
+        "ip": b.get("ip"),
+        "issued_at": stored.flow.issued_at.isoformat(),
+        "expires_at": stored.flow.expires_at.isoformat(),
+    }
