@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from support.mfa import Mfa, SmtpInbox
 from zeropay.adapters.clock import FixedClock
 from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
@@ -187,6 +189,45 @@ class Api:
 @pytest.fixture
 def api(client: TestClient, container: Container) -> Api:
     return Api(client, container)
+
+
+# ---- authentication under the shipped default policy --------------------------------------------
+
+
+@pytest.fixture
+def smtp_inbox() -> Iterator[SmtpInbox]:
+    inbox = SmtpInbox()
+    inbox.start()
+    yield inbox
+    inbox.stop()
+
+
+@pytest.fixture
+def mfa_container(
+    settings: Settings, clock: FixedClock, smtp_inbox: SmtpInbox, tmp_path: Path
+) -> Iterator[Container]:
+    """The shipped default authentication policy, mail over real SMTP, texts to a dev sink."""
+    configured = replace(
+        settings,
+        auth_policy_file=None,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_inbox.port,
+        dev_sms_file=tmp_path / "sms.jsonl",
+    )
+    built = build(
+        configured,
+        clock=clock,
+        keyring=FileKeyRing.ephemeral(),
+        hasher=Argon2PasswordHasher.cheap_for_tests(),
+    )
+    yield built
+    built.engine.dispose()
+
+
+@pytest.fixture
+def mfa(mfa_container: Container, smtp_inbox: SmtpInbox) -> Iterator[Mfa]:
+    with TestClient(create_app(mfa_container), base_url="http://localhost") as c:
+        yield Mfa(c, mfa_container, smtp_inbox)
 
 
 @pytest.fixture

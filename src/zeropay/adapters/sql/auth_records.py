@@ -417,8 +417,9 @@ class ReplayRepository(_Repo):
             (pg_insert if self._locking else sqlite_insert)(t.dpop_proofs)
             .values(jkt=jkt, jti=jti, expires_at=expires_at)
             .on_conflict_do_nothing(index_elements=["jkt", "jti"])
+            .returning(t.dpop_proofs.c.jti)  # psycopg reports no rowcount for this statement
         )
-        return self.c.execute(stmt).rowcount == 1
+        return self.c.execute(stmt).first() is not None
 
     def hit(self, key: str, window_start: datetime, expires_at: datetime) -> int:
         """Count one event in a fixed window; the count after it, in one atomic statement."""
