@@ -202,7 +202,11 @@ def confirm(
         key=key,
         body=None,
         call=lambda hook: payments.confirm(
-            ctx, payment_id=payment_id, payer_id=session.user_id, on_commit=hook
+            ctx,
+            payment_id=payment_id,
+            payer_id=session.user_id,
+            device_id=session.device_id,
+            on_commit=hook,
         ),
         render_result=render.payment,
         status=200,

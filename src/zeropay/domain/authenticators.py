@@ -9,12 +9,14 @@ passkey (WebAuthn credential), a TOTP seed, a phone number for SMS codes.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from zeropay.domain import bounds
-from zeropay.domain.errors import InvalidInput
+from zeropay.domain.errors import InvalidInput, PaymentLimitExceeded
+from zeropay.domain.money import Money
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,25 @@ class Device:
         """Only a device bound before a flow began may approve it: otherwise an attacker who
         just bound a device could approve their own next step."""
         return self.status == "active" and self.created_at < moment
+
+
+def check_new_device_limit(
+    device: Device | None, amount: Money, now: datetime, ceilings: Mapping[str, int]
+) -> None:
+    """A device in its first hours pays at most the policy's small ceiling per payment: a
+    device registered by someone who stole the email and a password cannot empty the wallet.
+    A currency without a ceiling in the policy is not reduced."""
+    if device is None or not device.is_reduced(now):
+        return
+    ceiling = ceilings.get(amount.currency.code)
+    if ceiling is not None and amount.amount_minor > ceiling:
+        raise PaymentLimitExceeded(
+            "this device is new: it can pay only small amounts for now",
+            reason="new_device",
+            currency=amount.currency.code,
+            limit_minor=ceiling,
+            until=device.reduced_until.isoformat() if device.reduced_until else None,
+        )
 
 
 class AuthenticatorKind(StrEnum):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from zeropay.domain import bounds
+from zeropay.domain.authenticators import check_new_device_limit
 from zeropay.domain.errors import InsufficientFunds, MonthlyLimitExceeded, NotFound
 from zeropay.domain.ledger import (
     AccountKind,
@@ -115,9 +116,15 @@ def checkout(ctx: AppContext, *, payment_id: str, payer_id: str) -> Checkout:
 
 
 def confirm(
-    ctx: AppContext, *, payment_id: str, payer_id: str, on_commit: Hook | None = None
+    ctx: AppContext,
+    *,
+    payment_id: str,
+    payer_id: str,
+    device_id: str | None = None,
+    on_commit: Hook | None = None,
 ) -> Payment:
-    """The payer pays: the money moves (automatic capture) or is held (manual capture)."""
+    """The payer pays: the money moves (automatic capture) or is held (manual capture). From a
+    device still in its reduced-limits period, only small payments go through."""
 
     def work(uow: UnitOfWork) -> Payment:
         now = ctx.now()
@@ -128,6 +135,13 @@ def confirm(
         amount = payment.amount
         limits = ctx.profile.limits
         limits.check_payment(amount)  # the limit may have been lowered since creation
+        if device_id is not None and ctx.auth_policy is not None:
+            check_new_device_limit(
+                uow.devices.get(device_id),
+                amount,
+                now,
+                ctx.auth_policy.new_device_payment_max_minor,
+            )
         period = limits.period(now)
         code = amount.currency.code
         wallet, merchant = uow.ledger.find_accounts(
