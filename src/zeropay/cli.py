@@ -46,6 +46,83 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    """Validate an authentication policy file and print what each access point asks."""
+    import tomllib
+    from pathlib import Path
+
+    from zeropay.domain.errors import ConfigurationError
+    from zeropay.domain.policy import parse_policy
+
+    try:
+        document = tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"policy: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        policy = parse_policy(document)
+    except ConfigurationError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    print(f"policy {policy.version}: valid")
+    for point, rule in policy.points.items():
+        paths = " | ".join(" + ".join(f.value for f in path) for path in rule.paths)
+        print(f"  {point.value:22} {paths}")
+    return 0
+
+
+def cmd_dpop(args: argparse.Namespace) -> int:
+    """Print a DPoP proof (RFC 9449) for one request, made with a device key kept in a file: a
+    development aid for trying the API with curl, never a way to store a real device's key."""
+    import base64
+    import hashlib
+    import secrets
+    import time
+    from pathlib import Path
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    path = Path(args.key)
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            print(f"{path} does not hold an EC key", file=sys.stderr)
+            return 2
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        path.write_bytes(pem)
+        path.chmod(0o600)
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    numbers = key.public_key().public_numbers()
+    jwk = {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64(numbers.x.to_bytes(32, "big")),
+        "y": b64(numbers.y.to_bytes(32, "big")),
+    }
+    claims: dict[str, object] = {
+        "jti": secrets.token_urlsafe(16),
+        "htm": args.method.upper(),
+        "htu": args.url.split("?", 1)[0].split("#", 1)[0],
+        "iat": int(time.time()),
+    }
+    if args.token:
+        claims["ath"] = b64(hashlib.sha256(args.token.encode()).digest())
+    print(jwt.encode(claims, key, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": jwk}))
+    return 0
+
+
 def cmd_demo(_args: argparse.Namespace) -> int:
     from zeropay.services.demo import seed
 
@@ -196,6 +273,18 @@ def parser() -> argparse.ArgumentParser:
     devmail.add_argument("--port", type=int, default=8025)
     devmail.add_argument("--dir", default="var/mail")
     devmail.set_defaults(func=cmd_devmail)
+    dpop = sub.add_parser("dpop", help="print a DPoP proof for one request (development)")
+    dpop.add_argument("method")
+    dpop.add_argument("url")
+    dpop.add_argument("--token", help="the access token the request carries (sets ath)")
+    dpop.add_argument("--key", default="var/dev-device-key.pem")
+    dpop.set_defaults(func=cmd_dpop)
+    policy = sub.add_parser("policy", help="authentication policy").add_subparsers(
+        dest="sub", required=True
+    )
+    check = policy.add_parser("check", help="validate a policy file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_policy_check)
     job = sub.add_parser("jobs", help="background jobs").add_subparsers(dest="sub", required=True)
     job.add_parser("run", help="run due jobs once").set_defaults(func=cmd_jobs_run)
     return p
