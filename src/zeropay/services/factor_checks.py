@@ -1,0 +1,290 @@
+"""Checking one factor's answer for a flow step.
+
+Each check raises ``AuthenticationFailed`` with one message whatever was wrong (PSD2 RTS Art.
+4(3)(a)) and runs under the factor's lockout. What can be used once is used up by the check itself
+in one conditional statement shared by all processes: the code in play, the WebAuthn challenge,
+the TOTP step, the recovery code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from zeropay.domain import bounds
+from zeropay.domain.authenticators import (
+    Authenticator,
+    AuthenticatorKind,
+    sign_count_is_clone_signal,
+)
+from zeropay.domain.errors import AuthenticationFailed, InvalidInput, invariant
+from zeropay.domain.factors import Factor
+from zeropay.domain.policy import AccessPoint
+from zeropay.services import audit, lockouts, passkeys, questions, totp
+from zeropay.services.context import AppContext, UnitOfWork
+from zeropay.services.device_keys import VerifiedProof
+from zeropay.services.ports import StoredFlow
+
+CODE_DIGITS = 8  # 26.6 bits; NIST 800-63B §5.1.3.2 asks at least 20 for out-of-band codes
+FAILED = "the factor was not accepted"  # one message for every failure (PSD2 RTS Art. 4(3)(a))
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who is asking: the verified DPoP proof of their device key, and where from."""
+
+    proof: VerifiedProof | None = None
+    ip: str = ""
+    user_agent: str = ""
+
+
+def code_hash(ctx: AppContext, flow_id: str, factor: Factor, code: str) -> bytes:
+    return ctx.keyring.blind_index(f"{flow_id}:{factor.value}:{code}".encode(), purpose="flow.code")
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What a successful check learned, applied in the transaction that moves the flow."""
+
+    user_id: str | None = None  # a usernameless passkey names its user
+    passkey_id: str | None = None
+    sign_count: int | None = None
+    new_passkey: passkeys.NewPasskey | None = None
+
+
+def check(
+    ctx: AppContext,
+    stored: StoredFlow,
+    factor: Factor,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> Checked:
+    flow = stored.flow
+    if factor is Factor.PASSKEY:
+        return _check_passkey(ctx, stored, payload, requester)
+    user_id = flow.user_id
+    if user_id is None:
+        ctx.hasher.burn(str(payload.get("password", "")))  # as slow as a real check
+        raise AuthenticationFailed(FAILED)
+
+    def run() -> Checked:
+        _CHECKS[factor](ctx, stored, user_id, payload, requester)
+        return Checked()
+
+    return lockouts.guarded(ctx, user_id=user_id, factor=factor.value, check=run)
+
+
+def _check_password(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    password = payload.get("password")
+    if not isinstance(password, str) or len(password) > bounds.PASSWORD_INPUT_LENGTH_MAX:
+        raise AuthenticationFailed(FAILED)
+    user = ctx.read(lambda uow: uow.accounts.user(user_id))
+    if user is None:
+        raise AuthenticationFailed(FAILED)
+    ctx.hasher.verify(user.password_hash, password)
+    if ctx.hasher.needs_rehash(user.password_hash):
+        rehash = ctx.hasher.hash(password)
+        ctx.run(lambda uow: uow.accounts.set_password_hash(user_id, rehash))
+
+
+def _check_code(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    factor = Factor(stored.code_factor) if stored.code_factor else None
+    try:
+        code = totp.parse_code(payload.get("code"), CODE_DIGITS)
+    except InvalidInput:
+        raise AuthenticationFailed(FAILED) from None
+    if factor is None:
+        raise AuthenticationFailed(FAILED)
+    digest = code_hash(ctx, stored.flow.id, factor, code)
+    if not ctx.read(
+        lambda uow: uow.flows.consume_code(
+            stored.flow.id, factor=factor.value, code_hash=digest, now=ctx.now()
+        )
+    ):
+        raise AuthenticationFailed(FAILED)
+
+
+def _check_totp(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    try:
+        code = totp.parse_code(payload.get("code"))
+    except InvalidInput:
+        raise AuthenticationFailed(FAILED) from None
+    apps = ctx.read(
+        lambda uow: [
+            a for a in uow.authenticators.of_user(user_id) if a.kind is AuthenticatorKind.TOTP
+        ]
+    )
+    for app in apps:
+        seed = _seed(ctx, app)
+        try:
+            step = totp.verify_totp(seed, code, now=ctx.now(), after_step=app.last_step).step
+        except AuthenticationFailed:
+            continue
+        # Accept the step once, across processes; a racing twin of this request loses here.
+        if _accept_step(ctx, app.id, step):
+            return
+    raise AuthenticationFailed(FAILED)
+
+
+def _accept_step(ctx: AppContext, authenticator_id: str, step: int) -> bool:
+    return bool(
+        ctx.read(lambda uow: uow.authenticators.accept_totp_step(authenticator_id, step, ctx.now()))
+    )
+
+
+def _seed(ctx: AppContext, app: Authenticator) -> bytes:
+    invariant(app.secret_ciphertext is not None, "an active TOTP app has its seed")
+    assert app.secret_ciphertext is not None
+    return ctx.keyring.decrypt(
+        app.secret_ciphertext, table="authenticators", column="secret", row_id=app.id
+    )
+
+
+def _check_security_question(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    hashes = ctx.read(lambda uow: uow.authenticators.security_answers(user_id))
+    questions.verify_answers(ctx, hashes, payload.get("answers"))
+
+
+def _check_recovery_code(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    from zeropay.services import enrollment
+
+    digest = enrollment.recovery_code_hash(ctx, user_id, payload.get("code"))
+    if digest is None or not ctx.read(
+        lambda uow: uow.authenticators.use_recovery_code(user_id, digest, ctx.now())
+    ):
+        raise AuthenticationFailed(FAILED)
+
+
+def _check_approval(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    if stored.approval_state != "approved" or stored.approved_by is None:
+        raise AuthenticationFailed(FAILED)
+
+
+def _check_device_key(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    """The DPoP proof on this request was signed by a device bound to this user."""
+    proof = requester.proof
+    device = ctx.read(lambda uow: uow.devices.by_jkt(proof.jkt)) if proof else None
+    if device is None or device.user_id != user_id or device.status != "active":
+        raise AuthenticationFailed(FAILED)
+
+
+_CHECKS = {
+    Factor.PASSWORD: _check_password,
+    Factor.EMAIL_OTP: _check_code,
+    Factor.SMS_OTP: _check_code,
+    Factor.TOTP: _check_totp,
+    Factor.SECURITY_QUESTION: _check_security_question,
+    Factor.RECOVERY_CODE: _check_recovery_code,
+    Factor.BOUND_DEVICE_APPROVAL: _check_approval,
+    Factor.DEVICE_KEY: _check_device_key,
+}
+
+
+def _check_passkey(
+    ctx: AppContext, stored: StoredFlow, payload: Mapping[str, object], requester: Requester
+) -> Checked:
+    flow = stored.flow
+    credential = passkeys.parse_credential(payload.get("credential"))
+    challenge = stored.challenge
+    # The challenge answers one ceremony: consumed before the answer is even checked.
+    if challenge is None or not ctx.read(
+        lambda uow: uow.flows.consume_challenge(flow.id, challenge)
+    ):
+        raise AuthenticationFailed(FAILED)
+    rp = ctx.relying_party
+    if flow.point is AccessPoint.DEVICE_REGISTRATION:
+        if flow.user_id is None:
+            raise AuthenticationFailed(FAILED)
+        made = lockouts.guarded(
+            ctx,
+            user_id=flow.user_id,
+            factor=Factor.PASSKEY.value,
+            check=lambda: passkeys.verify_registration(
+                rp, credential, expected_challenge=challenge
+            ),
+        )
+        return Checked(new_passkey=made)
+    credential_id = passkeys.credential_id_of(credential)
+    known = ctx.read(lambda uow: uow.authenticators.by_credential_id(credential_id))
+    if known is None or (flow.user_id is not None and known.user_id != flow.user_id):
+        raise AuthenticationFailed(FAILED)
+    jkt = requester.proof.jkt if requester.proof else None
+    device = ctx.read(lambda uow: uow.devices.by_jkt(jkt)) if jkt else None
+    if flow.point is AccessPoint.LOGIN and (
+        device is None or device.user_id != known.user_id or device.status != "active"
+    ):
+        raise AuthenticationFailed(FAILED)  # a passkey logs in only from a bound device
+    invariant(known.public_key is not None, "an active passkey has its public key")
+    assert known.public_key is not None
+    public_key = known.public_key
+
+    def check() -> Checked:
+        assertion = passkeys.verify_assertion(
+            rp, credential, expected_challenge=challenge, public_key=public_key
+        )
+        clone = sign_count_is_clone_signal(known.sign_count, assertion.sign_count)
+        if clone:
+            ctx.run(lambda uow: _record_clone(ctx, uow, known, assertion.sign_count))
+            raise AuthenticationFailed(FAILED)
+        return Checked(user_id=known.user_id, passkey_id=known.id, sign_count=assertion.sign_count)
+
+    return lockouts.guarded(ctx, user_id=known.user_id, factor=Factor.PASSKEY.value, check=check)
+
+
+def _record_clone(ctx: AppContext, uow: UnitOfWork, known: Authenticator, received: int) -> None:
+    """A counter that did not increase: two copies of this passkey may exist. Recorded for the
+    risk engine and the audit; the assertion is refused."""
+    uow.authenticators.record_passkey_use(
+        known.id, sign_count=received, clone_signal=True, now=ctx.now()
+    )
+    audit.record(
+        ctx,
+        uow,
+        "passkey.clone_signal",
+        actor=known.user_id,
+        subject=known.id,
+        stored=known.sign_count,
+        received=received,
+    )
