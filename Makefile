@@ -43,6 +43,7 @@ lint: $(STAMP)
 test: export ZEROPAY_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 test: $(STAMP) lint
 	scripts/ensure-postgres
+	scripts/ensure-browser
 	$(BIN)/pytest -q -p no:cacheprovider -n 2
 
 bench: $(STAMP)

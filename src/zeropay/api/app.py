@@ -36,6 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zeropay import __version__
 from zeropay.adapters.sms import DevSmsSink
 from zeropay.api.auth_routes import router as auth_router
+from zeropay.api.pages import SecurityHeaders
+from zeropay.api.pages import router as pages_router
 from zeropay.api.problems import problem, problem_body, render_error
 from zeropay.api.routes import router
 from zeropay.domain import bounds
@@ -253,6 +255,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     app.include_router(router)
     app.include_router(auth_router)
+    app.include_router(pages_router)
 
     @app.exception_handler(ZeroPayError)
     async def domain_error(_request: Request, exc: ZeroPayError) -> JSONResponse:
@@ -333,7 +336,9 @@ def create_app(container: Container) -> FastAPI:
             data = generate_latest()
         return PlainTextResponse(data, media_type=CONTENT_TYPE_LATEST)
 
-    return RequestContext(BodyLimit(app, settings.body_bytes_max))  # type: ignore[return-value]
+    return SecurityHeaders(  # type: ignore[return-value]
+        RequestContext(BodyLimit(app, settings.body_bytes_max))
+    )
 
 
 VALIDATION_CODES = {

@@ -1,0 +1,601 @@
+// ZeroPay pages: the device key, DPoP proofs, WebAuthn and the API calls, in one module.
+//
+// The device key is a WebCrypto ECDSA P-256 key made non-extractable: script can sign with it
+// but never read it, and it is kept in IndexedDB so it survives reloads. Every API call carries
+// a DPoP proof (RFC 9449) signed with it; the session the server grants is bound to the key and
+// lives in __Host- cookies that script cannot read. State-changing calls echo the CSRF cookie
+// in X-CSRF-Token (double submit). No page has code of its own: <body data-page> picks it here.
+
+const DB_NAME = "zeropay";
+const DB_STORE = "keys";
+const DEVICE_KEY_ID = "device";
+const CSRF_COOKIE = "__Host-zp_csrf";
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+const APPROVAL_POLL_MS = 2000;
+const APPROVAL_POLLS_MAX = 150; // 5 minutes, the flow's own lifetime
+const encoder = new TextEncoder();
+
+// ---- base64url ----------------------------------------------------------------------------------
+
+export function b64u(data) {
+  const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+  let text = "";
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function fromB64u(text) {
+  const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  const binary = atob(base64 + "===".slice((base64.length + 3) % 4));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes.buffer;
+}
+
+// ---- the device key, kept in IndexedDB ------------------------------------------------------------
+
+function openDatabase() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB_NAME, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(DB_STORE);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function inStore(mode, operation) {
+  const db = await openDatabase();
+  try {
+    return await new Promise((resolve, reject) => {
+      const tx = db.transaction(DB_STORE, mode);
+      const request = operation(tx.objectStore(DB_STORE));
+      tx.oncomplete = () => resolve(request.result);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+async function loadOrCreateKey() {
+  const kept = await inStore("readonly", (store) => store.get(DEVICE_KEY_ID));
+  if (kept) return kept;
+  // extractable: false -- the private key can sign but can never be exported, not even by us.
+  const pair = await crypto.subtle.generateKey(
+    { name: "ECDSA", namedCurve: "P-256" },
+    false,
+    ["sign", "verify"],
+  );
+  const full = await crypto.subtle.exportKey("jwk", pair.publicKey);
+  const record = {
+    privateKey: pair.privateKey,
+    jwk: { kty: full.kty, crv: full.crv, x: full.x, y: full.y }, // the public members only
+  };
+  try {
+    // add, not put: if another tab made a key first, keep that one and use it.
+    await inStore("readwrite", (store) => store.add(record, DEVICE_KEY_ID));
+    return record;
+  } catch {
+    return inStore("readonly", (store) => store.get(DEVICE_KEY_ID));
+  }
+}
+
+let deviceKeyPromise = null;
+
+export function deviceKey() {
+  deviceKeyPromise ??= loadOrCreateKey();
+  return deviceKeyPromise;
+}
+
+// ---- DPoP proofs (RFC 9449) ----------------------------------------------------------------------
+
+export async function dpopProof(method, url, accessToken) {
+  const { privateKey, jwk } = await deviceKey();
+  const target = new URL(url, location.origin);
+  const header = { typ: "dpop+jwt", alg: "ES256", jwk };
+  const payload = {
+    jti: b64u(crypto.getRandomValues(new Uint8Array(16))),
+    htm: method.toUpperCase(),
+    htu: target.origin + target.pathname, // §4.2: without query and fragment
+    iat: Math.floor(Date.now() / 1000),
+  };
+  if (accessToken) {
+    payload.ath = b64u(await crypto.subtle.digest("SHA-256", encoder.encode(accessToken)));
+  }
+  const signingInput =
+    b64u(encoder.encode(JSON.stringify(header))) + "." +
+    b64u(encoder.encode(JSON.stringify(payload)));
+  // WebCrypto's ECDSA signature is r || s, 32 bytes each: exactly JWS ES256 (RFC 7518 §3.4).
+  const signature = await crypto.subtle.sign(
+    { name: "ECDSA", hash: "SHA-256" },
+    privateKey,
+    encoder.encode(signingInput),
+  );
+  return signingInput + "." + b64u(signature);
+}
+
+// ---- the API -------------------------------------------------------------------------------------
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = problem.code || "";
+    this.reason = problem.reason || "";
+  }
+}
+
+function cookie(name) {
+  for (const part of document.cookie.split(";")) {
+    const [key, ...value] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(value.join("="));
+  }
+  return "";
+}
+
+export async function api(method, path, body) {
+  const headers = { DPoP: await dpopProof(method, path) };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (!SAFE_METHODS.has(method)) {
+    const csrf = cookie(CSRF_COOKIE);
+    if (csrf) headers["X-CSRF-Token"] = csrf;
+  }
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+    cache: "no-store",
+    redirect: "error",
+  });
+  const data = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, data || {});
+  return { status: response.status, data };
+}
+
+function step(flowId, factor, answer = {}) {
+  return api("POST", `/v1/auth/flows/${encodeURIComponent(flowId)}/steps`, {
+    factor,
+    ...answer,
+    use_cookie: true, // the session goes to HttpOnly __Host- cookies, never to script
+  });
+}
+
+// ---- WebAuthn: base64url JSON <-> ArrayBuffers ---------------------------------------------------
+
+function descriptors(list) {
+  return (list || []).map((item) => ({ ...item, id: fromB64u(item.id) }));
+}
+
+export function creationOptions(json) {
+  return {
+    ...json,
+    challenge: fromB64u(json.challenge),
+    user: { ...json.user, id: fromB64u(json.user.id) },
+    excludeCredentials: descriptors(json.excludeCredentials),
+  };
+}
+
+export function requestOptions(json) {
+  return {
+    ...json,
+    challenge: fromB64u(json.challenge),
+    allowCredentials: descriptors(json.allowCredentials),
+  };
+}
+
+export function credentialJson(credential) {
+  const r = credential.response;
+  const response = { clientDataJSON: b64u(r.clientDataJSON) };
+  if (r.attestationObject) {
+    response.attestationObject = b64u(r.attestationObject);
+    if (typeof r.getTransports === "function") response.transports = r.getTransports();
+  } else {
+    response.authenticatorData = b64u(r.authenticatorData);
+    response.signature = b64u(r.signature);
+    if (r.userHandle) response.userHandle = b64u(r.userHandle);
+  }
+  const out = {
+    id: credential.id,
+    rawId: b64u(credential.rawId),
+    type: credential.type,
+    response,
+    clientExtensionResults: credential.getClientExtensionResults(),
+  };
+  if (credential.authenticatorAttachment) {
+    out.authenticatorAttachment = credential.authenticatorAttachment;
+  }
+  return out;
+}
+
+async function createPasskey(publicKey) {
+  const made = await navigator.credentials.create({ publicKey: creationOptions(publicKey) });
+  return credentialJson(made);
+}
+
+async function usePasskey(publicKey) {
+  const used = await navigator.credentials.get({ publicKey: requestOptions(publicKey) });
+  return credentialJson(used);
+}
+
+// ---- page helpers --------------------------------------------------------------------------------
+
+const byId = (id) => document.getElementById(id);
+
+function say(text) {
+  const status = byId("status");
+  status.textContent = text;
+  status.hidden = !text;
+}
+
+// A failure the page itself detected, worded for the user.
+class PageError extends Error {}
+
+function explain(error) {
+  if (error instanceof PageError) return error.message;
+  if (error instanceof ApiError) {
+    if (error.status === 429) return "Too many attempts. Wait a minute and try again.";
+    const text = error.message;
+    return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
+  }
+  if (error && error.name === "NotAllowedError") {
+    return "The passkey was not used: it was cancelled, it timed out, or this device " +
+      "could not verify your fingerprint, face or screen lock.";
+  }
+  if (error && error.name === "InvalidStateError") {
+    return "This device already has a ZeroPay passkey.";
+  }
+  return "Something went wrong. Check your connection and try again.";
+}
+
+function showError(error) {
+  say("");
+  const box = byId("error");
+  box.textContent = explain(error);
+  box.hidden = false;
+}
+
+function clearError() {
+  const box = byId("error");
+  box.textContent = "";
+  box.hidden = true;
+}
+
+// Run an action with its button disabled; any failure is shown on the page.
+async function busy(button, action) {
+  clearError();
+  if (button) button.disabled = true;
+  try {
+    await action();
+  } catch (error) {
+    showError(error);
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+function onSubmit(form, action) {
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    busy(form.querySelector("button[type=submit]"), () => action(new FormData(form)));
+  });
+}
+
+function signedIn() {
+  location.assign("/account");
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Show the number, wait until a bound device approves, then answer the step.
+async function approveFromOtherDevice(flowId) {
+  const path = `/v1/auth/flows/${encodeURIComponent(flowId)}`;
+  const asked = await api("POST", `${path}/approval`);
+  byId("approval-number").textContent = asked.data.approval.number;
+  byId("approval").hidden = false;
+  say("Waiting for your other device…");
+  for (let i = 0; i < APPROVAL_POLLS_MAX; i++) {
+    await sleep(APPROVAL_POLL_MS);
+    const flow = (await api("GET", path)).data;
+    const state = flow.approval ? flow.approval.state : "";
+    if (state === "approved") {
+      byId("approval").hidden = true;
+      return step(flowId, "bound_device_approval");
+    }
+    if (state === "denied" || flow.status !== "active") {
+      byId("approval").hidden = true;
+      throw new PageError("The sign-in was not approved. Start again.");
+    }
+  }
+  throw new PageError("No approval came in time. Start again.");
+}
+
+// ---- pages ---------------------------------------------------------------------------------------
+
+function signupPage() {
+  let flowId = "";
+  onSubmit(byId("signup-form"), async (form) => {
+    const made = await api("POST", "/v1/users", {
+      email: form.get("email"),
+      password: form.get("password"),
+    });
+    flowId = made.data.flow.id;
+    byId("signup-form").hidden = true;
+    byId("signup-code-form").hidden = false;
+    byId("signup-code").focus();
+  });
+  onSubmit(byId("signup-code-form"), async (form) => {
+    const code = String(form.get("code")).replace(/\s+/g, "");
+    await step(flowId, "email_otp", { code });
+    byId("signup-code-form").hidden = true;
+    byId("signup-done").hidden = false;
+  });
+}
+
+const FACTOR_CHOICES = {
+  totp: "Code from my authenticator app",
+  email_otp: "Email me a code",
+  sms_otp: "Text me a code",
+  bound_device_approval: "Approve from my other device",
+};
+
+function loginPage() {
+  byId("passkey-login").addEventListener("click", (event) => {
+    busy(event.currentTarget, async () => {
+      // No email: the passkey itself names the account (a discoverable credential).
+      const flow = (await api("POST", "/v1/auth/flows", { point: "login" })).data;
+      const options = await api("POST", `/v1/auth/flows/${flow.id}/passkey-options`);
+      say("Confirm with your fingerprint, face or screen lock…");
+      const credential = await usePasskey(options.data.publicKey);
+      const done = await step(flow.id, "passkey", { credential });
+      if (done.status === 201) signedIn();
+      else throw new PageError("The sign-in did not finish. Start again.");
+    });
+  });
+  onSubmit(byId("password-form"), async (form) => {
+    const flow = (await api("POST", "/v1/auth/flows", {
+      point: "login",
+      email: form.get("email"),
+    })).data;
+    const after = await step(flow.id, "password", { password: form.get("password") });
+    if (after.status === 201) return signedIn();
+    chooseSecondFactor(flow.id, after.data.flow.next);
+  });
+}
+
+function chooseSecondFactor(flowId, next) {
+  const choices = byId("factor-choices");
+  choices.replaceChildren();
+  for (const factor of next.filter((f) => f in FACTOR_CHOICES)) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary";
+    button.dataset.factor = factor;
+    button.textContent = FACTOR_CHOICES[factor];
+    button.addEventListener("click", () => busy(button, () => startFactor(flowId, factor)));
+    choices.append(button);
+  }
+  byId("password-login").hidden = true;
+  byId("second-factor").hidden = false;
+}
+
+async function startFactor(flowId, factor) {
+  const form = byId("otp-form");
+  if (factor === "bound_device_approval") {
+    form.hidden = true;
+    const done = await approveFromOtherDevice(flowId);
+    if (done.status === 201) signedIn();
+    return;
+  }
+  if (factor === "email_otp" || factor === "sms_otp") {
+    await api("POST", `/v1/auth/flows/${flowId}/codes`, { factor });
+    say(factor === "email_otp" ? "We emailed you a code." : "We texted you a code.");
+  }
+  byId("otp-label").textContent = factor === "totp" ? "Code from your app" : "Code";
+  form.dataset.flow = flowId;
+  form.dataset.factor = factor;
+  form.hidden = false;
+  byId("otp-code").focus();
+}
+
+function otpForm() {
+  const form = byId("otp-form");
+  onSubmit(form, async (fields) => {
+    const code = String(fields.get("code")).replace(/\s+/g, "");
+    const done = await step(form.dataset.flow, form.dataset.factor, { code });
+    if (done.status === 201) signedIn();
+  });
+}
+
+function guessDeviceName() {
+  const agent = navigator.userAgent;
+  const system = /Android/.test(agent) ? "Android" : /iPhone|iPad/.test(agent) ? "iOS"
+    : /Mac OS X/.test(agent) ? "macOS" : /Windows/.test(agent) ? "Windows"
+    : /Linux/.test(agent) ? "Linux" : "this system";
+  return `Browser on ${system}`;
+}
+
+function bindPage() {
+  let flowId = "";
+  let emailDone = false; // a retry after a cancelled passkey prompt skips the code
+  byId("bind-name").value = guessDeviceName();
+  // Signed in already (right after sign-up): fill in the address.
+  api("GET", "/v1/me").then(
+    (me) => { if (!byId("bind-email").value) byId("bind-email").value = me.data.email; },
+    () => {},
+  );
+  onSubmit(byId("bind-form"), async (form) => {
+    const flow = (await api("POST", "/v1/auth/flows", {
+      point: "device_registration",
+      email: form.get("email"),
+      device: { name: form.get("name"), platform: "web" },
+    })).data;
+    flowId = flow.id;
+    emailDone = false;
+    await api("POST", `/v1/auth/flows/${flowId}/codes`, { factor: "email_otp" });
+    byId("bind-form").hidden = true;
+    byId("bind-code-form").hidden = false;
+    byId("bind-code").focus();
+  });
+  onSubmit(byId("bind-code-form"), async (form) => {
+    const path = `/v1/auth/flows/${flowId}`;
+    let answer;
+    if (emailDone) {
+      answer = { status: 200, data: { flow: (await api("GET", path)).data } };
+    } else {
+      const code = String(form.get("code")).replace(/\s+/g, "");
+      answer = await step(flowId, "email_otp", { code });
+      emailDone = true;
+      byId("bind-code").disabled = true;
+    }
+    if (answer.data.flow.next.includes("passkey")) {
+      const options = await api("POST", `${path}/passkey-options`);
+      say("Confirm with your fingerprint, face or screen lock to create the passkey…");
+      const credential = await createPasskey(options.data.publicKey);
+      answer = await step(flowId, "passkey", { credential });
+    }
+    if (answer.status !== 201 && answer.data.flow.next.includes("bound_device_approval")) {
+      byId("bind-code-form").hidden = true;
+      answer = await approveFromOtherDevice(flowId);
+    }
+    if (answer.status === 201) signedIn();
+  });
+}
+
+function item(list, title, detail) {
+  const li = document.createElement("li");
+  li.textContent = title;
+  if (detail) {
+    const small = document.createElement("small");
+    small.textContent = detail;
+    li.append(small);
+  }
+  list.append(li);
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+async function accountPage() {
+  let me;
+  try {
+    me = (await api("GET", "/v1/me")).data;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      byId("signed-out").hidden = false;
+      return;
+    }
+    throw error;
+  }
+  const [factors, notices] = await Promise.all([
+    api("GET", "/v1/me/factors"),
+    api("GET", "/v1/me/notifications"),
+  ]);
+  const session = me.session;
+  const current = factors.data.devices.find((d) => d.current);
+  byId("account-email").textContent = me.email;
+  byId("session-aal").textContent = String(session.aal);
+  byId("session-methods").textContent = session.methods.map((m) => m.factor).join(" + ");
+  byId("session-device").textContent = current ? current.name : "not bound";
+  byId("session-expires").textContent = when(session.expires_at);
+  const factorList = byId("factors");
+  factorList.replaceChildren();
+  item(factorList, "Password");
+  for (const a of factors.data.authenticators) {
+    item(factorList, `${a.label} (${a.kind})`, `${a.status}, added ${when(a.created_at)}`);
+  }
+  const deviceList = byId("devices");
+  deviceList.replaceChildren();
+  for (const d of factors.data.devices) {
+    item(deviceList, d.current ? `${d.name} (this device)` : d.name,
+      `${d.platform}, last seen ${when(d.last_seen_at)}`);
+  }
+  const noticeList = byId("notifications");
+  noticeList.replaceChildren();
+  for (const n of notices.data.data) item(noticeList, n.body, when(n.created_at));
+  if (!notices.data.data.length) item(noticeList, "Nothing new.");
+  byId("signed-in").hidden = false;
+  if (current) {
+    // Only a device signed in with two factors approves; any other session is simply not asked.
+    await showApprovals().catch((error) => {
+      if (!(error instanceof ApiError && error.status === 403)) throw error;
+    });
+  }
+}
+
+// Flows on other devices that wait for this bound device to approve them (number matching).
+async function showApprovals() {
+  const pending = (await api("GET", "/v1/me/approvals")).data.data;
+  const list = byId("approvals");
+  list.replaceChildren();
+  for (const asked of pending) {
+    const li = document.createElement("li");
+    const form = document.createElement("form");
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.id = `approval-${asked.flow_id}`;
+    input.name = "number";
+    input.inputMode = "numeric";
+    input.autocomplete = "off";
+    input.required = true;
+    label.htmlFor = input.id;
+    label.textContent = `${asked.device.name} (${asked.device.platform}): number shown there`;
+    const approve = document.createElement("button");
+    approve.type = "submit";
+    approve.textContent = "Approve";
+    const deny = document.createElement("button");
+    deny.type = "button";
+    deny.className = "secondary";
+    deny.textContent = "Deny";
+    const decide = (decision, number) => busy(approve, async () => {
+      await api("POST", `/v1/me/approvals/${encodeURIComponent(asked.flow_id)}`,
+        { decision, number });
+      say(decision === "approve" ? "Approved." : "Denied.");
+      await showApprovals();
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      decide("approve", input.value.trim());
+    });
+    deny.addEventListener("click", () => decide("deny", input.value.trim() || "-"));
+    form.append(label, input, approve, deny);
+    li.append(form);
+    list.append(li);
+  }
+  byId("approvals-card").hidden = pending.length === 0;
+}
+
+function accountActions() {
+  byId("add-passkey").addEventListener("click", (event) => {
+    busy(event.currentTarget, async () => {
+      const started = (await api("POST", "/v1/me/factors/passkey")).data;
+      say("Confirm with your fingerprint, face or screen lock…");
+      const credential = await createPasskey(started.publicKey);
+      await api("POST", `/v1/me/factors/passkey/${started.id}/confirm`, { credential });
+      await accountPage();
+      say("Passkey added.");
+    });
+  });
+  byId("sign-out").addEventListener("click", (event) => {
+    busy(event.currentTarget, async () => {
+      await api("DELETE", "/v1/sessions/current");
+      // The session cookie is HttpOnly and now names a revoked session; drop the CSRF one.
+      document.cookie = `${CSRF_COOKIE}=; Max-Age=0; Path=/; Secure; SameSite=Strict`;
+      location.assign("/login");
+    });
+  });
+}
+
+const PAGES = {
+  home: () => {},
+  signup: signupPage,
+  login: () => { loginPage(); otpForm(); },
+  bind: bindPage,
+  account: () => { accountActions(); return busy(null, accountPage); },
+};
+
+const page = PAGES[document.body.dataset.page];
+if (page) page();

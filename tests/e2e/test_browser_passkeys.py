@@ -1,0 +1,316 @@
+"""Passkeys in a real browser: headless Chromium drives the shipped pages against the real server.
+
+The server runs as ``make run`` runs it: ``zeropay serve`` on ``localhost`` with the shipped
+default authentication policy, WebAuthn for RP ID ``localhost`` at the server's origin, mail over
+SMTP to ``zeropay devmail`` and read back from ``GET /dev/mail``, here on a fresh PostgreSQL
+database. Chromium gets a CDP virtual authenticator (CTAP2, internal, resident keys, user
+verification) in place of a fingerprint reader. The pages sign every call with the browser's
+non-extractable WebCrypto key (DPoP) and keep the session in ``__Host-`` cookies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, CDPSession, Page, expect, sync_playwright
+from sqlalchemy import create_engine, text
+
+from support.mfa import CODE, PASSWORD
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+PG_URL = os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+BIN = Path(sys.executable).parent
+CHROMIUM = "/usr/bin/chromium"
+EMAIL = "ana@example.com"
+MAIL_WAIT_S = 20  # the server's job loop sends mail every 5 s
+UI_WAIT_MS = 15_000
+STRICT_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+PAGES = ("/", "/signup", "/login", "/bind", "/account")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int) -> None:
+    for _ in range(100):  # bounded: 10 s
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass
+class Server:
+    url: str
+
+    def mail_code(self, email: str, seen: int) -> tuple[str, int]:
+        """The code in the first message to ``email`` after the ``seen`` first ones, read from
+        the development mail page (polled: the job loop sends mail every few seconds)."""
+        deadline = time.monotonic() + MAIL_WAIT_S
+        while time.monotonic() < deadline:
+            newest_first = httpx.get(f"{self.url}/dev/mail", timeout=5).json()["data"]
+            bodies = [m["body"] for m in reversed(newest_first) if email in (m["to"] or "")]
+            for i in range(seen, len(bodies)):
+                found = CODE.search(bodies[i])
+                if found:
+                    return found.group(1) + found.group(2), i + 1
+            time.sleep(0.2)
+        raise AssertionError(f"no code reached {email} within {MAIL_WAIT_S} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    smtp_port = _free_port()
+    mail_dir = tmp_path_factory.mktemp("mail")
+    devmail = subprocess.Popen(
+        [BIN / "zeropay", "devmail", "--host", "127.0.0.1", "--port", str(smtp_port),
+         "--dir", str(mail_dir)],
+        stdout=subprocess.DEVNULL,
+    )
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1),
+                          isolation_level="AUTOCOMMIT")
+    name = f"zp_e2e_browser_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = PG_URL.rpartition("/")
+    port = _free_port()
+    url = f"http://localhost:{port}"
+    env = {
+        **os.environ,
+        "ZEROPAY_DATABASE_URL": f"{base}/{name}",
+        "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
+        "ZEROPAY_ARGON2_TIME_COST": "1",
+        "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
+        "ZEROPAY_LOG_LEVEL": "warning",
+        "ZEROPAY_RP_ID": "localhost",
+        "ZEROPAY_RP_ORIGINS": url,
+        "ZEROPAY_SMTP_HOST": "127.0.0.1",
+        "ZEROPAY_SMTP_PORT": str(smtp_port),
+        "ZEROPAY_DEV_MAIL_DIR": str(mail_dir),
+    }
+    for unset in ("ZEROPAY_POLICY_PROFILE", "ZEROPAY_AUTH_POLICY", "ZEROPAY_JOBS",
+                  "PROMETHEUS_MULTIPROC_DIR"):
+        env.pop(unset, None)  # the shipped defaults, mail job included
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        _wait_for_port(smtp_port)
+        subprocess.run([BIN / "zeropay", "migrate"], env=env, check=True, capture_output=True)
+        proc = subprocess.Popen(
+            [BIN / "zeropay", "serve", "--host", "localhost", "--port", str(port)], env=env
+        )
+        for _ in range(200):  # bounded: 20 s
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("server did not become ready")
+        yield Server(url=url)
+    finally:
+        if proc is not None:
+            _stop(proc)
+        _stop(devmail)
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # The system's Chromium: Playwright never downloads a browser for this suite.
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Phone:
+    """One browser profile: its pages, its IndexedDB (the device key) and cookies, and a
+    virtual platform authenticator standing in for the fingerprint reader."""
+
+    page: Page
+    cdp: CDPSession
+    authenticator_id: str
+    csp_violations: list[str]
+
+    def user_verifies(self, verified: bool) -> None:
+        self.cdp.send(
+            "WebAuthn.setUserVerified",
+            {"authenticatorId": self.authenticator_id, "isUserVerified": verified},
+        )
+
+    def credentials(self) -> list[dict[str, Any]]:
+        got = self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.authenticator_id})
+        return list(got["credentials"])
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[Phone]:
+    context = browser.new_context()
+    context.set_default_timeout(UI_WAIT_MS)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    made = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2",
+        "transport": "internal",
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+        "automaticPresenceSimulation": True,
+    }})
+    yield Phone(page, cdp, str(made["authenticatorId"]), violations)
+    context.close()
+
+
+def _sign_up(server: Server, phone: Phone) -> int:
+    page = phone.page
+    page.goto(f"{server.url}/signup")
+    page.fill("#signup-email", EMAIL)
+    page.fill("#signup-password", PASSWORD)
+    page.click("#signup-form button[type=submit]")
+    expect(page.locator("#signup-code-form")).to_be_visible()
+    code, seen = server.mail_code(EMAIL, 0)
+    page.fill("#signup-code", code)
+    page.click("#signup-code-form button[type=submit]")
+    expect(page.locator("#signup-done")).to_be_visible()
+    return seen
+
+
+def _bind(server: Server, phone: Phone, seen: int) -> None:
+    page = phone.page
+    page.click("#signup-bind")
+    page.wait_for_url(f"{server.url}/bind")
+    expect(page.locator("#bind-email")).to_have_value(EMAIL)  # read from the signed-in session
+    page.click("#bind-form button[type=submit]")
+    expect(page.locator("#bind-code-form")).to_be_visible()
+    code, _ = server.mail_code(EMAIL, seen)
+    page.fill("#bind-code", code)
+    page.click("#bind-code-form button[type=submit]")  # the code, then the passkey is created
+    page.wait_for_url(f"{server.url}/account")
+
+
+def _sign_out(server: Server, phone: Phone) -> None:
+    phone.page.click("#sign-out")
+    phone.page.wait_for_url(f"{server.url}/login")
+    phone.page.goto(f"{server.url}/account")
+    expect(phone.page.locator("#signed-out")).to_be_visible()
+
+
+def _try_passkey_login(server: Server, phone: Phone) -> None:
+    phone.page.goto(f"{server.url}/login")
+    phone.page.click("#passkey-login")
+
+
+def test_sign_up_bind_and_log_in_with_a_passkey_and_without_user_verification_be_refused(
+    server, phone
+):
+    page = phone.page
+    seen = _sign_up(server, phone)
+    _bind(server, phone, seen)
+    expect(page.locator("#session-methods")).to_have_text("email_otp + passkey")
+    expect(page.locator("#devices")).to_contain_text("(this device)")
+    expect(page.locator("#notifications")).to_contain_text("new device")
+    key = page.evaluate("""async () => {
+        const { deviceKey } = await import("/static/zeropay.js");
+        const { privateKey, jwk } = await deviceKey();
+        return { extractable: privateKey.extractable, members: Object.keys(jwk).sort() };
+    }""")
+    # The DPoP key survived the page loads from /signup to /account in IndexedDB (the session
+    # bound to it still answers) and can never be read out: only its public members leave it.
+    assert key == {"extractable": False, "members": ["crv", "kty", "x", "y"]}
+    made = phone.credentials()
+    assert len(made) == 1 and made[0]["isResidentCredential"], made
+    assert made[0]["rpId"] == "localhost"
+
+    # Usernameless: no address typed; the resident credential names the account.
+    _sign_out(server, phone)
+    _try_passkey_login(server, phone)
+    page.wait_for_url(f"{server.url}/account")
+    expect(page.locator("#session-aal")).to_have_text("2")
+    expect(page.locator("#session-methods")).to_have_text("passkey")
+    expect(page.locator("#account-email")).to_have_text(EMAIL)
+    assert phone.credentials()[0]["signCount"] >= 2  # one registration, one assertion
+
+    # The fingerprint is not recognised: the authenticator does not verify the user.
+    _sign_out(server, phone)
+    phone.user_verifies(False)
+    _try_passkey_login(server, phone)
+    # Chromium answers NotAllowedError before anything reaches the server; were an assertion
+    # sent without the UV flag, the server would refuse it (below).
+    expect(page.locator("#error")).to_contain_text(re.compile("could not verify|not accepted"))
+    assert page.url == f"{server.url}/login"
+    page.goto(f"{server.url}/account")
+    expect(page.locator("#signed-out")).to_be_visible()
+
+    # The browser sends an assertion whose UV flag is clear anyway: the server refuses it.
+    phone.user_verifies(True)
+    phone.cdp.send("WebAuthn.setResponseOverrideBits",
+                   {"authenticatorId": phone.authenticator_id, "isBadUV": True})
+    phone.page.goto(f"{server.url}/login")
+    with page.expect_response(lambda r: r.url.endswith("/steps")) as answered:
+        page.click("#passkey-login")
+    assert answered.value.status == 401
+    expect(page.locator("#error")).to_contain_text("not accepted")
+    page.goto(f"{server.url}/account")
+    expect(page.locator("#signed-out")).to_be_visible()
+
+    assert phone.csp_violations == []  # the pages live within their own policy
+
+
+def test_every_page_sends_a_strict_csp_and_refuses_to_be_framed(server, phone):
+    for path in PAGES:
+        r = httpx.get(server.url + path, timeout=5)
+        assert r.status_code == 200, path
+        assert r.headers["content-security-policy"] == STRICT_CSP, path
+        assert r.headers["x-frame-options"] == "DENY", path
+        assert r.headers["referrer-policy"] == "no-referrer", path
+        assert "camera=()" in r.headers["permissions-policy"], path
+        assert "<script>" not in r.text and " style=" not in r.text, path  # nothing inline
+    api = httpx.get(f"{server.url}/v1/me", timeout=5)
+    assert api.headers["content-security-policy"] == STRICT_CSP
+    # Another page that frames the login page gets Chromium's error page in the frame.
+    page = phone.page
+    page.goto("about:blank")
+    with page.expect_event(
+        "framenavigated", predicate=lambda f: f.parent_frame is not None and f.url != "about:blank"
+    ) as navigated:
+        page.set_content(f'<iframe src="{server.url}/login"></iframe>')
+    assert navigated.value.url.startswith("chrome-error://"), navigated.value.url
