@@ -457,9 +457,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the harness")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"JSON file (default {OUT}; {QUICK_OUT} with --quick)")
+    parser.add_argument("--only", choices=["payments", "auth"], default=None,
+                        help="run one benchmark (default: payments, then auth -- bench/auth.py)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     args.out = args.out or (QUICK_OUT if args.quick else OUT)
+    if args.only == "auth":
+        from bench import auth
+
+        return auth.run(quick=args.quick, out=args.out)
     if shutil.which("pgbench") is None:
         print("pgbench is not installed", file=sys.stderr)
         return 2
@@ -527,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(results, tpcb, ratio, load_before))
     print(f"written to {args.out} under {KEY!r} ({record['wall_seconds']}s wall)")
     failed = any(r["errors"] or r["warmup_errors"] or not r["ledger_verify_ok"] for r in results)
+    if args.only is None:
+        from bench import auth
+
+        failed = auth.run(quick=args.quick, out=args.out) != 0 or failed
     return 1 if failed else 0
 
 
