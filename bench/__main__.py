@@ -38,6 +38,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 OUT = Path("var/bench.json")
 QUICK_OUT = Path("var/bench-quick.json")  # a --quick run never overwrites the real figures
@@ -155,6 +156,9 @@ class Server:
             **os.environ,
             "ZEROPAY_DATABASE_URL": database_url,
             "ZEROPAY_POLICY_PROFILE": "core",
+            # Payments are measured, not sign-in (bench/auth.py does that): a password alone
+            # signs the load's payers in with bearer sessions.
+            "ZEROPAY_AUTH_POLICY": str(ROOT / "tests" / "policies" / "password-only.toml"),
             "ZEROPAY_KEY_FILE": str(workdir / "keys.json"),
             "ZEROPAY_ARGON2_TIME_COST": "1",
             "ZEROPAY_ARGON2_MEMORY_KIB": "1024",

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+PASSWORD_ONLY_POLICY = Path(__file__).parents[1] / "policies" / "password-only.toml"
 PG_URL = os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
 PAYMENTS = 500
 AFFORDABLE = 100
@@ -44,6 +45,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         **os.environ,
         "ZEROPAY_DATABASE_URL": f"{base}/{name}",
         "ZEROPAY_POLICY_PROFILE": "core",  # the payments core alone: no step-up on this path
+        # and a password alone signs in with a bearer session: this test is about the ledger
+        "ZEROPAY_AUTH_POLICY": str(PASSWORD_ONLY_POLICY),
         "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
         "ZEROPAY_ARGON2_TIME_COST": "1",
         "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
