@@ -65,12 +65,32 @@ class Plan:
     seconds: int  # the timed window; the payments seeded must outlast it (checked after)
 
 
-FULL = Plan(payers=20, payments_pg=10000, payments_sqlite=10000, concurrency=32,
-            seed_concurrency=16, pgbench_scale=10, pgbench_clients=8, pgbench_threads=2,
-            pgbench_seconds=20, warmup=64, seconds=10)
-QUICK = Plan(payers=4, payments_pg=1000, payments_sqlite=1000, concurrency=8, seed_concurrency=8,
-             pgbench_scale=1, pgbench_clients=4, pgbench_threads=2, pgbench_seconds=3,
-             warmup=8, seconds=1)
+FULL = Plan(
+    payers=20,
+    payments_pg=10000,
+    payments_sqlite=10000,
+    concurrency=32,
+    seed_concurrency=16,
+    pgbench_scale=10,
+    pgbench_clients=8,
+    pgbench_threads=2,
+    pgbench_seconds=20,
+    warmup=64,
+    seconds=10,
+)
+QUICK = Plan(
+    payers=4,
+    payments_pg=1000,
+    payments_sqlite=1000,
+    concurrency=8,
+    seed_concurrency=8,
+    pgbench_scale=1,
+    pgbench_clients=4,
+    pgbench_threads=2,
+    pgbench_seconds=3,
+    warmup=8,
+    seconds=1,
+)
 
 # The timed load comes from wrk (Debian package `wrk`, C): a Python client would spend as much
 # CPU as the server on this 2-core machine and the figures would measure the client.
@@ -171,8 +191,9 @@ class Server:
         self.log = workdir / "server.log"
 
     def zeropay(self, *args: str) -> str:
-        done = subprocess.run([str(BIN / "zeropay"), *args], env=self.env, capture_output=True,
-                              text=True)
+        done = subprocess.run(
+            [str(BIN / "zeropay"), *args], env=self.env, capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise RuntimeError(f"zeropay {' '.join(args)} failed: {done.stderr or done.stdout}")
         return done.stdout
@@ -181,9 +202,19 @@ class Server:
         self.zeropay("migrate")
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [str(BIN / "zeropay"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--workers", str(WORKERS)],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    str(BIN / "zeropay"),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(WORKERS),
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + READY_WAIT_S
         while time.monotonic() < deadline:
@@ -238,15 +269,22 @@ async def _gather_limited(limit: int, coros: list[Any]) -> list[Any]:
     return await asyncio.gather(*(one(c) for c in coros))
 
 
-async def _seed(http: httpx.AsyncClient, merchant_key: str, plan: Plan, payments: int,
-                tag: str) -> list[tuple[str, dict[str, str]]]:
+async def _seed(
+    http: httpx.AsyncClient, merchant_key: str, plan: Plan, payments: int, tag: str
+) -> list[tuple[str, dict[str, str]]]:
     async def payer(i: int) -> dict[str, str]:
         body = {"email": f"payer{i}-{tag}@bench.example", "password": PASSWORD}
         _check(await http.post("/v1/users", json=body), 201)
         token = _check(await http.post("/v1/sessions", json=body), 201)["token"]
         headers = {"Authorization": f"Bearer {token}"}
-        _check(await http.post("/v1/wallet/topups", headers=headers,
-                               json={"amount": TOPUP_MINOR, "currency": "USD"}), 201)
+        _check(
+            await http.post(
+                "/v1/wallet/topups",
+                headers=headers,
+                json={"amount": TOPUP_MINOR, "currency": "USD"},
+            ),
+            201,
+        )
         return headers
 
     payers = await _gather_limited(plan.seed_concurrency, [payer(i) for i in range(plan.payers)])
@@ -262,8 +300,9 @@ async def _seed(http: httpx.AsyncClient, merchant_key: str, plan: Plan, payments
     return [(pid, payers[i % plan.payers]) for i, pid in enumerate(ids)]
 
 
-async def _confirm_all(http: httpx.AsyncClient, jobs: list[tuple[str, dict[str, str]]],
-                       concurrency: int) -> tuple[float, list[float], Counter[str]]:
+async def _confirm_all(
+    http: httpx.AsyncClient, jobs: list[tuple[str, dict[str, str]]], concurrency: int
+) -> tuple[float, list[float], Counter[str]]:
     latencies: list[float] = []
     outcomes: Counter[str] = Counter()
     queue = iter(jobs)
@@ -298,24 +337,35 @@ def _ms(value: str) -> float:
     return round(number * scale, 2)
 
 
-def _wrk(url: str, jobs: list[tuple[str, dict[str, str]]], plan: Plan,
-         workdir: Path) -> dict[str, Any]:
+def _wrk(
+    url: str, jobs: list[tuple[str, dict[str, str]]], plan: Plan, workdir: Path
+) -> dict[str, Any]:
     jobs_file = workdir / "jobs.txt"
     jobs_file.write_text("".join(f"{pid} {h['Authorization'].split()[1]}\n" for pid, h in jobs))
     script = workdir / "confirm.lua"
     script.write_text(WRK_SCRIPT)
     env = {**os.environ, "ZP_BENCH_JOBS": str(jobs_file), "ZP_BENCH_THREADS": str(WRK_THREADS)}
     out = subprocess.run(
-        ["wrk", f"-t{WRK_THREADS}", f"-c{plan.concurrency}", f"-d{plan.seconds}s", "--latency",
-         "-s", str(script), url],
-        env=env, check=True, capture_output=True, text=True,
+        [
+            "wrk",
+            f"-t{WRK_THREADS}",
+            f"-c{plan.concurrency}",
+            f"-d{plan.seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
     maximum = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                       out)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if total is None:
         raise RuntimeError(f"could not read wrk's output:\n{out}")
     return {
@@ -339,15 +389,20 @@ def measure(backend: str, database_url: str, workdir: Path, plan: Plan) -> dict[
         warmup_failures: Counter[str] = Counter()
 
         async def run() -> tuple[float, list[float], Counter[str]]:
-            limits = httpx.Limits(max_connections=max(plan.concurrency, plan.seed_concurrency),
-                                  max_keepalive_connections=plan.concurrency)
+            limits = httpx.Limits(
+                max_connections=max(plan.concurrency, plan.seed_concurrency),
+                max_keepalive_connections=plan.concurrency,
+            )
             async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
                 seeded_at = time.perf_counter()
-                jobs = await _seed(http, merchant_key, plan, payments + plan.warmup,
-                                   uuid.uuid4().hex[:6])
-                _log(f"{backend}: seeded {plan.payers} payers and {len(jobs)} payments in "
-                     f"{time.perf_counter() - seeded_at:.1f}s; {plan.warmup} warm-up, then "
-                     f"{payments} timed at concurrency {plan.concurrency}")
+                jobs = await _seed(
+                    http, merchant_key, plan, payments + plan.warmup, uuid.uuid4().hex[:6]
+                )
+                _log(
+                    f"{backend}: seeded {plan.payers} payers and {len(jobs)} payments in "
+                    f"{time.perf_counter() - seeded_at:.1f}s; {plan.warmup} warm-up, then "
+                    f"{payments} timed at concurrency {plan.concurrency}"
+                )
                 _, _, warm = await _confirm_all(http, jobs[: plan.warmup], plan.concurrency)
                 warmup_failures.update(k for k in warm.elements() if k != "ok")
                 return jobs[plan.warmup :]
@@ -357,8 +412,12 @@ def measure(backend: str, database_url: str, workdir: Path, plan: Plan) -> dict[
         load = _wrk(server.url, timed_jobs, plan, workdir)
         confirmed = _confirmed_count(server) - before
         rss = server.rss()
-        verify = subprocess.run([str(BIN / "zeropay"), "ledger", "verify"], env=server.env,
-                                capture_output=True, text=True)
+        verify = subprocess.run(
+            [str(BIN / "zeropay"), "ledger", "verify"],
+            env=server.env,
+            capture_output=True,
+            text=True,
+        )
     finally:
         server.stop()
     if load["requests"] >= len(timed_jobs):
@@ -400,14 +459,29 @@ def _libpq(url: URL) -> str:
 def pgbench(url: URL, plan: Plan) -> dict[str, Any]:
     target = _libpq(url)
     _log(f"pgbench: initialising scale {plan.pgbench_scale}")
-    subprocess.run(["pgbench", "-i", "-q", "-s", str(plan.pgbench_scale), target], check=True,
-                   capture_output=True)
-    _log(f"pgbench: TPC-B -c {plan.pgbench_clients} -j {plan.pgbench_threads} "
-         f"-T {plan.pgbench_seconds}")
+    subprocess.run(
+        ["pgbench", "-i", "-q", "-s", str(plan.pgbench_scale), target],
+        check=True,
+        capture_output=True,
+    )
+    _log(
+        f"pgbench: TPC-B -c {plan.pgbench_clients} -j {plan.pgbench_threads} "
+        f"-T {plan.pgbench_seconds}"
+    )
     done = subprocess.run(
-        ["pgbench", "-c", str(plan.pgbench_clients), "-j", str(plan.pgbench_threads),
-         "-T", str(plan.pgbench_seconds), target],
-        check=True, capture_output=True, text=True,
+        [
+            "pgbench",
+            "-c",
+            str(plan.pgbench_clients),
+            "-j",
+            str(plan.pgbench_threads),
+            "-T",
+            str(plan.pgbench_seconds),
+            target,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     match = re.search(r"^tps = ([\d.]+)", done.stdout, re.MULTILINE)
     if not match:
@@ -431,10 +505,16 @@ def _server_version(admin: Any) -> str:
 # ---- main ---------------------------------------------------------------------------------------
 
 
-def _table(results: list[dict[str, Any]], tpcb: dict[str, Any] | None, ratio: float | None,
-           load_before: list[float]) -> str:
-    head = (f"{'backend':<11}{'payments':>9}{'confirmed/s':>13}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'errors':>8}  worker peak RSS MB   ledger")
+def _table(
+    results: list[dict[str, Any]],
+    tpcb: dict[str, Any] | None,
+    ratio: float | None,
+    load_before: list[float],
+) -> str:
+    head = (
+        f"{'backend':<11}{'payments':>9}{'confirmed/s':>13}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'errors':>8}  worker peak RSS MB   ledger"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         rss = ", ".join(f"{m}" for m in r["worker_peak_rss_mb"])
@@ -449,20 +529,31 @@ def _table(results: list[dict[str, Any]], tpcb: dict[str, Any] | None, ratio: fl
             f"-j {tpcb['threads']} -T {tpcb['seconds']}): {tpcb['tps']} tps"
         )
         lines.append(f"ratio confirmed payments/s (PostgreSQL) / pgbench tps = {ratio}")
-    lines.append(f"note: wrk, {WORKERS} server workers and PostgreSQL share "
-                 f"{os.cpu_count()} CPU cores on this machine; load average at start "
-                 f"{load_before[0]}")
+    lines.append(
+        f"note: wrk, {WORKERS} server workers and PostgreSQL share "
+        f"{os.cpu_count()} CPU cores on this machine; load average at start "
+        f"{load_before[0]}"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench",
-                                     description="ZeroPay payments benchmark")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="ZeroPay payments benchmark"
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the harness")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"JSON file (default {OUT}; {QUICK_OUT} with --quick)")
-    parser.add_argument("--only", choices=["payments", "auth"], default=None,
-                        help="run one benchmark (default: payments, then auth -- bench/auth.py)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"JSON file (default {OUT}; {QUICK_OUT} with --quick)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["payments", "auth"],
+        default=None,
+        help="run one benchmark (default: payments, then auth -- bench/auth.py)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     args.out = args.out or (QUICK_OUT if args.quick else OUT)
@@ -486,15 +577,17 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="zp_bench_") as tmp:
             sqlite_dir = Path(tmp) / "sqlite"
             sqlite_dir.mkdir()
-            results.append(measure("sqlite", f"sqlite:///{sqlite_dir / 'bench.db'}", sqlite_dir,
-                                   plan))
+            results.append(
+                measure("sqlite", f"sqlite:///{sqlite_dir / 'bench.db'}", sqlite_dir, plan)
+            )
             with admin.connect() as c:
                 c.execute(text(f'CREATE DATABASE "{app_db}"'))
                 c.execute(text(f'CREATE DATABASE "{tpcb_db}"'))
             pg_dir = Path(tmp) / "pg"
             pg_dir.mkdir()
-            results.append(measure("postgresql", _libpq(admin_url.set(database=app_db)), pg_dir,
-                                   plan))
+            results.append(
+                measure("postgresql", _libpq(admin_url.set(database=app_db)), pg_dir, plan)
+            )
             tpcb = pgbench(admin_url.set(database=tpcb_db), plan)
     finally:
         with admin.connect() as c:

@@ -100,12 +100,36 @@ class Plan:
     argon2_n: int
 
 
-FULL = Plan(passkey_users=16, totp_users=150, client_procs=2, threads_per_proc=4,
-            seed_concurrency=64, passkey_warmup_s=2, passkey_s=15, totp_warmup_s=1, totp_s=20,
-            dpop_pairs=1000, dpop_window_s=5, micro_n=2000, argon2_n=20)
-QUICK = Plan(passkey_users=4, totp_users=8, client_procs=2, threads_per_proc=2,
-             seed_concurrency=16, passkey_warmup_s=0.5, passkey_s=2, totp_warmup_s=0, totp_s=1,
-             dpop_pairs=50, dpop_window_s=1, micro_n=100, argon2_n=3)
+FULL = Plan(
+    passkey_users=16,
+    totp_users=150,
+    client_procs=2,
+    threads_per_proc=4,
+    seed_concurrency=64,
+    passkey_warmup_s=2,
+    passkey_s=15,
+    totp_warmup_s=1,
+    totp_s=20,
+    dpop_pairs=1000,
+    dpop_window_s=5,
+    micro_n=2000,
+    argon2_n=20,
+)
+QUICK = Plan(
+    passkey_users=4,
+    totp_users=8,
+    client_procs=2,
+    threads_per_proc=2,
+    seed_concurrency=16,
+    passkey_warmup_s=0.5,
+    passkey_s=2,
+    totp_warmup_s=0,
+    totp_s=1,
+    dpop_pairs=50,
+    dpop_window_s=1,
+    micro_n=100,
+    argon2_n=3,
+)
 
 
 def _log(message: str) -> None:
@@ -270,24 +294,37 @@ def _policy(*, require_dpop: bool) -> str:
     """The shipped policy with the two per-minute flow limits raised; for the DPoP comparison also
     DPoP not required and a password-only login path (so a bearer session can exist)."""
     shipped = (ROOT / "src/zeropay/policies/default.toml").read_text()
-    out = re.sub(r"(?m)^login_attempts_per_ip_max = \d+", "login_attempts_per_ip_max = 100000",
-                 shipped)
-    out = re.sub(r"(?m)^login_attempts_per_account_max = \d+",
-                 "login_attempts_per_account_max = 1000", out)
+    out = re.sub(
+        r"(?m)^login_attempts_per_ip_max = \d+", "login_attempts_per_ip_max = 100000", shipped
+    )
+    out = re.sub(
+        r"(?m)^login_attempts_per_account_max = \d+", "login_attempts_per_account_max = 1000", out
+    )
     out = re.sub(r'(?m)^version = "([^"]*)"', r'version = "\1+bench"', out)
     assert "max = 100000" in out and "max = 1000 " in out, "the shipped policy changed"
     if not require_dpop:
         out = out.replace("require_dpop = true", "require_dpop = false")
         out = out.replace("[points.login]\n", "[points.login]\nsingle_factor_allowed = true\n", 1)
-        out = out.replace('paths = [\n  ["passkey"],\n  ["password", "totp"],',
-                          'paths = [\n  ["password"],\n  ["passkey"],\n  ["password", "totp"],', 1)
+        out = out.replace(
+            'paths = [\n  ["passkey"],\n  ["password", "totp"],',
+            'paths = [\n  ["password"],\n  ["passkey"],\n  ["password", "totp"],',
+            1,
+        )
         assert "require_dpop = false" in out and '["password"],' in out, "policy edit failed"
     return out
 
 
 class AuthServer:
-    def __init__(self, database_url: str, workdir: Path, *, policy: Path, smtp_port: int,
-                 cpu: int | None, argon2: tuple[int, int] = ARGON2_PRODUCTION) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        workdir: Path,
+        *,
+        policy: Path,
+        smtp_port: int,
+        cpu: int | None,
+        argon2: tuple[int, int] = ARGON2_PRODUCTION,
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.origin = f"http://localhost:{self.port}"
@@ -311,20 +348,30 @@ class AuthServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def zeropay(self, *args: str) -> str:
-        done = subprocess.run([str(BIN / "zeropay"), *args], env=self.env, capture_output=True,
-                              text=True)
+        done = subprocess.run(
+            [str(BIN / "zeropay"), *args], env=self.env, capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise RuntimeError(f"zeropay {' '.join(args)} failed: {done.stderr or done.stdout}")
         return done.stdout
 
     def start(self) -> None:
-        command = [str(BIN / "zeropay"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--workers", "1"]
+        command = [
+            str(BIN / "zeropay"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         if self.cpu is not None and shutil.which("taskset"):
             command = ["taskset", "-c", str(self.cpu), *command]  # every thread, from the start
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(command, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                command, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
         if self.cpu is not None and not shutil.which("taskset"):
             os.sched_setaffinity(self.proc.pid, {self.cpu})
         deadline = time.monotonic() + READY_WAIT_S
@@ -345,8 +392,10 @@ class AuthServer:
         return self.proc.pid  # with --workers 1 the serving process is the worker itself
 
     def memory(self) -> dict[str, float | None]:
-        return {"peak_rss_mb": _status_mb(self.pid, "VmHWM"),
-                "rss_mb": _status_mb(self.pid, "VmRSS")}
+        return {
+            "peak_rss_mb": _status_mb(self.pid, "VmHWM"),
+            "rss_mb": _status_mb(self.pid, "VmRSS"),
+        }
 
     def _log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
@@ -366,8 +415,13 @@ class AuthServer:
 
 
 def _pem(key: Any) -> bytes:
-    return bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 def _load_key(pem: bytes) -> Any:
@@ -380,8 +434,15 @@ class Caller:
     def __init__(self, http: httpx.Client, base: str, key: DeviceKey) -> None:
         self.http, self.base, self.key = http, base, key
 
-    def call(self, method: str, path: str, body: Any = None, *, token: str | None = None,
-             proof: bool = True) -> httpx.Response:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        proof: bool = True,
+    ) -> httpx.Response:
         headers = {}
         if token is not None:
             headers["Authorization"] = f"{'DPoP' if proof else 'Bearer'} {token}"
@@ -405,43 +466,76 @@ def _device_key(state: dict[str, Any]) -> DeviceKey:
 def _authenticator(state: dict[str, Any], origin: str) -> SoftAuthenticator:
     auth = SoftAuthenticator(rp_id="localhost", origin=origin)
     c = state["cred"]
-    auth._credentials = [SoftCredential(credential_id=c["id"], private_key=_load_key(c["key"]),
-                                        user_handle=c["user"], sign_count=c["count"])]
+    auth._credentials = [
+        SoftCredential(
+            credential_id=c["id"],
+            private_key=_load_key(c["key"]),
+            user_handle=c["user"],
+            sign_count=c["count"],
+        )
+    ]
     return auth
 
 
-def _seed_user(http: httpx.Client, server: AuthServer, inbox: Inbox, email: str,
-               kind: str) -> dict[str, Any]:
+def _seed_user(
+    http: httpx.Client, server: AuthServer, inbox: Inbox, email: str, kind: str
+) -> dict[str, Any]:
     """Sign up, prove the address, then bind this device with a passkey or enroll TOTP."""
     key = DeviceKey()
     c = Caller(http, server.url, key)
     flow = c.expect(201, "POST", "/v1/users", {"email": email, "password": PASSWORD})["flow"]
-    done = c.expect(201, "POST", f"/v1/auth/flows/{flow['id']}/steps",
-                    {"factor": "email_otp", "code": inbox.code(email, 1)})
+    done = c.expect(
+        201,
+        "POST",
+        f"/v1/auth/flows/{flow['id']}/steps",
+        {"factor": "email_otp", "code": inbox.code(email, 1)},
+    )
     token = done["token"]
-    state: dict[str, Any] = {"email": email, "key": _pem(key.private_key), "cred": None,
-                             "totp": None, "step": 0}
+    state: dict[str, Any] = {
+        "email": email,
+        "key": _pem(key.private_key),
+        "cred": None,
+        "totp": None,
+        "step": 0,
+    }
     if kind == "passkey":
         auth = SoftAuthenticator(rp_id="localhost", origin=server.origin)
-        flow = c.expect(201, "POST", "/v1/auth/flows", {
-            "point": "device_registration", "email": email,
-            "device": {"name": "Bench phone", "platform": "android"}})
+        flow = c.expect(
+            201,
+            "POST",
+            "/v1/auth/flows",
+            {
+                "point": "device_registration",
+                "email": email,
+                "device": {"name": "Bench phone", "platform": "android"},
+            },
+        )
         path = f"/v1/auth/flows/{flow['id']}"
         c.expect(202, "POST", f"{path}/codes", {"factor": "email_otp"})
-        c.expect(200, "POST", f"{path}/steps", {"factor": "email_otp",
-                                                "code": inbox.code(email, 2)})
+        c.expect(
+            200, "POST", f"{path}/steps", {"factor": "email_otp", "code": inbox.code(email, 2)}
+        )
         options = c.expect(200, "POST", f"{path}/passkey-options")["publicKey"]
         credential = auth.create(options)
         c.expect(201, "POST", f"{path}/steps", {"factor": "passkey", "credential": credential})
         cred = auth._credentials[0]
-        state["cred"] = {"id": cred.credential_id, "key": _pem(cred.private_key),
-                         "user": cred.user_handle, "count": cred.sign_count}
+        state["cred"] = {
+            "id": cred.credential_id,
+            "key": _pem(cred.private_key),
+            "user": cred.user_handle,
+            "count": cred.sign_count,
+        }
     else:
         made = c.expect(201, "POST", "/v1/me/factors/totp", {}, token=token)
         app = pyotp.TOTP(made["secret"])
         now = time.time()
-        c.expect(204, "POST", f"/v1/me/factors/totp/{made['id']}/confirm",
-                 {"code": app.at(now)}, token=token)
+        c.expect(
+            204,
+            "POST",
+            f"/v1/me/factors/totp/{made['id']}/confirm",
+            {"code": app.at(now)},
+            token=token,
+        )
         state["totp"] = made["secret"]
         state["step"] = int(now) // TOTP_STEP_S  # this step is used: the next login needs a later
     return state
@@ -449,15 +543,22 @@ def _seed_user(http: httpx.Client, server: AuthServer, inbox: Inbox, email: str,
 
 def seed(server: AuthServer, inbox: Inbox, plan: Plan, tag: str) -> dict[str, list[dict[str, Any]]]:
     kinds = ["passkey"] * plan.passkey_users + ["totp"] * plan.totp_users
-    limits = httpx.Limits(max_connections=plan.seed_concurrency,
-                          max_keepalive_connections=plan.seed_concurrency)
-    with httpx.Client(base_url=server.url, timeout=180, limits=limits) as http, \
-            ThreadPoolExecutor(plan.seed_concurrency) as pool:
-        futures = [pool.submit(_seed_user, http, server, inbox, f"u{i}-{tag}@bench.example", k)
-                   for i, k in enumerate(kinds)]
+    limits = httpx.Limits(
+        max_connections=plan.seed_concurrency, max_keepalive_connections=plan.seed_concurrency
+    )
+    with (
+        httpx.Client(base_url=server.url, timeout=180, limits=limits) as http,
+        ThreadPoolExecutor(plan.seed_concurrency) as pool,
+    ):
+        futures = [
+            pool.submit(_seed_user, http, server, inbox, f"u{i}-{tag}@bench.example", k)
+            for i, k in enumerate(kinds)
+        ]
         states = [f.result() for f in futures]
-    return {"passkey": [s for s, k in zip(states, kinds, strict=True) if k == "passkey"],
-            "totp": [s for s, k in zip(states, kinds, strict=True) if k == "totp"]}
+    return {
+        "passkey": [s for s, k in zip(states, kinds, strict=True) if k == "passkey"],
+        "totp": [s for s, k in zip(states, kinds, strict=True) if k == "totp"],
+    }
 
 
 # ---- load: spawned client processes -------------------------------------------------------------
@@ -489,9 +590,14 @@ def _totp_login(c: Caller, app: pyotp.TOTP, state: dict[str, Any], now: float) -
     return "ok" if r.status_code == 201 else f"totp {r.status_code}"
 
 
-def _client_thread(job: dict[str, Any], index: int, users: list[dict[str, Any]],
-                   end_at: float, out: list[tuple[float, float, str]],
-                   starved: list[float]) -> None:
+def _client_thread(
+    job: dict[str, Any],
+    index: int,
+    users: list[dict[str, Any]],
+    end_at: float,
+    out: list[tuple[float, float, str]],
+    starved: list[float],
+) -> None:
     """Run logins (or requests) back to back until ``end_at``; the first ones warm up."""
     local = f"127.0.{10 + job['proc']}.{2 + index}"  # spread over loopback addresses
     transport = httpx.HTTPTransport(local_address=local)
@@ -563,8 +669,7 @@ def load_worker(job: dict[str, Any], ready: Any, go: Any, start_at: Any, queue: 
     t0 = start_at.value
     t1 = t0 + job["seconds"]
     threads = [
-        threading.Thread(target=_client_thread,
-                         args=(job, t, shares[t], t1, results[t], starved))
+        threading.Thread(target=_client_thread, args=(job, t, shares[t], t1, results[t], starved))
         for t in range(threads_n)
     ]
     for t in threads:
@@ -577,14 +682,30 @@ def load_worker(job: dict[str, Any], ready: Any, go: Any, start_at: Any, queue: 
         t.join()
     inside = [r for rs in results for r in rs if t0 <= r[0] <= t1]
     warmup = sum(1 for rs in results for r in rs if r[0] < t0)
-    queue.put({"proc": job["proc"], "results": inside, "warmup": warmup,
-               "warmup_errors": sum(1 for rs in results for r in rs if r[0] < t0 and r[2] != "ok"),
-               "cpu_s": cpu1 - cpu0, "starved_s": sum(starved), "users": users})
+    queue.put(
+        {
+            "proc": job["proc"],
+            "results": inside,
+            "warmup": warmup,
+            "warmup_errors": sum(1 for rs in results for r in rs if r[0] < t0 and r[2] != "ok"),
+            "cpu_s": cpu1 - cpu0,
+            "starved_s": sum(starved),
+            "users": users,
+        }
+    )
 
 
-def run_load(server: AuthServer, plan: Plan, mode: str, *, users: list[dict[str, Any]],
-             sessions: list[dict[str, Any]] | None, warmup_s: float, seconds: float,
-             client_cpus: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run_load(
+    server: AuthServer,
+    plan: Plan,
+    mode: str,
+    *,
+    users: list[dict[str, Any]],
+    sessions: list[dict[str, Any]] | None,
+    warmup_s: float,
+    seconds: float,
+    client_cpus: list[int],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     mp = multiprocessing.get_context("spawn")
     ready, queue = mp.Queue(), mp.Queue()
     go = mp.Event()
@@ -592,11 +713,19 @@ def run_load(server: AuthServer, plan: Plan, mode: str, *, users: list[dict[str,
     threads_total = plan.client_procs * plan.threads_per_proc
     procs = []
     for p in range(plan.client_procs):
-        job = {"proc": p, "mode": mode, "url": server.url, "origin": server.origin,
-               "threads": plan.threads_per_proc, "seconds": seconds, "cpus": client_cpus,
-               "users": users[p::plan.client_procs],
-               "sessions": (sessions or [])[p * plan.threads_per_proc:
-                                            (p + 1) * plan.threads_per_proc]}
+        job = {
+            "proc": p,
+            "mode": mode,
+            "url": server.url,
+            "origin": server.origin,
+            "threads": plan.threads_per_proc,
+            "seconds": seconds,
+            "cpus": client_cpus,
+            "users": users[p :: plan.client_procs],
+            "sessions": (sessions or [])[
+                p * plan.threads_per_proc : (p + 1) * plan.threads_per_proc
+            ],
+        }
         procs.append(mp.Process(target=load_worker, args=(job, ready, go, start_at, queue)))
     for proc in procs:
         proc.start()
@@ -628,8 +757,11 @@ def run_load(server: AuthServer, plan: Plan, mode: str, *, users: list[dict[str,
         "per_s": round(ok / seconds, 2),
         "per_server_cpu_s": round(ok / cpu["server_cpu_s"], 2) if cpu["server_cpu_s"] else None,
         "server_cpu_ms_each": round(cpu["server_cpu_s"] / ok * 1000, 2) if ok else None,
-        "per_server_and_postgres_cpu_s": round(ok / (cpu["server_cpu_s"] + cpu["postgres_cpu_s"]),
-                                               2) if cpu["server_cpu_s"] else None,
+        "per_server_and_postgres_cpu_s": round(
+            ok / (cpu["server_cpu_s"] + cpu["postgres_cpu_s"]), 2
+        )
+        if cpu["server_cpu_s"]
+        else None,
         "latency_ms_p50": _r(_pct(latencies, 50), 2),
         "latency_ms_p99": _r(_pct(latencies, 99), 2),
         "errors": sum(errors.values()),
@@ -641,17 +773,22 @@ def run_load(server: AuthServer, plan: Plan, mode: str, *, users: list[dict[str,
         "client_cores_used": round(client_cpu / seconds, 3),
         "totp_starved_s": round(sum(rep["starved_s"] for rep in reports), 2),
     }
-    summary["other_cores_used"] = round(cpu["machine_busy_cores"] - cpu["server_cores_used"]
-                                        - cpu["postgres_cores_used"]
-                                        - summary["client_cores_used"], 3)
+    summary["other_cores_used"] = round(
+        cpu["machine_busy_cores"]
+        - cpu["server_cores_used"]
+        - cpu["postgres_cores_used"]
+        - summary["client_cores_used"],
+        3,
+    )
     return summary, [u for rep in reports for u in rep["users"]]
 
 
 # ---- DPoP ---------------------------------------------------------------------------------------
 
 
-def _sessions(server: AuthServer, users: list[dict[str, Any]], n: int,
-              bound: bool) -> list[dict[str, Any]]:
+def _sessions(
+    server: AuthServer, users: list[dict[str, Any]], n: int, bound: bool
+) -> list[dict[str, Any]]:
     """``n`` sessions by password login (the DPoP policy allows it): bound to a fresh device key
     when ``bound``, else bearer."""
     out = []
@@ -666,8 +803,9 @@ def _sessions(server: AuthServer, users: list[dict[str, Any]], n: int,
     return out
 
 
-def dpop_latency(server: AuthServer, bound: dict[str, Any], bearer: dict[str, Any],
-                 pairs: int) -> dict[str, Any]:
+def dpop_latency(
+    server: AuthServer, bound: dict[str, Any], bearer: dict[str, Any], pairs: int
+) -> dict[str, Any]:
     """GET /v1/me at concurrency 1, bound and bearer alternated; proofs made before the clock."""
     key = DeviceKey()
     key.private_key = _load_key(bound["key"])
@@ -678,8 +816,10 @@ def dpop_latency(server: AuthServer, bound: dict[str, Any], bearer: dict[str, An
         for i in range(pairs + 50):
             for kind in ("bound", "bearer") if i % 2 else ("bearer", "bound"):
                 if kind == "bound":
-                    headers = {"Authorization": f"DPoP {bound['token']}",
-                               "DPoP": key.proof("GET", url, access_token=bound["token"])}
+                    headers = {
+                        "Authorization": f"DPoP {bound['token']}",
+                        "DPoP": key.proof("GET", url, access_token=bound["token"]),
+                    }
                 else:
                     headers = {"Authorization": f"Bearer {bearer['token']}"}
                 started = time.perf_counter()
@@ -707,8 +847,11 @@ def _timed_us(fn: Any, items: list[Any]) -> list[float]:
 
 
 def _stats_us(values: list[float]) -> dict[str, float | None]:
-    return {"p50_us": _r(_pct(values, 50)), "p99_us": _r(_pct(values, 99)),
-            "mean_us": _r(sum(values) / len(values)) if values else None}
+    return {
+        "p50_us": _r(_pct(values, 50)),
+        "p99_us": _r(_pct(values, 99)),
+        "mean_us": _r(sum(values) / len(values)) if values else None,
+    }
 
 
 def dpop_micro(env: dict[str, str], base_url: str, bound: dict[str, Any], n: int) -> dict[str, Any]:
@@ -741,9 +884,15 @@ def dpop_micro(env: dict[str, str], base_url: str, bound: dict[str, Any], n: int
 
         def claims(item: tuple[Any, Any, str]) -> None:
             _, payload, jkt = item
-            verify_dpop_claims(device_keys._claims(payload, jkt), expected_method="GET",
-                               expected_url=url, expected_jkt=jkt, expected_ath=ath,
-                               now=ctx.now(), window_s=window)
+            verify_dpop_claims(
+                device_keys._claims(payload, jkt),
+                expected_method="GET",
+                expected_url=url,
+                expected_jkt=jkt,
+                expected_ath=ath,
+                now=ctx.now(),
+                window_s=window,
+            )
 
         claim = _timed_us(claims, checked)
         jkt = checked[0][2]
@@ -751,14 +900,18 @@ def dpop_micro(env: dict[str, str], base_url: str, bound: dict[str, Any], n: int
 
         def insert(_: int) -> None:
             jti = uuid.uuid4().hex
-            assert ctx.read(lambda uow: uow.replay.first_use(jkt, jti,
-                                                             expires + timedelta(seconds=120)))
+            assert ctx.read(
+                lambda uow: uow.replay.first_use(jkt, jti, expires + timedelta(seconds=120))
+            )
 
         jti = _timed_us(insert, list(range(n)))
         fresh = [key.proof("GET", url, access_token=token) for _ in range(n)]
-        full = _timed_us(lambda p: device_keys.verify_proof(ctx, p, method="GET", url=url,
-                                                            expected_jkt=jkt, expected_ath=ath),
-                         fresh)
+        full = _timed_us(
+            lambda p: device_keys.verify_proof(
+                ctx, p, method="GET", url=url, expected_jkt=jkt, expected_ath=ath
+            ),
+            fresh,
+        )
     finally:
         container.engine.dispose()
     return {
@@ -779,14 +932,19 @@ def argon2_alone(n: int, threads: int = 4) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for label, (t, m) in (("production", ARGON2_PRODUCTION), ("owasp_floor", ARGON2_OWASP_FLOOR)):
-        hasher = PasswordHasher(time_cost=t, memory_cost=m, parallelism=1, hash_len=32,
-                                salt_len=16, type=Type.ID)
+        hasher = PasswordHasher(
+            time_cost=t, memory_cost=m, parallelism=1, hash_len=32, salt_len=16, type=Type.ID
+        )
         encoded = hasher.hash(PASSWORD)
         times = _timed_us(lambda _, h=hasher, e=encoded: h.verify(e, PASSWORD), list(range(n)))
         p50 = _pct(times, 50) or 0
-        out[label] = {"time_cost": t, "memory_kib": m, "parallelism": 1,
-                      "verify_ms_p50": _r(p50 / 1000, 2),
-                      "verifications_per_s_per_core": _r(1e6 / p50, 1) if p50 else None}
+        out[label] = {
+            "time_cost": t,
+            "memory_kib": m,
+            "parallelism": 1,
+            "verify_ms_p50": _r(p50 / 1000, 2),
+            "verifications_per_s_per_core": _r(1e6 / p50, 1) if p50 else None,
+        }
         if label != "production":
             continue
         each = max(1, n // threads)
@@ -803,9 +961,13 @@ def argon2_alone(n: int, threads: int = 4) -> dict[str, Any]:
             th.join()
         per = (_own_cpu_s() - cpu0) / (each * threads)
         out[f"production_{threads}_threads_one_core"] = {
-            "time_cost": t, "memory_kib": m, "parallelism": 1, "threads": threads,
+            "time_cost": t,
+            "memory_kib": m,
+            "parallelism": 1,
+            "threads": threads,
             "verify_cpu_ms": _r(per * 1000, 2),
-            "verifications_per_s_per_core": _r(1 / per, 1) if per else None}
+            "verifications_per_s_per_core": _r(1 / per, 1) if per else None,
+        }
     return out
 
 
@@ -836,54 +998,80 @@ def _table(record: dict[str, Any]) -> str:
     lines = []
     a = record["argon2_alone"]
     prod = record["argon2id"]
-    lines.append(f"logins, one server worker pinned to one CPU ({record['backend']}); argon2id "
-                 f"t={prod['time_cost']} m={prod['memory_kib']} KiB p={prod['parallelism']}")
-    head = (f"{'login (3 requests)':<19}{'logins/s':>9}{'/srv core':>10}{'/srv+pg':>8}"
-            f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}  {'cores: srv':>10}{'pg':>6}{'client':>7}"
-            f"{'other':>7}  peak RSS MB")
+    lines.append(
+        f"logins, one server worker pinned to one CPU ({record['backend']}); argon2id "
+        f"t={prod['time_cost']} m={prod['memory_kib']} KiB p={prod['parallelism']}"
+    )
+    head = (
+        f"{'login (3 requests)':<19}{'logins/s':>9}{'/srv core':>10}{'/srv+pg':>8}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}  {'cores: srv':>10}{'pg':>6}{'client':>7}"
+        f"{'other':>7}  peak RSS MB"
+    )
     lines += [head, "-" * len(head)]
-    for name, r in (("passkey", record["passkey_login"]),
-                    ("password+TOTP", record["password_totp_login"])):
-        lines.append(f"{name:<19}{r['per_s']:>9}{r['per_server_cpu_s']!s:>10}"
-                     f"{r['per_server_and_postgres_cpu_s']!s:>8}"
-                     f"{r['latency_ms_p50']!s:>9}{r['latency_ms_p99']!s:>9}{r['errors']:>7}  "
-                     f"{r['server_cores_used']:>10}{r['postgres_cores_used']:>6}"
-                     f"{r['client_cores_used']:>7}{r['other_cores_used']:>7}  "
-                     f"{r['server_memory']['peak_rss_mb']}")
-    lines.append(f"{'reference: Keycloak':<19}{'':>9}"
-                 f"{KEYCLOAK_PASSWORD_LOGINS_PER_S_PER_VCPU:>10}  password logins/s per vCPU "
-                 "(Keycloak's published sizing; not measured here)")
+    for name, r in (
+        ("passkey", record["passkey_login"]),
+        ("password+TOTP", record["password_totp_login"]),
+    ):
+        lines.append(
+            f"{name:<19}{r['per_s']:>9}{r['per_server_cpu_s']!s:>10}"
+            f"{r['per_server_and_postgres_cpu_s']!s:>8}"
+            f"{r['latency_ms_p50']!s:>9}{r['latency_ms_p99']!s:>9}{r['errors']:>7}  "
+            f"{r['server_cores_used']:>10}{r['postgres_cores_used']:>6}"
+            f"{r['client_cores_used']:>7}{r['other_cores_used']:>7}  "
+            f"{r['server_memory']['peak_rss_mb']}"
+        )
+    lines.append(
+        f"{'reference: Keycloak':<19}{'':>9}"
+        f"{KEYCLOAK_PASSWORD_LOGINS_PER_S_PER_VCPU:>10}  password logins/s per vCPU "
+        "(Keycloak's published sizing; not measured here)"
+    )
     for label, x in a.items():
-        cost = (f"{x['verify_ms_p50']} ms p50" if "verify_ms_p50" in x
-                else f"{x['verify_cpu_ms']} ms CPU each")
-        lines.append(f"{'argon2id alone':<19}{'':>9}"
-                     f"{x['verifications_per_s_per_core']!s:>10}  verifications/s, {label} "
-                     f"t={x['time_cost']} m={x['memory_kib']} KiB ({cost})")
+        cost = (
+            f"{x['verify_ms_p50']} ms p50"
+            if "verify_ms_p50" in x
+            else f"{x['verify_cpu_ms']} ms CPU each"
+        )
+        lines.append(
+            f"{'argon2id alone':<19}{'':>9}"
+            f"{x['verifications_per_s_per_core']!s:>10}  verifications/s, {label} "
+            f"t={x['time_cost']} m={x['memory_kib']} KiB ({cost})"
+        )
     d = record["dpop_http"]
     lines.append("")
     lines.append("DPoP over HTTP: GET /v1/me, same server, DPoP-bound vs bearer session")
     lat = d["latency_concurrency_1"]
-    lines.append(f"  concurrency 1: bound p50 {lat['bound_ms_p50']} ms p99 {lat['bound_ms_p99']} ms"
-                 f" | bearer p50 {lat['bearer_ms_p50']} ms p99 {lat['bearer_ms_p99']} ms"
-                 f" | extra p50 {lat['extra_us_p50']} us, p99 {lat['extra_us_p99']} us")
+    lines.append(
+        f"  concurrency 1: bound p50 {lat['bound_ms_p50']} ms p99 {lat['bound_ms_p99']} ms"
+        f" | bearer p50 {lat['bearer_ms_p50']} ms p99 {lat['bearer_ms_p99']} ms"
+        f" | extra p50 {lat['extra_us_p50']} us, p99 {lat['extra_us_p99']} us"
+    )
     for kind in ("bound", "bearer"):
         t = d["throughput"][kind]
-        lines.append(f"  {kind:<7} concurrency {t['concurrency']}: {t['per_s']} req/s, server "
-                     f"{t['server_us_per_request']} us CPU/request (PostgreSQL "
-                     f"{t['postgres_us_per_request']} us), p50 {t['latency_ms_p50']} ms"
-                     f" p99 {t['latency_ms_p99']} ms, errors {t['errors']}, client cores "
-                     f"{t['client_cores_used']}")
+        lines.append(
+            f"  {kind:<7} concurrency {t['concurrency']}: {t['per_s']} req/s, server "
+            f"{t['server_us_per_request']} us CPU/request (PostgreSQL "
+            f"{t['postgres_us_per_request']} us), p50 {t['latency_ms_p50']} ms"
+            f" p99 {t['latency_ms_p99']} ms, errors {t['errors']}, client cores "
+            f"{t['client_cores_used']}"
+        )
     lines.append(f"  extra server CPU per DPoP request: {d['extra_server_us_per_request']} us")
     m = record["dpop_in_process"]
     lines.append("DPoP in process (verify_proof and its parts; baseline: the session lookup)")
-    for name in ("session_lookup_baseline", "signature_es256", "claims", "jti_insert",
-                 "verify_proof_total"):
+    for name in (
+        "session_lookup_baseline",
+        "signature_es256",
+        "claims",
+        "jti_insert",
+        "verify_proof_total",
+    ):
         s = m[name]
         lines.append(f"  {name:<24} p50 {s['p50_us']!s:>8} us  p99 {s['p99_us']!s:>8} us")
     env = record["environment"]
-    lines.append(f"note: {env['cpu_cores']} CPUs; server pinned to CPU {env['server_cpu']}, "
-                 f"clients and PostgreSQL on {env['client_cpus']}; load average at start "
-                 f"{env['load_average_at_start']}; policy: {env['policy']}")
+    lines.append(
+        f"note: {env['cpu_cores']} CPUs; server pinned to CPU {env['server_cpu']}, "
+        f"clients and PostgreSQL on {env['client_cpus']}; load average at start "
+        f"{env['load_average_at_start']}; policy: {env['policy']}"
+    )
     return "\n".join(lines)
 
 
@@ -929,28 +1117,41 @@ def run(*, quick: bool, out: Path | None = None) -> int:
             login_policy.write_text(_policy(require_dpop=True))
             dpop_policy = work / "dpop-policy.toml"
             dpop_policy.write_text(_policy(require_dpop=False))
-            server = AuthServer(database_url, work, policy=login_policy, smtp_port=inbox.port,
-                                cpu=server_cpu)
+            server = AuthServer(
+                database_url, work, policy=login_policy, smtp_port=inbox.port, cpu=server_cpu
+            )
             server.zeropay("migrate")
-            _log(f"PostgreSQL: server pinned to CPU {server_cpu}, argon2id "
-                 f"t={ARGON2_PRODUCTION[0]} m={ARGON2_PRODUCTION[1]} KiB p=1")
+            _log(
+                f"PostgreSQL: server pinned to CPU {server_cpu}, argon2id "
+                f"t={ARGON2_PRODUCTION[0]} m={ARGON2_PRODUCTION[1]} KiB p=1"
+            )
             server.start()
             try:
                 t = time.monotonic()
                 users = seed(server, inbox, plan, run_id)
                 seed_s = round(time.monotonic() - t, 1)
-                _log(f"seeded {plan.passkey_users} passkey and {plan.totp_users} TOTP users in "
-                     f"{seed_s}s ({inbox.messages} mails received)")
+                _log(
+                    f"seeded {plan.passkey_users} passkey and {plan.totp_users} TOTP users in "
+                    f"{seed_s}s ({inbox.messages} mails received)"
+                )
                 # The alerts the seeding queued (new device, factor added) go out 50 per 5 s:
                 # let the outbox drain so mail delivery does not run inside a timed window.
                 inbox.wait_quiet(6.0)
-                _log(f"outbox drained ({inbox.messages} mails); passkey logins: {plan.passkey_s}s"
-                     f" at concurrency "
-                     f"{plan.client_procs * plan.threads_per_proc}")
+                _log(
+                    f"outbox drained ({inbox.messages} mails); passkey logins: {plan.passkey_s}s"
+                    f" at concurrency "
+                    f"{plan.client_procs * plan.threads_per_proc}"
+                )
                 passkey, users["passkey"] = run_load(
-                    server, plan, "passkey", users=users["passkey"], sessions=None,
-                    warmup_s=plan.passkey_warmup_s, seconds=plan.passkey_s,
-                    client_cpus=client_cpus)
+                    server,
+                    plan,
+                    "passkey",
+                    users=users["passkey"],
+                    sessions=None,
+                    warmup_s=plan.passkey_warmup_s,
+                    seconds=plan.passkey_s,
+                    client_cpus=client_cpus,
+                )
                 passkey["server_memory"] = server.memory()
                 # argon2id alone on the server's CPU while the server idles, in the time the
                 # TOTP users wait for a step after the one their enrollment spent.
@@ -966,14 +1167,22 @@ def run(*, quick: bool, out: Path | None = None) -> int:
                     time.sleep(wait)
                 _log(f"password+TOTP logins: {plan.totp_s}s")
                 totp, users["totp"] = run_load(
-                    server, plan, "totp", users=users["totp"], sessions=None,
-                    warmup_s=plan.totp_warmup_s, seconds=plan.totp_s, client_cpus=client_cpus)
+                    server,
+                    plan,
+                    "totp",
+                    users=users["totp"],
+                    sessions=None,
+                    warmup_s=plan.totp_warmup_s,
+                    seconds=plan.totp_s,
+                    client_cpus=client_cpus,
+                )
                 totp["server_memory"] = server.memory()
             finally:
                 server.stop()
 
-            dpop_server = AuthServer(database_url, work, policy=dpop_policy,
-                                     smtp_port=inbox.port, cpu=server_cpu)
+            dpop_server = AuthServer(
+                database_url, work, policy=dpop_policy, smtp_port=inbox.port, cpu=server_cpu
+            )
             _log("DPoP: restarting the server with a policy that allows bearer sessions")
             dpop_server.start()
             try:
@@ -985,9 +1194,15 @@ def run(*, quick: bool, out: Path | None = None) -> int:
                 windows: dict[str, list[dict[str, Any]]] = {"bound": [], "bearer": []}
                 for kind in ("bearer", "bound", "bearer", "bound"):
                     summary, _ = run_load(
-                        dpop_server, plan, f"me_{kind}", users=[],
-                        sessions=bound if kind == "bound" else bearer, warmup_s=0.5,
-                        seconds=plan.dpop_window_s, client_cpus=client_cpus)
+                        dpop_server,
+                        plan,
+                        f"me_{kind}",
+                        users=[],
+                        sessions=bound if kind == "bound" else bearer,
+                        warmup_s=0.5,
+                        seconds=plan.dpop_window_s,
+                        client_cpus=client_cpus,
+                    )
                     windows[kind].append(summary)
                 dpop_memory = dpop_server.memory()
             finally:
@@ -1004,17 +1219,25 @@ def run(*, quick: bool, out: Path | None = None) -> int:
                     "server_us_per_request": round(cpu / ok * 1e6, 1) if ok else None,
                     "server_cores_used": round(cpu / secs, 3),
                     "postgres_us_per_request": round(
-                        sum(r["postgres_cpu_s"] for r in runs) / ok * 1e6, 1) if ok else None,
+                        sum(r["postgres_cpu_s"] for r in runs) / ok * 1e6, 1
+                    )
+                    if ok
+                    else None,
                     "latency_ms_p50": runs[-1]["latency_ms_p50"],
                     "latency_ms_p99": runs[-1]["latency_ms_p99"],
                     "errors": sum(r["errors"] for r in runs),
                     "client_cores_used": round(sum(r["client_cpu_s"] for r in runs) / secs, 3),
                 }
             extra = None
-            if throughput["bound"]["server_us_per_request"] and \
-                    throughput["bearer"]["server_us_per_request"]:
-                extra = round(throughput["bound"]["server_us_per_request"]
-                              - throughput["bearer"]["server_us_per_request"], 1)
+            if (
+                throughput["bound"]["server_us_per_request"]
+                and throughput["bearer"]["server_us_per_request"]
+            ):
+                extra = round(
+                    throughput["bound"]["server_us_per_request"]
+                    - throughput["bearer"]["server_us_per_request"],
+                    1,
+                )
 
             # In process, on the server's (now idle) CPU.
             if server_cpu is not None:
@@ -1028,13 +1251,17 @@ def run(*, quick: bool, out: Path | None = None) -> int:
             "quick": quick,
             "plan": asdict(plan),
             "backend": "postgresql",
-            "argon2id": {"time_cost": ARGON2_PRODUCTION[0], "memory_kib": ARGON2_PRODUCTION[1],
-                         "parallelism": 1, "hash_len": 32, "salt_len": 16},
+            "argon2id": {
+                "time_cost": ARGON2_PRODUCTION[0],
+                "memory_kib": ARGON2_PRODUCTION[1],
+                "parallelism": 1,
+                "hash_len": 32,
+                "salt_len": 16,
+            },
             "seed_seconds": seed_s,
             "passkey_login": passkey,
             "password_totp_login": totp,
-            "reference_keycloak_password_logins_per_s_per_vcpu":
-                KEYCLOAK_PASSWORD_LOGINS_PER_S_PER_VCPU,
+            "reference_keycloak_password_logins_per_s_per_vcpu": KEYCLOAK_PASSWORD_LOGINS_PER_S_PER_VCPU,
             "argon2_alone": argon,
             "dpop_http": {
                 "endpoint": "GET /v1/me",
@@ -1054,12 +1281,12 @@ def run(*, quick: bool, out: Path | None = None) -> int:
                 "python": platform.python_version(),
                 "postgresql": pg_version,
                 "policy": "shipped default.toml with login_attempts_per_ip_max and "
-                          "login_attempts_per_account_max raised to 100000 and 1000 a minute "
-                          "(their maxima); for the DPoP comparison also require_dpop = false "
-                          "and a password-only login path",
+                "login_attempts_per_account_max raised to 100000 and 1000 a minute "
+                "(their maxima); for the DPoP comparison also require_dpop = false "
+                "and a password-only login path",
                 "load_generator": f"{plan.client_procs} spawned processes x "
-                                  f"{plan.threads_per_proc} threads, httpx, one loopback address "
-                                  "per thread",
+                f"{plan.threads_per_proc} threads, httpx, one loopback address "
+                "per thread",
                 "policy_sha256": hashlib.sha256(_policy(require_dpop=True).encode()).hexdigest(),
             },
             "wall_seconds": round(time.monotonic() - started, 1),
@@ -1075,17 +1302,23 @@ def run(*, quick: bool, out: Path | None = None) -> int:
     print()
     print(_table(record))
     print(f"written to {out} under {KEY!r} ({record['wall_seconds']}s wall)")
-    failed = (passkey["errors"] or totp["errors"] or passkey["warmup_errors"]
-              or totp["warmup_errors"] or latency["errors"]
-              or any(t["errors"] for t in throughput.values()))
+    failed = (
+        passkey["errors"]
+        or totp["errors"]
+        or passkey["warmup_errors"]
+        or totp["warmup_errors"]
+        or latency["errors"]
+        or any(t["errors"] for t in throughput.values())
+    )
     return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m bench.auth",
-                                     description="ZeroPay authentication benchmark")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.auth", description="ZeroPay authentication benchmark"
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the harness")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
@@ -17,6 +18,7 @@ from zeropay.adapters.sms import DevSmsSink, HttpSmsGateway
 from zeropay.adapters.sql.database import make_engine
 from zeropay.adapters.sql.uow import reader, transactor
 from zeropay.config import Settings
+from zeropay.domain.errors import ConfigurationError
 from zeropay.domain.limits import SpendingLimits, builtin_profile
 from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.policy import AuthPolicy, parse_policy
@@ -28,11 +30,20 @@ from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher, SmsSe
 def load_auth_policy(settings: Settings) -> AuthPolicy:
     """The policy file named by ZEROPAY_AUTH_POLICY, else the shipped default; a mistake in it
     stops the start with a ``ConfigurationError`` naming the key."""
-    if settings.auth_policy_file is not None:
-        text = settings.auth_policy_file.read_text(encoding="utf-8")
-    else:
+    if settings.auth_policy_file is None:
         text = resources.files("zeropay").joinpath("policies/default.toml").read_text("utf-8")
-    return parse_policy(tomllib.loads(text))
+        return parse_policy(tomllib.loads(text))
+    return read_policy_file(settings.auth_policy_file)
+
+
+def read_policy_file(path: Path) -> AuthPolicy:
+    """Read and validate a policy file: unreadable, not TOML or not a valid policy all raise
+    ``ConfigurationError`` naming the file."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"authentication policy {path}: cannot read it: {exc}") from exc
+    return parse_policy(document)
 
 
 def sms_sender(settings: Settings) -> SmsSender | None:

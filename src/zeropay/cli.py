@@ -48,19 +48,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
     """Validate an authentication policy file and print what each access point asks."""
-    import tomllib
     from pathlib import Path
 
+    from zeropay.bootstrap import read_policy_file
     from zeropay.domain.errors import ConfigurationError
-    from zeropay.domain.policy import parse_policy
 
     try:
-        document = tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        print(f"policy: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        policy = parse_policy(document)
+        policy = read_policy_file(Path(args.file))
     except ConfigurationError as exc:
         print(exc.message, file=sys.stderr)
         return 2

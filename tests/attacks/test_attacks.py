@@ -180,8 +180,11 @@ def test_the_same_key_with_a_different_amount_is_refused_and_moves_nothing(api, 
     headers = {**payer, "Idempotency-Key": "topup-1"}
     api.client.post("/v1/wallet/topups", headers=headers, json={"amount": 500, "currency": "USD"})
     transfers = ledger_clean(container)
-    for body in ({"amount": 600, "currency": "USD"}, {"amount": 500, "currency": "EUR"},
-                 {"amount": 500, "currency": "USD", "source": "test_card_declined"}):
+    for body in (
+        {"amount": 600, "currency": "USD"},
+        {"amount": 500, "currency": "EUR"},
+        {"amount": 500, "currency": "USD", "source": "test_card_declined"},
+    ):
         r = api.client.post("/v1/wallet/topups", headers=headers, json=body)
         assert (r.status_code, r.json()["code"]) == (422, "idempotency_key_reused"), body
         assert r.headers["content-type"].startswith("application/problem+json")
@@ -192,10 +195,16 @@ def test_the_same_key_with_a_different_amount_is_refused_and_moves_nothing(api, 
 def test_the_same_key_used_by_another_payer_is_their_own_request(api, container):
     ana = api.payer("ana@example.com")
     bob = api.payer("bob@example.com")
-    r1 = api.client.post("/v1/wallet/topups", headers={**ana, "Idempotency-Key": "shared"},
-                         json={"amount": 500, "currency": "USD"})
-    r2 = api.client.post("/v1/wallet/topups", headers={**bob, "Idempotency-Key": "shared"},
-                         json={"amount": 700, "currency": "USD"})
+    r1 = api.client.post(
+        "/v1/wallet/topups",
+        headers={**ana, "Idempotency-Key": "shared"},
+        json={"amount": 500, "currency": "USD"},
+    )
+    r2 = api.client.post(
+        "/v1/wallet/topups",
+        headers={**bob, "Idempotency-Key": "shared"},
+        json={"amount": 700, "currency": "USD"},
+    )
     assert r1.status_code == r2.status_code == 201, r2.text
     assert "idempotent-replayed" not in {k.lower() for k in r2.headers}
     assert r2.json()["id"] != r1.json()["id"]
@@ -270,9 +279,7 @@ def test_fifty_concurrent_confirmations_with_one_key_pay_exactly_once(api, conta
 
 
 @POSTGRES_ONLY
-def test_twenty_concurrent_payments_from_a_wallet_of_ten_spend_exactly_ten(
-    api, container, backend
-):
+def test_twenty_concurrent_payments_from_a_wallet_of_ten_spend_exactly_ten(api, container, backend):
     payer = api.payer(usd=1000)
     merchant = api.merchant()
     payments = [api.payment(merchant, amount=100)["id"] for _ in range(20)]
@@ -285,8 +292,9 @@ def test_twenty_concurrent_payments_from_a_wallet_of_ten_spend_exactly_ten(
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         answers = list(pool.map(confirm, payments))
-    outcome = Counter((a.status_code, a.json().get("code") or a.json().get("status"))
-                      for a in answers)
+    outcome = Counter(
+        (a.status_code, a.json().get("code") or a.json().get("status")) for a in answers
+    )
     assert outcome == {(200, "succeeded"): 10, (402, "insufficient_funds"): 10}, outcome
     assert api.balance(payer) == 0
     paid = sum(_count_transfers_for(container, pid) for pid in payments)
@@ -302,8 +310,12 @@ def test_a_token_replayed_after_logout_is_refused(api):
     assert api.client.get("/v1/me", headers=payer).status_code == 200
     r = api.client.delete("/v1/sessions/current", headers=payer)
     assert r.status_code == 204
-    for method, path in [("GET", "/v1/me"), ("GET", "/v1/wallet"),
-                         ("DELETE", "/v1/sessions/current"), ("GET", "/v1/sessions")]:
+    for method, path in [
+        ("GET", "/v1/me"),
+        ("GET", "/v1/wallet"),
+        ("DELETE", "/v1/sessions/current"),
+        ("GET", "/v1/sessions"),
+    ]:
         r = api.client.request(method, path, headers=payer)
         assert (r.status_code, r.json()["code"]) == (401, "not_authenticated"), path
 
@@ -355,8 +367,10 @@ def _user_ids(container: Any) -> dict[str, str]:
 
 def _set_ciphertext(container: Any, user_id: str, blob: bytes) -> None:
     with container.engine.begin() as c:
-        c.execute(text("UPDATE users SET email_ciphertext = :b WHERE id = :id"),
-                  {"b": blob, "id": user_id})
+        c.execute(
+            text("UPDATE users SET email_ciphertext = :b WHERE id = :id"),
+            {"b": blob, "id": user_id},
+        )
 
 
 def _me_of(api: Any, payer: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -366,9 +380,7 @@ def _me_of(api: Any, payer: dict[str, str]) -> tuple[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("where", ["format", "version", "nonce", "body", "tag"])
-def test_one_changed_byte_of_a_stored_email_makes_me_fail_with_503_not_500(
-    api, container, where
-):
+def test_one_changed_byte_of_a_stored_email_makes_me_fail_with_503_not_500(api, container, where):
     payer = api.payer()
     user_id, _ = _me_of(api, payer)
     blob = bytearray(_user_ids(container)[user_id])
@@ -411,8 +423,9 @@ def _use_the_platform(api: Any) -> None:
     payment = api.payment(merchant, amount=300)
     r = api.client.post(f"/v1/checkout/{payment['id']}/confirm", headers=payer)
     assert r.status_code == 200, r.text
-    r = api.client.post(f"/v1/payments/{payment['id']}/refunds", headers=merchant,
-                        json={"amount": 100})
+    r = api.client.post(
+        f"/v1/payments/{payment['id']}/refunds", headers=merchant, json={"amount": 100}
+    )
     assert r.status_code == 201, r.text
     login(api, "ana@example.com", "wrong guess")
 
@@ -427,9 +440,7 @@ def _use_the_platform(api: Any) -> None:
     ],
     ids=["update_transfers", "delete_transfers", "update_audit", "delete_audit"],
 )
-def test_ledger_transfers_and_the_audit_log_refuse_update_and_delete(
-    api, container, statement
-):
+def test_ledger_transfers_and_the_audit_log_refuse_update_and_delete(api, container, statement):
     _use_the_platform(api)
     with container.engine.connect() as c:
         before = (
@@ -464,8 +475,7 @@ def test_the_audit_chain_verifies_after_normal_use_and_breaks_when_a_row_is_edit
         seq = c.execute(text("SELECT min(seq) FROM audit_log WHERE event = 'factor.failed'"))
         target = seq.scalar_one()
         assert target is not None
-        c.execute(text("UPDATE audit_log SET actor = 'someone-else' WHERE seq = :s"),
-                  {"s": target})
+        c.execute(text("UPDATE audit_log SET actor = 'someone-else' WHERE seq = :s"), {"s": target})
     broken = audit.verify(container.ctx)
     assert broken.entries == report.entries
     assert [b.seq for b in broken.breaks] == [target], broken.breaks
@@ -492,9 +502,7 @@ def test_a_deleted_audit_tail_is_reported_by_the_head(api, container, backend):
     ],
     ids=["wallet_posted", "wallet_pending", "merchant_posted", "negative_counter"],
 )
-def test_a_wallet_cannot_be_driven_negative_by_writing_sql_directly(
-    api, container, statement
-):
+def test_a_wallet_cannot_be_driven_negative_by_writing_sql_directly(api, container, statement):
     _use_the_platform(api)
     with container.engine.connect() as c:
         before = c.execute(text("SELECT * FROM ledger_accounts ORDER BY id")).all()

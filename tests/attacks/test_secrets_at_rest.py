@@ -15,12 +15,25 @@ def _raw_database(container, backend) -> bytes:
     if backend == "sqlite":
         container.engine.dispose()  # checkpoint the WAL into the file
         path = Path(url.database)
-        return path.read_bytes() + (path.with_name(path.name + "-wal").read_bytes()
-                                    if path.with_name(path.name + "-wal").exists() else b"")
+        return path.read_bytes() + (
+            path.with_name(path.name + "-wal").read_bytes()
+            if path.with_name(path.name + "-wal").exists()
+            else b""
+        )
     dump = subprocess.run(
-        ["pg_dump", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U",
-         url.username or "postgres", "--data-only", url.database],
-        capture_output=True, check=True,
+        [
+            "pg_dump",
+            "-h",
+            url.host or "127.0.0.1",
+            "-p",
+            str(url.port or 5432),
+            "-U",
+            url.username or "postgres",
+            "--data-only",
+            url.database,
+        ],
+        capture_output=True,
+        check=True,
     )
     return dump.stdout
 
@@ -39,8 +52,9 @@ def test_no_secret_or_email_is_stored_in_plaintext(api, container, backend):
         assert secret.encode() not in raw, secret
 
 
-def test_an_unknown_email_costs_the_same_password_work_as_a_wrong_password(api, container,
-                                                                          monkeypatch):
+def test_an_unknown_email_costs_the_same_password_work_as_a_wrong_password(
+    api, container, monkeypatch
+):
     api.payer("known@example.com")
     hasher = container.ctx.hasher
     calls: list[str] = []
@@ -56,7 +70,7 @@ def test_an_unknown_email_costs_the_same_password_work_as_a_wrong_password(api, 
     unknown = api.client.post("/v1/sessions", json={**body, "email": "nobody@example.com"})
     after_unknown = list(calls)
     known = api.client.post("/v1/sessions", json={**body, "email": "known@example.com"})
-    after_known = calls[len(after_unknown):]
+    after_known = calls[len(after_unknown) :]
     assert unknown.json() == known.json() and unknown.status_code == known.status_code == 401
     # One full argon2 verification each: a real hash for the account, a dummy one otherwise.
     assert after_unknown == ["burn"] and after_known == ["verify"]

@@ -31,7 +31,9 @@ from support.mfa import CODE, PASSWORD
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-PG_URL = os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_URL = (
+    os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"
 EMAIL = "ana@example.com"
@@ -92,12 +94,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     smtp_port = _free_port()
     mail_dir = tmp_path_factory.mktemp("mail")
     devmail = subprocess.Popen(
-        [BIN / "zeropay", "devmail", "--host", "127.0.0.1", "--port", str(smtp_port),
-         "--dir", str(mail_dir)],
+        [
+            BIN / "zeropay",
+            "devmail",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(smtp_port),
+            "--dir",
+            str(mail_dir),
+        ],
         stdout=subprocess.DEVNULL,
     )
-    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        PG_URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     name = f"zp_e2e_browser_{uuid.uuid4().hex[:8]}"
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
@@ -117,8 +128,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "ZEROPAY_SMTP_PORT": str(smtp_port),
         "ZEROPAY_DEV_MAIL_DIR": str(mail_dir),
     }
-    for unset in ("ZEROPAY_POLICY_PROFILE", "ZEROPAY_AUTH_POLICY", "ZEROPAY_JOBS",
-                  "PROMETHEUS_MULTIPROC_DIR"):
+    for unset in (
+        "ZEROPAY_POLICY_PROFILE",
+        "ZEROPAY_AUTH_POLICY",
+        "ZEROPAY_JOBS",
+        "PROMETHEUS_MULTIPROC_DIR",
+    ):
         env.pop(unset, None)  # the shipped defaults, mail job included
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -188,14 +203,19 @@ def phone(browser: Browser) -> Iterator[Phone]:
     )
     cdp = context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
-    made = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-        "protocol": "ctap2",
-        "transport": "internal",
-        "hasResidentKey": True,
-        "hasUserVerification": True,
-        "isUserVerified": True,
-        "automaticPresenceSimulation": True,
-    }})
+    made = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
     yield Phone(page, cdp, str(made["authenticatorId"]), violations)
     context.close()
 
@@ -282,8 +302,10 @@ def test_sign_up_bind_and_log_in_with_a_passkey_and_without_user_verification_be
 
     # The browser sends an assertion whose UV flag is clear anyway: the server refuses it.
     phone.user_verifies(True)
-    phone.cdp.send("WebAuthn.setResponseOverrideBits",
-                   {"authenticatorId": phone.authenticator_id, "isBadUV": True})
+    phone.cdp.send(
+        "WebAuthn.setResponseOverrideBits",
+        {"authenticatorId": phone.authenticator_id, "isBadUV": True},
+    )
     phone.page.goto(f"{server.url}/login")
     with page.expect_response(lambda r: r.url.endswith("/steps")) as answered:
         page.click("#passkey-login")

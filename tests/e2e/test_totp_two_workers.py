@@ -35,7 +35,9 @@ from support.webauthn_soft import SoftAuthenticator
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-PG_URL = os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_URL = (
+    os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BIN = Path(sys.executable).parent
 PASSWORD = "correct horse battery staple"
 PAIRS_PER_USER = 5  # two users: each login flow start counts against a per-account limit of 20/min
@@ -58,8 +60,9 @@ class Server:
     inbox: SmtpInbox
 
     def workers(self) -> set[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.pid), "-f", "spawn_main"],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.pid), "-f", "spawn_main"], capture_output=True, text=True
+        ).stdout
         return {int(p) for p in out.split()}
 
     def worker_of(self, client_port: int) -> int | None:
@@ -158,8 +161,9 @@ class Phone:
     def __post_init__(self) -> None:
         self.authenticator = SoftAuthenticator(rp_id="localhost", origin=self.server.url)
 
-    def call(self, http: httpx.Client, method: str, path: str, json: Any = None, *,
-             session: bool = True) -> httpx.Response:
+    def call(
+        self, http: httpx.Client, method: str, path: str, json: Any = None, *, session: bool = True
+    ) -> httpx.Response:
         token = self.token if session else None
         headers = {"DPoP": self.key.proof(method, self.server.url + path, access_token=token)}
         if token is not None:
@@ -167,8 +171,13 @@ class Phone:
         return http.request(method, self.server.url + path, json=json, headers=headers)
 
     def step(self, http: httpx.Client, flow_id: str, factor: str, **payload: Any) -> httpx.Response:
-        return self.call(http, "POST", f"/v1/auth/flows/{flow_id}/steps",
-                         {"factor": factor, **payload}, session=False)
+        return self.call(
+            http,
+            "POST",
+            f"/v1/auth/flows/{flow_id}/steps",
+            {"factor": factor, **payload},
+            session=False,
+        )
 
 
 def _mail_code(server: Server, email: str, seen: int) -> tuple[str, int]:
@@ -193,19 +202,44 @@ def _set_up(server: Server, email: str) -> Phone:
     """Sign up, bind the phone (email code + passkey), sign in with two factors on it."""
     phone = Phone(server, email)
     with httpx.Client(timeout=30) as http:
-        flow = _ok(phone.call(http, "POST", "/v1/users",
-                              {"email": email, "password": PASSWORD}, session=False), 201)["flow"]
+        flow = _ok(
+            phone.call(
+                http, "POST", "/v1/users", {"email": email, "password": PASSWORD}, session=False
+            ),
+            201,
+        )["flow"]
         code, seen = _mail_code(server, email, 0)
         phone.token = _ok(phone.step(http, flow["id"], "email_otp", code=code), 201)["token"]
-        flow = _ok(phone.call(http, "POST", "/v1/auth/flows", {
-            "point": "device_registration", "email": email,
-            "device": {"name": "Pixel 9", "platform": "android"}}, session=False), 201)
-        _ok(phone.call(http, "POST", f"/v1/auth/flows/{flow['id']}/codes",
-                       {"factor": "email_otp"}, session=False), 202)
+        flow = _ok(
+            phone.call(
+                http,
+                "POST",
+                "/v1/auth/flows",
+                {
+                    "point": "device_registration",
+                    "email": email,
+                    "device": {"name": "Pixel 9", "platform": "android"},
+                },
+                session=False,
+            ),
+            201,
+        )
+        _ok(
+            phone.call(
+                http,
+                "POST",
+                f"/v1/auth/flows/{flow['id']}/codes",
+                {"factor": "email_otp"},
+                session=False,
+            ),
+            202,
+        )
         code, _ = _mail_code(server, email, seen)
         _ok(phone.step(http, flow["id"], "email_otp", code=code), 200)
-        options = _ok(phone.call(http, "POST", f"/v1/auth/flows/{flow['id']}/passkey-options",
-                                 session=False), 200)["publicKey"]
+        options = _ok(
+            phone.call(http, "POST", f"/v1/auth/flows/{flow['id']}/passkey-options", session=False),
+            200,
+        )["publicKey"]
         credential = phone.authenticator.create(options)
         done = _ok(phone.step(http, flow["id"], "passkey", credential=credential), 201)
         assert done["session"]["device_bound"], done
@@ -218,15 +252,26 @@ def _new_app(phone: Phone, http: httpx.Client) -> tuple[pyotp.TOTP, int]:
     made = _ok(phone.call(http, "POST", "/v1/me/factors/totp", {}), 201)
     app = pyotp.TOTP(made["secret"])
     step = int(time.time()) // 30
-    _ok(phone.call(http, "POST", f"/v1/me/factors/totp/{made['id']}/confirm",
-                   {"code": app.generate_otp(step)}), 204)
+    _ok(
+        phone.call(
+            http,
+            "POST",
+            f"/v1/me/factors/totp/{made['id']}/confirm",
+            {"code": app.generate_otp(step)},
+        ),
+        204,
+    )
     phone.apps.append(app)
     return app, step
 
 
 def _password_done(phone: Phone, http: httpx.Client) -> str:
-    flow = _ok(phone.call(http, "POST", "/v1/auth/flows",
-                          {"point": "login", "email": phone.email}, session=False), 201)
+    flow = _ok(
+        phone.call(
+            http, "POST", "/v1/auth/flows", {"point": "login", "email": phone.email}, session=False
+        ),
+        201,
+    )
     after = _ok(phone.step(http, flow["id"], "password", password=PASSWORD), 200)
     assert "totp" in after["flow"]["next"], after
     return str(flow["id"])
@@ -279,12 +324,16 @@ def test_one_totp_code_sent_to_two_workers_at_once_is_accepted_exactly_once(serv
                 code = app.generate_otp(used + 1)  # the next step: within ±1 of the server's
                 (a, pid_a), (b, pid_b) = _two_workers(server)
                 try:
-                    answers = _at_once([
-                        partial(phone.step, a, flows[0], "totp", code=code),
-                        partial(phone.step, b, flows[1], "totp", code=code),
-                    ])
-                    ports = [r.extensions["network_stream"].get_extra_info("client_addr")[1]
-                             for r in answers]
+                    answers = _at_once(
+                        [
+                            partial(phone.step, a, flows[0], "totp", code=code),
+                            partial(phone.step, b, flows[1], "totp", code=code),
+                        ]
+                    )
+                    ports = [
+                        r.extensions["network_stream"].get_extra_info("client_addr")[1]
+                        for r in answers
+                    ]
                     served = (server.worker_of(ports[0]), server.worker_of(ports[1]))
                 finally:
                     a.close()

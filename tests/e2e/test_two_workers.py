@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 PASSWORD_ONLY_POLICY = Path(__file__).parents[1] / "policies" / "password-only.toml"
-PG_URL = os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_URL = (
+    os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 PAYMENTS = 500
 AFFORDABLE = 100
 PRICE = 300
@@ -83,8 +85,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
 
 
 def _merchant_key(env: dict[str, str]) -> str:
-    out = subprocess.run([BIN / "zeropay", "merchant", "create", "Load Shop"], env=env,
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [BIN / "zeropay", "merchant", "create", "Load Shop"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     import json
 
     return str(json.loads(out.stdout)["api_key"])
@@ -103,13 +110,19 @@ def test_500_concurrent_confirmations_against_a_wallet_for_100_succeed_exactly_1
     with httpx.Client(base_url=url, timeout=60) as http:
         payer = _payer(http, "load@example.com")
         for _ in range(3):
-            r = http.post("/v1/wallet/topups", headers=payer,
-                          json={"amount": AFFORDABLE * PRICE // 3, "currency": "USD"})
+            r = http.post(
+                "/v1/wallet/topups",
+                headers=payer,
+                json={"amount": AFFORDABLE * PRICE // 3, "currency": "USD"},
+            )
             assert r.status_code == 201, r.text
         ids = []
         for i in range(PAYMENTS):
-            r = http.post("/v1/payments", headers=key,
-                          json={"amount": PRICE, "currency": "USD", "description": f"item {i}"})
+            r = http.post(
+                "/v1/payments",
+                headers=key,
+                json={"amount": PRICE, "currency": "USD", "description": f"item {i}"},
+            )
             assert r.status_code == 201, r.text
             ids.append(r.json()["id"])
 
@@ -120,12 +133,15 @@ def test_500_concurrent_confirmations_against_a_wallet_for_100_succeed_exactly_1
 
         with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
             outcomes = Counter(pool.map(confirm, ids))
-        assert outcomes == {(200, "succeeded"): AFFORDABLE,
-                            (402, "insufficient_funds"): PAYMENTS - AFFORDABLE}
+        assert outcomes == {
+            (200, "succeeded"): AFFORDABLE,
+            (402, "insufficient_funds"): PAYMENTS - AFFORDABLE,
+        }
         balances = http.get("/v1/wallet", headers=payer).json()["balances"]
         assert [(b["currency"], b["available"]) for b in balances] == [("USD", 0)]
-    verify = subprocess.run([BIN / "zeropay", "ledger", "verify"], env=env, capture_output=True,
-                            text=True)
+    verify = subprocess.run(
+        [BIN / "zeropay", "ledger", "verify"], env=env, capture_output=True, text=True
+    )
     assert verify.returncode == 0, verify.stdout
 
 
@@ -136,8 +152,9 @@ def test_the_same_idempotency_key_sent_50_times_at_once_makes_one_transfer(serve
         headers = {**payer, "Idempotency-Key": "one-top-up"}
 
         def top_up(_: int) -> tuple[int, str]:
-            r = http.post("/v1/wallet/topups", headers=headers,
-                          json={"amount": 1234, "currency": "USD"})
+            r = http.post(
+                "/v1/wallet/topups", headers=headers, json={"amount": 1234, "currency": "USD"}
+            )
             return r.status_code, r.json().get("code") or r.json()["id"]
 
         with ThreadPoolExecutor(max_workers=SAME_KEY_REQUESTS) as pool:
@@ -148,12 +165,15 @@ def test_the_same_idempotency_key_sent_50_times_at_once_makes_one_transfer(serve
         balances = http.get("/v1/wallet", headers=payer).json()["balances"]
         assert balances[0]["available"] == 1234
         user_id = http.get("/v1/me", headers=payer).json()["id"]
-    engine = create_engine(env["ZEROPAY_DATABASE_URL"].replace(
-        "postgresql://", "postgresql+psycopg://", 1))
+    engine = create_engine(
+        env["ZEROPAY_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+    )
     with engine.connect() as c:
         count = c.execute(
-            text("SELECT count(*) FROM ledger_transfers t JOIN ledger_accounts a "
-                 "ON a.id = t.credit_account_id WHERE t.code = 'topup' AND a.owner_id = :u"),
+            text(
+                "SELECT count(*) FROM ledger_transfers t JOIN ledger_accounts a "
+                "ON a.id = t.credit_account_id WHERE t.code = 'topup' AND a.owner_id = :u"
+            ),
             {"u": user_id},
         ).scalar_one()
     engine.dispose()
@@ -161,8 +181,9 @@ def test_the_same_idempotency_key_sent_50_times_at_once_makes_one_transfer(serve
 
 
 def _workers(supervisor_pid: int) -> set[int]:
-    out = subprocess.run(["pgrep", "-P", str(supervisor_pid), "-f", "spawn_main"],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["pgrep", "-P", str(supervisor_pid), "-f", "spawn_main"], capture_output=True, text=True
+    ).stdout
     return {int(p) for p in out.split()}
 
 

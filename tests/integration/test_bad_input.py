@@ -132,9 +132,7 @@ def test_a_bad_payment_amount_is_refused_and_creates_nothing(
     assert snapshot(container) == before
 
 
-@pytest.mark.parametrize(
-    ("case", "currency", "code"), CURRENCY_CASES, ids=ids(CURRENCY_CASES)
-)
+@pytest.mark.parametrize(("case", "currency", "code"), CURRENCY_CASES, ids=ids(CURRENCY_CASES))
 def test_a_bad_payment_currency_is_refused_and_creates_nothing(
     api, container, world, case, currency, code
 ):
@@ -151,15 +149,15 @@ def test_a_bad_top_up_amount_is_refused_and_funds_nothing(
     api, container, world, case, amount, status, code
 ):
     before = snapshot(container)
-    r = api.client.post("/v1/wallet/topups", headers=world["payer"], json={**TOPUP, "amount": amount})
+    r = api.client.post(
+        "/v1/wallet/topups", headers=world["payer"], json={**TOPUP, "amount": amount}
+    )
     assert_problem(r, status, code)
     assert snapshot(container) == before
     assert api.balance(world["payer"]) == 3000 - 400 - 500
 
 
-@pytest.mark.parametrize(
-    ("case", "currency", "code"), CURRENCY_CASES, ids=ids(CURRENCY_CASES)
-)
+@pytest.mark.parametrize(("case", "currency", "code"), CURRENCY_CASES, ids=ids(CURRENCY_CASES))
 def test_a_bad_top_up_currency_is_refused_and_funds_nothing(
     api, container, world, case, currency, code
 ):
@@ -211,9 +209,12 @@ def test_a_payment_above_the_per_payment_limit_is_refused(api, container, world)
     assert_problem(r, 422, "payment_limit_exceeded")
     assert snapshot(container) == before
     # The limit itself is allowed: the boundary is exactly USD 50.00.
-    assert api.client.post(
-        "/v1/payments", headers=world["merchant"], json={**PAY, "amount": 5000}
-    ).status_code == 201
+    assert (
+        api.client.post(
+            "/v1/payments", headers=world["merchant"], json={**PAY, "amount": 5000}
+        ).status_code
+        == 201
+    )
 
 
 def test_a_declined_top_up_is_refused_and_funds_nothing(api, container, world):
@@ -231,33 +232,92 @@ def test_a_declined_top_up_is_refused_and_funds_nothing(api, container, world):
 
 SHAPE_CASES = [
     # (id, method, path template, body, status, code)
-    ("users_unknown", "POST", "/v1/users",
-     {"email": "new@example.com", "password": PASSWORD, "admin": True}, 422, "unknown_field"),
+    (
+        "users_unknown",
+        "POST",
+        "/v1/users",
+        {"email": "new@example.com", "password": PASSWORD, "admin": True},
+        422,
+        "unknown_field",
+    ),
     ("users_missing", "POST", "/v1/users", {"email": "new@example.com"}, 422, "missing_field"),
     ("users_array", "POST", "/v1/users", [{"email": "a@example.com"}], 422, "invalid_input"),
-    ("sessions_unknown", "POST", "/v1/sessions",
-     {"email": "payer@example.com", "password": PASSWORD, "otp": "1"}, 422, "unknown_field"),
+    (
+        "sessions_unknown",
+        "POST",
+        "/v1/sessions",
+        {"email": "payer@example.com", "password": PASSWORD, "otp": "1"},
+        422,
+        "unknown_field",
+    ),
     ("sessions_missing", "POST", "/v1/sessions", {"password": PASSWORD}, 422, "missing_field"),
     ("topup_unknown", "POST", "/v1/wallet/topups", {**TOPUP, "bonus": 100}, 422, "unknown_field"),
-    ("topup_missing_amount", "POST", "/v1/wallet/topups", {"currency": "USD"}, 422,
-     "missing_field"),
+    (
+        "topup_missing_amount",
+        "POST",
+        "/v1/wallet/topups",
+        {"currency": "USD"},
+        422,
+        "missing_field",
+    ),
     ("topup_missing_currency", "POST", "/v1/wallet/topups", {"amount": 5}, 422, "missing_field"),
-    ("topup_source", "POST", "/v1/wallet/topups", {**TOPUP, "source": "real_card"}, 422,
-     "invalid_input"),
-    ("payment_unknown", "POST", "/v1/payments", {**PAY, "payer_id": "usr_x"}, 422,
-     "unknown_field"),
-    ("payment_missing_description", "POST", "/v1/payments",
-     {"amount": 450, "currency": "USD"}, 422, "missing_field"),
-    ("payment_missing_amount", "POST", "/v1/payments",
-     {"currency": "USD", "description": "x"}, 422, "missing_field"),
-    ("payment_capture_method", "POST", "/v1/payments", {**PAY, "capture_method": "later"}, 422,
-     "invalid_input"),
-    ("capture_unknown", "POST", "/v1/payments/{held}/capture", {"amount": 100, "tip": 1}, 422,
-     "unknown_field"),
-    ("refund_unknown", "POST", "/v1/payments/{paid}/refunds", {"amount": 100, "to": "me"}, 422,
-     "unknown_field"),
-    ("refund_reason_number", "POST", "/v1/payments/{paid}/refunds", {"reason": 5}, 422,
-     "invalid_input"),
+    (
+        "topup_source",
+        "POST",
+        "/v1/wallet/topups",
+        {**TOPUP, "source": "real_card"},
+        422,
+        "invalid_input",
+    ),
+    ("payment_unknown", "POST", "/v1/payments", {**PAY, "payer_id": "usr_x"}, 422, "unknown_field"),
+    (
+        "payment_missing_description",
+        "POST",
+        "/v1/payments",
+        {"amount": 450, "currency": "USD"},
+        422,
+        "missing_field",
+    ),
+    (
+        "payment_missing_amount",
+        "POST",
+        "/v1/payments",
+        {"currency": "USD", "description": "x"},
+        422,
+        "missing_field",
+    ),
+    (
+        "payment_capture_method",
+        "POST",
+        "/v1/payments",
+        {**PAY, "capture_method": "later"},
+        422,
+        "invalid_input",
+    ),
+    (
+        "capture_unknown",
+        "POST",
+        "/v1/payments/{held}/capture",
+        {"amount": 100, "tip": 1},
+        422,
+        "unknown_field",
+    ),
+    (
+        "refund_unknown",
+        "POST",
+        "/v1/payments/{paid}/refunds",
+        {"amount": 100, "to": "me"},
+        422,
+        "unknown_field",
+    ),
+    (
+        "refund_reason_number",
+        "POST",
+        "/v1/payments/{paid}/refunds",
+        {"reason": 5},
+        422,
+        "invalid_input",
+    ),
 ]
 
 
@@ -314,8 +374,7 @@ def test_malformed_json_is_a_400_on_every_route_with_a_body(
 
 
 @pytest.mark.parametrize(("route", "path"), BODY_ROUTES[:4], ids=ids(BODY_ROUTES[:4]))
-def test_an_empty_body_where_one_is_required_is_a_missing_field(api, container, world, route,
-                                                                 path):
+def test_an_empty_body_where_one_is_required_is_a_missing_field(api, container, world, route, path):
     before = snapshot(container)
     headers = {**_auth_for(path, world), "Content-Type": "application/json"}
     r = api.client.post(path, headers=headers, content=b"")
@@ -434,7 +493,9 @@ def test_a_description_with_a_control_or_bidi_character_is_refused(
     api, container, world, case, value
 ):
     before = snapshot(container)
-    r = api.client.post("/v1/payments", headers=world["merchant"], json={**PAY, "description": value})
+    r = api.client.post(
+        "/v1/payments", headers=world["merchant"], json={**PAY, "description": value}
+    )
     assert_problem(r, 422, "invalid_input")
     assert snapshot(container) == before
 
@@ -506,9 +567,7 @@ LENGTH_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "field", "value", "status"), LENGTH_CASES, ids=ids(LENGTH_CASES)
-)
+@pytest.mark.parametrize(("case", "field", "value", "status"), LENGTH_CASES, ids=ids(LENGTH_CASES))
 def test_a_description_of_the_wrong_length_is_refused(
     api, container, world, case, field, value, status
 ):
@@ -521,8 +580,9 @@ def test_a_description_of_the_wrong_length_is_refused(
 @pytest.mark.parametrize("blank", ["   ", "\u3000\u3000"], ids=["spaces", "ideographic"])
 def test_a_description_that_is_blank_after_trimming_is_refused(api, container, world, blank):
     before = snapshot(container)
-    r = api.client.post("/v1/payments", headers=world["merchant"],
-                        json={**PAY, "description": blank})
+    r = api.client.post(
+        "/v1/payments", headers=world["merchant"], json={**PAY, "description": blank}
+    )
     assert_problem(r, 422, "invalid_input")
     assert snapshot(container) == before
 
@@ -621,16 +681,20 @@ BAD_AUTH = [
 ]
 
 
-def _call(api: Any, method: str, path: str, world: dict[str, Any], headers: dict[str, str],
-          body: Any) -> Any:
+def _call(
+    api: Any, method: str, path: str, world: dict[str, Any], headers: dict[str, str], body: Any
+) -> Any:
     kwargs: dict[str, Any] = {"headers": headers}
     if body is not None:
         kwargs["json"] = body
     return api.client.request(method, path.format(**world), **kwargs)
 
 
-@pytest.mark.parametrize(("route", "method", "path", "body"), PAYER_ROUTES + MERCHANT_ROUTES,
-                         ids=ids(PAYER_ROUTES + MERCHANT_ROUTES))
+@pytest.mark.parametrize(
+    ("route", "method", "path", "body"),
+    PAYER_ROUTES + MERCHANT_ROUTES,
+    ids=ids(PAYER_ROUTES + MERCHANT_ROUTES),
+)
 @pytest.mark.parametrize(("case", "authorization"), BAD_AUTH, ids=ids(BAD_AUTH))
 def test_missing_or_forged_credentials_are_refused_on_every_route(
     api, container, world, route, method, path, body, case, authorization
@@ -709,8 +773,9 @@ def test_another_merchants_payment_is_not_found_and_not_leaked(
     problem = assert_problem(r, 404, "not_found")
     assert "Top secret" not in r.text and "777" not in r.text
     assert set(problem) <= {"type", "title", "status", "code", "detail"}
-    r = api.client.request(method, path.format(pid=world["paid"]), **{
-        **kwargs, "headers": world["other_merchant"]})
+    r = api.client.request(
+        method, path.format(pid=world["paid"]), **{**kwargs, "headers": world["other_merchant"]}
+    )
     assert_problem(r, 404, "not_found")
     assert "Paid latte" not in r.text
     assert snapshot(container) == before
@@ -743,9 +808,7 @@ def test_an_unknown_payment_id_is_not_found_for_a_merchant(
 
 @pytest.mark.parametrize(("case", "pid"), UNKNOWN_IDS, ids=ids(UNKNOWN_IDS))
 @pytest.mark.parametrize("action", ["checkout", "confirm"])
-def test_an_unknown_payment_id_is_not_found_for_a_payer(
-    api, container, world, case, pid, action
-):
+def test_an_unknown_payment_id_is_not_found_for_a_payer(api, container, world, case, pid, action):
     before = snapshot(container)
     if action == "checkout":
         r = api.client.get(f"/v1/checkout/{pid}", headers=world["payer"])
@@ -768,8 +831,9 @@ NUL_ROUTES = [
 ]
 
 
-@pytest.mark.parametrize(("route", "method", "path", "body", "who"), NUL_ROUTES,
-                         ids=ids(NUL_ROUTES))
+@pytest.mark.parametrize(
+    ("route", "method", "path", "body", "who"), NUL_ROUTES, ids=ids(NUL_ROUTES)
+)
 def test_an_id_with_a_nul_byte_is_not_found_never_a_500(
     api, container, world, backend, request, route, method, path, body, who
 ):
@@ -779,8 +843,9 @@ def test_an_id_with_a_nul_byte_is_not_found_never_a_500(
 
     before = snapshot(container)
     # As a real server would: an unhandled exception becomes the app's 500 problem.
-    with TestClient(create_app(container), base_url="http://localhost",
-                    raise_server_exceptions=False) as c:
+    with TestClient(
+        create_app(container), base_url="http://localhost", raise_server_exceptions=False
+    ) as c:
         kwargs: dict[str, Any] = {"headers": world[who]}
         if body is not None:
             kwargs["json"] = body
@@ -840,8 +905,7 @@ LIST_QUERIES = [
 
 @pytest.mark.parametrize(("route", "path", "who"), LIST_ROUTES, ids=ids(LIST_ROUTES))
 @pytest.mark.parametrize(("case", "query"), LIST_QUERIES, ids=ids(LIST_QUERIES))
-def test_a_list_limit_out_of_range_is_refused(api, container, world, route, path, who, case,
-                                              query):
+def test_a_list_limit_out_of_range_is_refused(api, container, world, route, path, who, case, query):
     before = snapshot(container)
     r = api.client.get(f"{path}?{query}", headers=world[who])
     assert_problem(r, 422, "invalid_input")
@@ -868,11 +932,11 @@ def test_a_payment_list_cursor_over_40_characters_is_refused(api, world):
 
 
 def test_a_payment_list_cursor_of_another_merchant_does_not_leak_their_payments(api, world):
-    r = api.client.get(f"/v1/payments?starting_after={world['secret']}",
-                       headers=world["merchant"])
+    r = api.client.get(f"/v1/payments?starting_after={world['secret']}", headers=world["merchant"])
     assert r.status_code in (200, 404, 422), r.text
     assert "Top secret" not in r.text and world["secret"] not in r.text.replace(
-        f"starting_after={world['secret']}", "")
+        f"starting_after={world['secret']}", ""
+    )
 
 
 # ---- state ------------------------------------------------------------------------------------
@@ -918,27 +982,30 @@ REGISTRATION_CASES = [
     ("short", {"email": "new@example.com", "password": "short"}, 422, "weak_password"),
     ("seven_chars", {"email": "new@example.com", "password": "abcdefg"}, 422, "weak_password"),
     ("common", {"email": "new@example.com", "password": "password123"}, 422, "weak_password"),
-    ("common_upper", {"email": "new@example.com", "password": "PASSWORD123"}, 422,
-     "weak_password"),
+    ("common_upper", {"email": "new@example.com", "password": "PASSWORD123"}, 422, "weak_password"),
     ("len_1025", {"email": "new@example.com", "password": "x" * 1025}, 422, "weak_password"),
     ("len_4096", {"email": "new@example.com", "password": "x" * 4096}, 422, "weak_password"),
     ("len_4097", {"email": "new@example.com", "password": "x" * 4097}, 422, "invalid_input"),
-    ("password_number", {"email": "new@example.com", "password": 12345678}, 422,
-     "invalid_input"),
+    ("password_number", {"email": "new@example.com", "password": 12345678}, 422, "invalid_input"),
     ("password_null", {"email": "new@example.com", "password": None}, 422, "invalid_input"),
     ("email_no_at", {"email": "not-an-email", "password": PASSWORD}, 422, "invalid_input"),
-    ("email_no_domain_dot", {"email": "a@localhost", "password": PASSWORD}, 422,
-     "invalid_input"),
+    ("email_no_domain_dot", {"email": "a@localhost", "password": PASSWORD}, 422, "invalid_input"),
     ("email_no_local", {"email": "@example.com", "password": PASSWORD}, 422, "invalid_input"),
     ("email_space", {"email": "a b@example.com", "password": PASSWORD}, 422, "invalid_input"),
-    ("email_nul", {"email": "a\u0000@example.com", "password": PASSWORD}, 422,
-     "invalid_input"),
-    ("email_trailing_dot", {"email": "a@example.com.", "password": PASSWORD}, 422,
-     "invalid_input"),
-    ("email_too_long", {"email": "a" * 250 + "@example.com", "password": PASSWORD}, 422,
-     "invalid_input"),
-    ("email_321", {"email": "a" * 309 + "@example.com", "password": PASSWORD}, 422,
-     "invalid_input"),
+    ("email_nul", {"email": "a\u0000@example.com", "password": PASSWORD}, 422, "invalid_input"),
+    ("email_trailing_dot", {"email": "a@example.com.", "password": PASSWORD}, 422, "invalid_input"),
+    (
+        "email_too_long",
+        {"email": "a" * 250 + "@example.com", "password": PASSWORD},
+        422,
+        "invalid_input",
+    ),
+    (
+        "email_321",
+        {"email": "a" * 309 + "@example.com", "password": PASSWORD},
+        422,
+        "invalid_input",
+    ),
     ("email_number", {"email": 5, "password": PASSWORD}, 422, "invalid_input"),
     ("email_empty", {"email": "", "password": PASSWORD}, 422, "invalid_input"),
 ]
@@ -958,8 +1025,13 @@ def test_a_bad_registration_is_refused_and_creates_no_user(
 
 @pytest.mark.parametrize(
     "email",
-    ["payer@example.com", "PAYER@example.com", "  payer@example.com  ", "payer@EXAMPLE.COM",
-     "\uff50ayer@example.com"],
+    [
+        "payer@example.com",
+        "PAYER@example.com",
+        "  payer@example.com  ",
+        "payer@EXAMPLE.COM",
+        "\uff50ayer@example.com",
+    ],
     ids=["same", "upper_local", "padded", "upper_domain", "fullwidth_p"],
 )
 def test_registering_a_taken_email_is_a_409(api, container, world, email):
@@ -996,8 +1068,11 @@ def test_a_bad_login_is_an_authentication_failure_and_makes_no_session(
     [
         ("password_number", {"email": "payer@example.com", "password": 1}, "invalid_input"),
         ("email_list", {"email": ["payer@example.com"], "password": PASSWORD}, "invalid_input"),
-        ("password_too_long", {"email": "payer@example.com", "password": "x" * 4097},
-         "invalid_input"),
+        (
+            "password_too_long",
+            {"email": "payer@example.com", "password": "x" * 4097},
+            "invalid_input",
+        ),
     ],
     ids=["password_number", "email_list", "password_too_long"],
 )
@@ -1013,8 +1088,13 @@ def test_a_login_body_of_the_wrong_type_is_refused(api, container, world, case, 
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("PUT", "/v1/payments"), ("PATCH", "/v1/wallet"), ("DELETE", "/v1/users"),
-     ("GET", "/v1/wallet/topups"), ("GET", "/v1/users")],
+    [
+        ("PUT", "/v1/payments"),
+        ("PATCH", "/v1/wallet"),
+        ("DELETE", "/v1/users"),
+        ("GET", "/v1/wallet/topups"),
+        ("GET", "/v1/users"),
+    ],
 )
 def test_a_wrong_method_is_a_405_problem(api, world, method, path):
     r = api.client.request(method, path, headers=world["payer"])

@@ -65,8 +65,13 @@ def relay(smtp) -> Relay:
 @pytest.fixture
 def container(settings, clock, relay) -> Iterator[Container]:
     """This module's container sends mail through ``relay``."""
-    built = build(settings, clock=clock, keyring=FileKeyRing.ephemeral(),
-                  hasher=Argon2PasswordHasher.cheap_for_tests(), mailer=relay)
+    built = build(
+        settings,
+        clock=clock,
+        keyring=FileKeyRing.ephemeral(),
+        hasher=Argon2PasswordHasher.cheap_for_tests(),
+        mailer=relay,
+    )
     yield built
     built.engine.dispose()
 
@@ -100,17 +105,18 @@ def test_a_lockout_alert_is_emailed_once_to_the_account_address(api, container, 
     assert "locked after 5 failed sign-in attempts" in message.get_payload(decode=True).decode()
 
 
-def test_an_unreachable_mail_server_is_retried_later_with_back_off(api, container, clock, smtp,
-                                                                   relay):
+def test_an_unreachable_mail_server_is_retried_later_with_back_off(
+    api, container, clock, smtp, relay
+):
     inbox, port = smtp
     _signed_up(api, container, inbox, "patient@example.com")
     _lock_out(api, "patient@example.com")
     relay.port = _free_port()  # nothing listens there
     assert mail.deliver_due(container.ctx) == 0
     with container.engine.connect() as c:
-        attempts, error = c.execute(text(
-            "SELECT attempts, last_error FROM outbound_email WHERE sent_at IS NULL"
-        )).one()
+        attempts, error = c.execute(
+            text("SELECT attempts, last_error FROM outbound_email WHERE sent_at IS NULL")
+        ).one()
     assert attempts == 1 and "SMTP delivery failed" in error
     relay.port = port
     assert mail.deliver_due(container.ctx) == 0  # not due yet: the retry waits 30 s
@@ -125,12 +131,17 @@ def test_without_a_mail_server_configured_messages_wait_in_the_outbox(api, conta
     unconfigured = replace(container.ctx, mailer=None)
     assert mail.deliver_due(unconfigured) == 0
     with container.engine.connect() as c:
-        assert c.execute(text("SELECT count(*) FROM outbound_email WHERE sent_at IS NULL")
-                         ).scalar_one() == 1
+        assert (
+            c.execute(
+                text("SELECT count(*) FROM outbound_email WHERE sent_at IS NULL")
+            ).scalar_one()
+            == 1
+        )
 
 
-def test_the_development_mail_server_keeps_mail_and_the_dev_page_shows_it(container, tmp_path,
-                                                                         api_for):
+def test_the_development_mail_server_keeps_mail_and_the_dev_page_shows_it(
+    container, tmp_path, api_for
+):
     from zeropay.adapters.mail import MaildirHandler
 
     port = _free_port()
@@ -142,8 +153,9 @@ def test_the_development_mail_server_keeps_mail_and_the_dev_page_shows_it(contai
         )
     finally:
         controller.stop()
-    dev = Container(replace(container.settings, dev_mail_dir=tmp_path / "mail"),
-                    container.engine, container.ctx)
+    dev = Container(
+        replace(container.settings, dev_mail_dir=tmp_path / "mail"), container.engine, container.ctx
+    )
     shown = api_for(dev).client.get("/dev/mail").json()["data"]
     assert [(m["to"], m["subject"], m["body"].strip()) for m in shown] == [
         ("dev@example.com", "hello", "a body")

@@ -31,7 +31,9 @@ def test_a_new_device_cannot_pay_above_the_ceiling_but_can_pay_below_it(mfa):
     assert refused.status_code == 422, refused.text
     problem = refused.json()
     assert (problem["code"], problem["reason"], problem["limit_minor"]) == (
-        "payment_limit_exceeded", "new_device", 1_000,
+        "payment_limit_exceeded",
+        "new_device",
+        1_000,
     )
     assert _pay(mfa, phone, key.secret, 1_000).status_code == 200
 

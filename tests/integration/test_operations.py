@@ -36,27 +36,36 @@ def test_openapi_lists_the_api_and_the_docs_load_nothing_from_outside(api):
 
 
 def test_a_request_id_is_echoed_or_made_up(api):
-    assert api.client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers[
-        "X-Request-Id"
-    ] == "abc-123"
+    assert (
+        api.client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"]
+        == "abc-123"
+    )
     assert len(api.client.get("/healthz").headers["X-Request-Id"]) == 32
 
 
 def test_no_secret_reaches_the_logs(container, api_for, capsys):
-    verbose = Container(replace(container.settings, log_level="debug"), container.engine,
-                        container.ctx)
+    verbose = Container(
+        replace(container.settings, log_level="debug"), container.engine, container.ctx
+    )
     api = api_for(verbose)
     capsys.readouterr()
     payer = api.payer("secretive@example.com", usd=900)
     merchant = api.merchant()
     payment = api.payment(merchant)
     api.client.post(f"/v1/checkout/{payment['id']}/confirm", headers=payer)
-    api.client.post("/v1/sessions", json={"email": "secretive@example.com", "password": "wrong1234"})
+    api.client.post(
+        "/v1/sessions", json={"email": "secretive@example.com", "password": "wrong1234"}
+    )
     logged = capsys.readouterr()
     everything = logged.out + logged.err
     assert '"route": "/v1/sessions"' in everything  # the logs did capture the requests
-    for secret in ("a long passphrase", "wrong1234", "secretive@example.com",
-                   payer["Authorization"].split()[1], merchant["Authorization"].split()[1]):
+    for secret in (
+        "a long passphrase",
+        "wrong1234",
+        "secretive@example.com",
+        payer["Authorization"].split()[1],
+        merchant["Authorization"].split()[1],
+    ):
         assert secret not in everything
 
 
@@ -68,14 +77,19 @@ def run_cli(monkeypatch, settings, *argv):
     return cli.main(list(argv))
 
 
-def test_ledger_verify_passes_then_names_a_corrupted_account(api, container, settings,
-                                                             monkeypatch, capsys):
+def test_ledger_verify_passes_then_names_a_corrupted_account(
+    api, container, settings, monkeypatch, capsys
+):
     api.payer(usd=900)
     assert run_cli(monkeypatch, settings, "ledger", "verify") == 0
     assert "ledger ok" in capsys.readouterr().out
     with container.engine.begin() as c:
-        c.execute(text("UPDATE ledger_accounts SET debits_posted = debits_posted + 5 "
-                       "WHERE kind = 'funding'"))
+        c.execute(
+            text(
+                "UPDATE ledger_accounts SET debits_posted = debits_posted + 5 "
+                "WHERE kind = 'funding'"
+            )
+        )
     assert run_cli(monkeypatch, settings, "ledger", "verify") == 1
     out = capsys.readouterr().out
     assert "VIOLATION balance_matches_transfers fun_USD_test-funding" in out
@@ -100,7 +114,10 @@ def test_a_due_job_runs_in_exactly_one_of_two_processes(container, clock):
     first = jobs.run_due(ctx, owner="process-a")
     second = jobs.run_due(ctx, owner="process-b")
     assert set(first) == {
-        "expire_holds", "purge_idempotency_keys", "purge_replay_records", "send_email"
+        "expire_holds",
+        "purge_idempotency_keys",
+        "purge_replay_records",
+        "send_email",
     }
     assert second == {}
     clock.advance(seconds=6)  # only the 5-second job is due again
@@ -112,8 +129,11 @@ def test_a_due_job_runs_in_exactly_one_of_two_processes(container, clock):
 def test_a_lease_held_by_a_dead_process_is_taken_over_when_it_runs_out(container, clock):
     ctx = container.ctx
     jobs.register(ctx)
-    assert ctx.run(lambda uow: uow.jobs.lease("expire_holds", owner="dead", now=clock.now(),
-                                              lease=timedelta(seconds=120)))
+    assert ctx.run(
+        lambda uow: uow.jobs.lease(
+            "expire_holds", owner="dead", now=clock.now(), lease=timedelta(seconds=120)
+        )
+    )
     assert "expire_holds" not in jobs.run_due(ctx, owner="alive")
     clock.advance(seconds=121)
     assert "expire_holds" in jobs.run_due(ctx, owner="alive")
@@ -132,13 +152,15 @@ def test_idempotency_keys_are_purged_after_24_hours(api, container, clock):
 
 def test_a_merchant_issues_a_narrow_key_and_a_revoked_key_stops_working(api):
     merchant = api.merchant()
-    r = api.client.post("/v1/api-keys", headers=merchant,
-                        json={"scopes": ["payments:read"], "label": "reporting"})
+    r = api.client.post(
+        "/v1/api-keys", headers=merchant, json={"scopes": ["payments:read"], "label": "reporting"}
+    )
     assert r.status_code == 201, r.text
     narrow = {"Authorization": f"Bearer {r.json()['secret']}"}
     assert api.client.get("/v1/payments", headers=narrow).status_code == 200
-    r = api.client.post("/v1/payments", headers=narrow,
-                        json={"amount": 100, "currency": "USD", "description": "x"})
+    r = api.client.post(
+        "/v1/payments", headers=narrow, json={"amount": 100, "currency": "USD", "description": "x"}
+    )
     assert (r.status_code, r.json()["code"]) == (403, "forbidden")
     listed = api.client.get("/v1/api-keys", headers=merchant).json()["data"]
     assert len(listed) == 2 and all("secret" not in k for k in listed)
@@ -150,39 +172,56 @@ def test_a_merchant_issues_a_narrow_key_and_a_revoked_key_stops_working(api):
     assert (r.status_code, r.json()["code"]) == (422, "invalid_input")
 
 
-def test_a_top_up_is_corrected_by_a_reversing_transfer_once(api, container, settings,
-                                                            monkeypatch, capsys):
+def test_a_top_up_is_corrected_by_a_reversing_transfer_once(
+    api, container, settings, monkeypatch, capsys
+):
     payer = {**api.payer(), "Idempotency-Key": "mistake"}
     r = api.client.post("/v1/wallet/topups", headers=payer, json={"amount": 900, "currency": "USD"})
     transfer_id = r.json()["id"]
-    assert run_cli(monkeypatch, settings, "ledger", "reverse", transfer_id,
-                   "--reason", "duplicate funding") == 0
+    assert (
+        run_cli(
+            monkeypatch, settings, "ledger", "reverse", transfer_id, "--reason", "duplicate funding"
+        )
+        == 0
+    )
     assert api.balance(payer) == 0
-    assert run_cli(monkeypatch, settings, "ledger", "reverse", transfer_id,
-                   "--reason", "again") == 1
+    assert (
+        run_cli(monkeypatch, settings, "ledger", "reverse", transfer_id, "--reason", "again") == 1
+    )
     assert "already reversed" in capsys.readouterr().err
     assert run_cli(monkeypatch, settings, "ledger", "verify") == 0
     history = api.client.get("/v1/wallet/transactions", headers=payer).json()["data"]
-    assert [(h["type"], h["direction"]) for h in history] == [("reversal", "debit"),
-                                                              ("topup", "credit")]
+    assert [(h["type"], h["direction"]) for h in history] == [
+        ("reversal", "debit"),
+        ("topup", "credit"),
+    ]
 
 
-def test_a_reversal_that_would_overdraw_the_wallet_is_refused(api, settings, monkeypatch,
-                                                             capsys):
+def test_a_reversal_that_would_overdraw_the_wallet_is_refused(api, settings, monkeypatch, capsys):
     payer = api.payer()
-    r = api.client.post("/v1/wallet/topups", headers={**payer, "Idempotency-Key": "spent"},
-                        json={"amount": 900, "currency": "USD"})
+    r = api.client.post(
+        "/v1/wallet/topups",
+        headers={**payer, "Idempotency-Key": "spent"},
+        json={"amount": 900, "currency": "USD"},
+    )
     merchant = api.merchant()
     payment = api.payment(merchant, amount=500)
-    assert api.client.post(f"/v1/checkout/{payment['id']}/confirm", headers=payer).status_code == 200
-    assert run_cli(monkeypatch, settings, "ledger", "reverse", r.json()["id"],
-                   "--reason", "chargeback") == 1
+    assert (
+        api.client.post(f"/v1/checkout/{payment['id']}/confirm", headers=payer).status_code == 200
+    )
+    assert (
+        run_cli(
+            monkeypatch, settings, "ledger", "reverse", r.json()["id"], "--reason", "chargeback"
+        )
+        == 1
+    )
     assert "insufficient_funds" in capsys.readouterr().err
     assert api.balance(payer) == 400
 
 
-def test_an_unexpected_failure_is_a_500_problem_that_reveals_nothing(container, monkeypatch,
-                                                                      api_for):
+def test_an_unexpected_failure_is_a_500_problem_that_reveals_nothing(
+    container, monkeypatch, api_for
+):
     from fastapi.testclient import TestClient
 
     from zeropay.api.app import create_app

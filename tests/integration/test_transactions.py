@@ -21,8 +21,12 @@ def test_a_use_case_asked_to_retry_runs_again_on_fresh_data_and_writes_once(engi
 
     def work(connection):
         calls.append(1)
-        connection.execute(text("INSERT INTO merchants (id, name, created_at) "
-                                "VALUES (:id, 'm', CURRENT_TIMESTAMP)"), {"id": f"m{len(calls)}"})
+        connection.execute(
+            text(
+                "INSERT INTO merchants (id, name, created_at) VALUES (:id, 'm', CURRENT_TIMESTAMP)"
+            ),
+            {"id": f"m{len(calls)}"},
+        )
         if len(calls) < 3:
             raise RetryTransaction()
         return len(calls)
@@ -37,8 +41,11 @@ def test_a_domain_error_rolls_back_everything_and_is_not_retried(engine):
 
     def work(connection):
         calls.append(1)
-        connection.execute(text("INSERT INTO merchants (id, name, created_at) "
-                                "VALUES ('m', 'm', CURRENT_TIMESTAMP)"))
+        connection.execute(
+            text(
+                "INSERT INTO merchants (id, name, created_at) VALUES ('m', 'm', CURRENT_TIMESTAMP)"
+            )
+        )
         raise InsufficientFunds("no")
 
     with pytest.raises(InsufficientFunds):
@@ -49,15 +56,19 @@ def test_a_domain_error_rolls_back_everything_and_is_not_retried(engine):
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-def test_a_connection_killed_mid_transaction_is_replaced_and_the_work_runs_again(engine,
-                                                                                 database_url):
+def test_a_connection_killed_mid_transaction_is_replaced_and_the_work_runs_again(
+    engine, database_url
+):
     admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
     calls = []
 
     def work(connection):
         calls.append(1)
-        connection.execute(text("INSERT INTO merchants (id, name, created_at) "
-                                "VALUES ('m', 'm', CURRENT_TIMESTAMP)"))
+        connection.execute(
+            text(
+                "INSERT INTO merchants (id, name, created_at) VALUES ('m', 'm', CURRENT_TIMESTAMP)"
+            )
+        )
         if len(calls) == 1:
             pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
             with admin.connect() as a:

@@ -149,8 +149,9 @@ class Mfa:
         r = self.start(device, "device_registration", email=email, device=device.info())
         assert r.status_code == 201, r.text
         flow = r.json()
-        r = device.call("POST", f"/v1/auth/flows/{flow['id']}/codes", {"factor": "email_otp"},
-                        token="")
+        r = device.call(
+            "POST", f"/v1/auth/flows/{flow['id']}/codes", {"factor": "email_otp"}, token=""
+        )
         assert r.status_code == 202, r.text
         r = self.step(device, flow["id"], "email_otp", code=self.code_for(email))
         assert r.status_code == 200, r.text
@@ -170,8 +171,9 @@ class Mfa:
         r = requester.call("POST", f"/v1/auth/flows/{flow_id}/approval", token="")
         assert r.status_code == 200, r.text
         number = r.json()["approval"]["number"]
-        r = approver.call("POST", f"/v1/me/approvals/{flow_id}",
-                          {"decision": "approve", "number": number})
+        r = approver.call(
+            "POST", f"/v1/me/approvals/{flow_id}", {"decision": "approve", "number": number}
+        )
         assert r.status_code == 204, r.text
 
     def passkey_login(self, device: Device, email: str | None = None, **get: Any) -> Any:
@@ -200,7 +202,8 @@ class Mfa:
         assert r.status_code == 201, r.text
         made = r.json()
         app = pyotp.TOTP(made["secret"])
-        r = device.call("POST", f"/v1/me/factors/totp/{made['id']}/confirm",
-                        {"code": app.at(self.now())})
+        r = device.call(
+            "POST", f"/v1/me/factors/totp/{made['id']}/confirm", {"code": app.at(self.now())}
+        )
         assert r.status_code == 204, r.text
         return app

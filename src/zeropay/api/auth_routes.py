@@ -127,6 +127,12 @@ def _set_session_cookies(ctx: AppContext, response: JSONResponse, token: str, cs
         )
 
 
+def clear_session_cookies(response: Response) -> None:
+    """Expire both session cookies (same attributes, or the browser keeps them)."""
+    for name, http_only in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
+        response.delete_cookie(name, path="/", secure=True, httponly=http_only, samesite="strict")
+
+
 # ---- flows --------------------------------------------------------------------------------------
 
 
@@ -274,6 +280,13 @@ def recovery_codes(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
     return {"codes": enrollment.new_recovery_codes(ctx, session)}
 
 
+@router.delete("/v1/me/recovery-codes", status_code=204, tags=["factors"])
+def remove_recovery_codes(ctx: Ctx, session: CurrentSession) -> Response:
+    """Every recovery code stops working (needs a recent strong sign-in)."""
+    enrollment.remove_recovery_codes(ctx, session)
+    return Response(status_code=204)
+
+
 @router.get("/v1/security-questions", tags=["factors"])
 def list_questions() -> dict[str, Any]:
     return {
@@ -285,6 +298,13 @@ def list_questions() -> dict[str, Any]:
 @router.put("/v1/me/security-questions", status_code=204, tags=["factors"])
 def set_answers(ctx: Ctx, session: CurrentSession, body: AnswersIn) -> Response:
     enrollment.set_security_answers(ctx, session, body.answers)
+    return Response(status_code=204)
+
+
+@router.delete("/v1/me/security-questions", status_code=204, tags=["factors"])
+def remove_answers(ctx: Ctx, session: CurrentSession) -> Response:
+    """The security answers are deleted (needs a recent strong sign-in)."""
+    enrollment.remove_security_answers(ctx, session)
     return Response(status_code=204)
 
 

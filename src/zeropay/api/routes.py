@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from zeropay.api import render
-from zeropay.api.auth_routes import outcome_response
+from zeropay.api.auth_routes import clear_session_cookies, outcome_response
 from zeropay.api.deps import (
     Ctx,
     CurrentMerchant,
@@ -96,7 +96,9 @@ def list_sessions(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
 @router.delete("/v1/sessions/current", status_code=204, tags=["payer"])
 def logout(ctx: Ctx, session: CurrentSession) -> Response:
     accounts.logout(ctx, session)
-    return Response(status_code=204)
+    response = Response(status_code=204)
+    clear_session_cookies(response)
+    return response
 
 
 @router.delete("/v1/sessions/{session_id}", status_code=204, tags=["payer"])

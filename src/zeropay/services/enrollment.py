@@ -57,6 +57,21 @@ def _added(ctx: AppContext, uow: UnitOfWork, session: Session, what: str, subjec
     )
 
 
+def _removed(
+    ctx: AppContext, uow: UnitOfWork, session: Session, what: str, subject: str, kind: str
+) -> None:
+    audit.record(ctx, uow, "factor.removed", actor=session.user_id, subject=subject, kind=kind)
+    notices.alert(
+        ctx,
+        uow,
+        user_id=session.user_id,
+        kind="factor.removed",
+        subject="ZeroPay: a sign-in method was removed",
+        body=f"A sign-in method ({what}) was removed from your account. "
+        "If this wasn't you, change your password and review your devices.",
+    )
+
+
 # ---- TOTP ---------------------------------------------------------------------------------------
 
 
@@ -188,7 +203,7 @@ def confirm_passkey(
 ) -> str:
     _sensitive(ctx, session)
     pending = _pending(ctx, session, authenticator_id, AuthenticatorKind.PASSKEY)
-    name = parse_label(label, field="label", default="Passkey")
+    name = parse_label(label, field="label", default=pending.label)
     assert pending.pending_secret is not None
     made = passkeys.verify_registration(
         ctx.relying_party,
@@ -203,6 +218,7 @@ def confirm_passkey(
             credential_id=made.credential_id,
             public_key=made.public_key,
             sign_count=made.sign_count,
+            label=name,
         ):
             raise Conflict("this passkey is registered already", reason="not_pending")
         _added(ctx, uow, session, f"passkey '{name}'", pending.id)
@@ -331,6 +347,30 @@ def set_security_answers(ctx: AppContext, session: Session, answers: object) -> 
     ctx.run(work)
 
 
+def remove_recovery_codes(ctx: AppContext, session: Session) -> None:
+    """Every recovery code stops working; 404 when there were none."""
+    _sensitive(ctx, session)
+
+    def work(uow: UnitOfWork) -> None:
+        if not uow.authenticators.replace_recovery_codes(session.user_id, [], ctx.now()):
+            raise NotFound("there are no recovery codes to remove")
+        _removed(ctx, uow, session, "recovery codes", session.user_id, "recovery_code")
+
+    ctx.run(work)
+
+
+def remove_security_answers(ctx: AppContext, session: Session) -> None:
+    """The security answers are deleted; 404 when there were none."""
+    _sensitive(ctx, session)
+
+    def work(uow: UnitOfWork) -> None:
+        if not uow.authenticators.set_security_answers(session.user_id, {}, ctx.now()):
+            raise NotFound("there are no security answers to remove")
+        _removed(ctx, uow, session, "security questions", session.user_id, "security_question")
+
+    ctx.run(work)
+
+
 # ---- listing and removing ------------------------------------------------------------------------
 
 
@@ -368,23 +408,7 @@ def remove_authenticator(ctx: AppContext, session: Session, authenticator_id: ob
             raise NotFound("no such authenticator")
         if not uow.authenticators.remove(found.id, ctx.now()):
             raise NotFound("no such authenticator")
-        audit.record(
-            ctx,
-            uow,
-            "factor.removed",
-            actor=session.user_id,
-            subject=found.id,
-            kind=found.kind.value,
-        )
-        notices.alert(
-            ctx,
-            uow,
-            user_id=session.user_id,
-            kind="factor.removed",
-            subject="ZeroPay: a sign-in method was removed",
-            body=f"A sign-in method ({found.label}) was removed from your account. "
-            "If this wasn't you, change your password and review your devices.",
-        )
+        _removed(ctx, uow, session, found.label, found.id, found.kind.value)
 
     ctx.run(work)
 

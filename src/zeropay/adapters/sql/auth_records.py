@@ -306,6 +306,7 @@ class AuthenticatorRepository(_Repo):
         public_key: bytes | None = None,
         sign_count: int = 0,
         last_step: int | None = None,
+        label: str | None = None,
     ) -> bool:
         """Pending to active, once: the confirmation that wins a race is the only one."""
         x = t.authenticators.c
@@ -316,6 +317,8 @@ class AuthenticatorRepository(_Repo):
             "pending_expires_at": None,
             "last_step": last_step,
         }
+        if label is not None:
+            values["label"] = label
         if credential_id is not None:
             values.update(credential_id=credential_id, public_key=public_key, sign_count=sign_count)
         try:
@@ -365,12 +368,18 @@ class AuthenticatorRepository(_Repo):
             values["sign_count"] = sign_count
         self.c.execute(update(t.authenticators).where(x.id == authenticator_id).values(**values))
 
-    def replace_recovery_codes(self, user_id: str, hashes: list[bytes], now: datetime) -> None:
-        self.c.execute(delete(t.recovery_codes).where(t.recovery_codes.c.user_id == user_id))
-        self.c.execute(
-            insert(t.recovery_codes),
-            [{"user_id": user_id, "code_hash": h, "created_at": now} for h in hashes],
-        )
+    def replace_recovery_codes(self, user_id: str, hashes: list[bytes], now: datetime) -> int:
+        """Put these codes in place of the user's codes (none: remove them); the number of
+        codes there were before."""
+        gone = self.c.execute(
+            delete(t.recovery_codes).where(t.recovery_codes.c.user_id == user_id)
+        ).rowcount
+        if hashes:
+            self.c.execute(
+                insert(t.recovery_codes),
+                [{"user_id": user_id, "code_hash": h, "created_at": now} for h in hashes],
+            )
+        return gone
 
     def use_recovery_code(self, user_id: str, code_hash: bytes, now: datetime) -> bool:
         x = t.recovery_codes.c
@@ -388,16 +397,20 @@ class AuthenticatorRepository(_Repo):
         ).all()
         return len(rows)
 
-    def set_security_answers(self, user_id: str, answers: dict[str, str], now: datetime) -> None:
+    def set_security_answers(self, user_id: str, answers: dict[str, str], now: datetime) -> int:
+        """Put these answers in place of the user's answers (none: remove them); the number of
+        answers there were before."""
         x = t.security_answers.c
-        self.c.execute(delete(t.security_answers).where(x.user_id == user_id))
-        self.c.execute(
-            insert(t.security_answers),
-            [
-                {"user_id": user_id, "question_id": q, "answer_hash": h, "created_at": now}
-                for q, h in sorted(answers.items())
-            ],
-        )
+        gone = self.c.execute(delete(t.security_answers).where(x.user_id == user_id)).rowcount
+        if answers:
+            self.c.execute(
+                insert(t.security_answers),
+                [
+                    {"user_id": user_id, "question_id": q, "answer_hash": h, "created_at": now}
+                    for q, h in sorted(answers.items())
+                ],
+            )
+        return gone
 
     def security_answers(self, user_id: str) -> dict[str, str]:
         x = t.security_answers.c
