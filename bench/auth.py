@@ -1261,7 +1261,9 @@ def run(*, quick: bool, out: Path | None = None) -> int:
             "seed_seconds": seed_s,
             "passkey_login": passkey,
             "password_totp_login": totp,
-            "reference_keycloak_password_logins_per_s_per_vcpu": KEYCLOAK_PASSWORD_LOGINS_PER_S_PER_VCPU,
+            "reference_keycloak_password_logins_per_s_per_vcpu": (
+                KEYCLOAK_PASSWORD_LOGINS_PER_S_PER_VCPU
+            ),
             "argon2_alone": argon,
             "dpop_http": {
                 "endpoint": "GET /v1/me",
