@@ -708,19 +708,20 @@ def test_forty_parallel_totp_guesses_reach_the_seed_at_most_five_times(mfa, cloc
 
 def test_two_first_failures_of_a_factor_at_once_are_both_counted(mfa, clock, monkeypatch):
     # The lockout counts an attempt before checking it, in a transaction that locks the
-    # factor's row. The first failure has no row to lock yet: here the first reader is held up
-    # (as a busy server might) while a second attempt reads, counts and commits.
+    # factor's row. The first failure has no row to lock yet unless it creates one: here the
+    # first reader is held up (as a busy server might) while a second attempt tries to read,
+    # count and commit; it must wait for the first and count on top of it.
     phone, app = _totp_user(mfa, clock)
     user_id = _user_id(phone)
     attacker = mfa.device("Attacker laptop", "linux")
     flows = [_password_done(mfa, attacker) for _ in range(2)]
-    real_state = AccountRepository.factor_state
+    real_state = AccountRepository.lock_factor_state
     readers: list[int] = []
     guard = threading.Lock()
 
-    def slow_first_reader(self: Any, user: str, factor: str, *, lock: bool = False) -> Any:
-        state = real_state(self, user, factor, lock=lock)
-        if lock and factor == "totp":
+    def slow_first_reader(self: Any, user: str, factor: str, now: Any) -> Any:
+        state = real_state(self, user, factor, now)
+        if factor == "totp":
             with guard:
                 readers.append(1)
                 first = len(readers) == 1
@@ -728,7 +729,7 @@ def test_two_first_failures_of_a_factor_at_once_are_both_counted(mfa, clock, mon
                 time.sleep(0.5)
         return state
 
-    monkeypatch.setattr(AccountRepository, "factor_state", slow_first_reader)
+    monkeypatch.setattr(AccountRepository, "lock_factor_state", slow_first_reader)
     step = _step_of(mfa)
     valid = {app.generate_otp(s) for s in range(step - 1, step + 2)}
     guesses = [g for g in ("000001", "000002", "000003") if g not in valid][:2]

@@ -48,7 +48,7 @@ def guarded(ctx: AppContext, *, user_id: str, factor: str, check: Callable[[], T
 
 def _reserve(ctx: AppContext, uow: UnitOfWork, user_id: str, factor: str) -> Reservation:
     now = ctx.now()
-    state = uow.accounts.factor_state(user_id, factor, lock=True)
+    state = uow.accounts.lock_factor_state(user_id, factor, now)
     try:
         check_usable(state, now)
     except FactorLocked:
@@ -62,11 +62,12 @@ def _reserve(ctx: AppContext, uow: UnitOfWork, user_id: str, factor: str) -> Res
 
 
 def _succeed(ctx: AppContext, uow: UnitOfWork, user_id: str, factor: str) -> None:
-    current = uow.accounts.factor_state(user_id, factor, lock=True)
+    now = ctx.now()
+    current = uow.accounts.lock_factor_state(user_id, factor, now)
     if current.locked_permanently:
         # Another attempt's failure made the lock permanent while this one was being checked.
         raise FactorLocked("this factor is locked until the account is recovered", permanent=True)
-    uow.accounts.save_factor_state(user_id, factor, register_success(current), ctx.now())
+    uow.accounts.save_factor_state(user_id, factor, register_success(current), now)
 
 
 _ALERTS = {

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -569,12 +571,20 @@ class AccountRepository(_Repo):
             .values(email_verified_at=now)
         )
 
-    def factor_state(self, user_id: str, factor: str, *, lock: bool = False) -> FactorState:
+    def lock_factor_state(self, user_id: str, factor: str, now: datetime) -> FactorState:
+        """The factor's failure count, its row locked until commit. The row is created first when
+        missing, so the very first failures of a factor also queue on one lock (a FOR UPDATE
+        that finds no row locks nothing, and two first failures would both count one)."""
         x = t.factor_states.c
+        fresh = {"failures": 0, "locks": 0, "locked_until": None, "locked_permanently": 0}
+        upsert = pg_insert if self._locking else sqlite_insert
+        self.c.execute(
+            upsert(t.factor_states)
+            .values(user_id=user_id, factor=factor, updated_at=now, **fresh)
+            .on_conflict_do_nothing(index_elements=["user_id", "factor"])
+        )
         stmt = select(t.factor_states).where(x.user_id == user_id, x.factor == factor)
-        row = self.c.execute(self._for_update(stmt) if lock else stmt).first()
-        if row is None:
-            return FactorState()
+        row = self.c.execute(self._for_update(stmt)).one()
         return FactorState(
             failures=row.failures,
             locks=row.locks,
@@ -585,25 +595,19 @@ class AccountRepository(_Repo):
     def save_factor_state(
         self, user_id: str, factor: str, state: FactorState, now: datetime
     ) -> None:
+        """Write the state of a factor read with ``lock_factor_state`` in this transaction."""
         x = t.factor_states.c
-        values = {
-            "failures": state.failures,
-            "locks": state.locks,
-            "locked_until": state.locked_until,
-            "locked_permanently": int(state.locked_permanently),
-            "updated_at": now,
-        }
-        result = self.c.execute(
-            update(t.factor_states).where(x.user_id == user_id, x.factor == factor).values(**values)
+        self.c.execute(
+            update(t.factor_states)
+            .where(x.user_id == user_id, x.factor == factor)
+            .values(
+                failures=state.failures,
+                locks=state.locks,
+                locked_until=state.locked_until,
+                locked_permanently=int(state.locked_permanently),
+                updated_at=now,
+            )
         )
-        if result.rowcount == 0:
-            try:
-                with self.c.begin_nested():
-                    self.c.execute(
-                        insert(t.factor_states).values(user_id=user_id, factor=factor, **values)
-                    )
-            except IntegrityError as exc:
-                raise RetryTransaction() from exc
 
     def notify(
         self, *, notification_id: str, user_id: str, kind: str, body: str, now: datetime
