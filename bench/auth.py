@@ -342,6 +342,7 @@ class AuthServer:
             "ZEROPAY_SMTP_PORT": str(smtp_port),
             "ZEROPAY_RP_ID": "localhost",
             "ZEROPAY_RP_ORIGINS": self.origin,
+            "ZEROPAY_PUBLIC_ORIGINS": self.url,  # what the load addresses and signs
             "ZEROPAY_LOG_LEVEL": "warning",
         }
         self.log = workdir / f"server-{self.port}.log"
@@ -887,7 +888,7 @@ def dpop_micro(env: dict[str, str], base_url: str, bound: dict[str, Any], n: int
             verify_dpop_claims(
                 device_keys._claims(payload, jkt),
                 expected_method="GET",
-                expected_url=url,
+                expected_urls=[url],
                 expected_jkt=jkt,
                 expected_ath=ath,
                 now=ctx.now(),
@@ -908,7 +909,7 @@ def dpop_micro(env: dict[str, str], base_url: str, bound: dict[str, Any], n: int
         fresh = [key.proof("GET", url, access_token=token) for _ in range(n)]
         full = _timed_us(
             lambda p: device_keys.verify_proof(
-                ctx, p, method="GET", url=url, expected_jkt=jkt, expected_ath=ath
+                ctx, p, method="GET", path="/v1/me", expected_jkt=jkt, expected_ath=ath
             ),
             fresh,
         )

@@ -213,6 +213,7 @@ def mfa_container(
         smtp_host="127.0.0.1",
         smtp_port=smtp_inbox.port,
         dev_sms_file=tmp_path / "sms.jsonl",
+        public_origins=("http://localhost",),  # the test client's base URL
     )
     built = build(
         configured,

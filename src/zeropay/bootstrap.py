@@ -115,6 +115,7 @@ def build(
         auth_policy=load_auth_policy(settings),
         relying_party=RelyingParty(rp_id=settings.rp_id, origins=settings.rp_origins),
         sms=sms if sms is not None else sms_sender(settings),
+        public_origins=settings.public_origins or settings.rp_origins,
     )
     return Container(settings=settings, engine=engine, ctx=ctx)
 

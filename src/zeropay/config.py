@@ -58,6 +58,9 @@ class Settings:
     auth_policy_file: Path | None = None  # unset: the shipped zeropay/policies/default.toml
     rp_id: str = "localhost"  # WebAuthn relying party id
     rp_origins: tuple[str, ...] = ("http://localhost:8000",)
+    # The origins clients address the API by; a DPoP proof's htu must name one of them (the
+    # Host header is the client's to choose). Unset: the RP origins.
+    public_origins: tuple[str, ...] = ()
     sms_gateway_url: str | None = None  # an HTTP SMS provider; unset: the dev sink below
     sms_gateway_token: str | None = field(default=None, repr=False)
     dev_sms_file: Path | None = None  # set: texts go to this file, shown at GET /dev/sms
@@ -104,14 +107,15 @@ class Settings:
             log_level=g("ZEROPAY_LOG_LEVEL", "info"),
             auth_policy_file=Path(p) if (p := g("ZEROPAY_AUTH_POLICY")) else None,
             rp_id=g("ZEROPAY_RP_ID", cls.rp_id),
-            rp_origins=_origins(g("ZEROPAY_RP_ORIGINS")) or cls.rp_origins,
+            rp_origins=_origins(g("ZEROPAY_RP_ORIGINS"), "ZEROPAY_RP_ORIGINS") or cls.rp_origins,
+            public_origins=_origins(g("ZEROPAY_PUBLIC_ORIGINS"), "ZEROPAY_PUBLIC_ORIGINS"),
             sms_gateway_url=g("ZEROPAY_SMS_GATEWAY_URL") or None,
             sms_gateway_token=g("ZEROPAY_SMS_GATEWAY_TOKEN") or None,
             dev_sms_file=Path(f) if (f := g("ZEROPAY_DEV_SMS_FILE")) else None,
         )
 
 
-def _origins(raw: str | None) -> tuple[str, ...]:
+def _origins(raw: str | None, name: str) -> tuple[str, ...]:
     """Comma-separated origins, each scheme://host[:port] with no path."""
     if not raw:
         return ()
@@ -119,5 +123,5 @@ def _origins(raw: str | None) -> tuple[str, ...]:
     for origin in out:
         scheme, _, rest = origin.partition("://")
         if scheme not in {"http", "https"} or not rest or "/" in rest:
-            raise ConfigError(f"ZEROPAY_RP_ORIGINS: {origin!r} is not an origin")
+            raise ConfigError(f"{name}: {origin!r} is not an origin")
     return out

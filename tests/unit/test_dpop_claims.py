@@ -45,7 +45,7 @@ PROOF = DPoPClaims(
 def verify(claims: DPoPClaims = PROOF, **expected: object) -> DPoPClaims:
     arguments: dict[str, object] = {
         "expected_method": "POST",
-        "expected_url": URL,
+        "expected_urls": [URL],
         "expected_jkt": JKT,
         "expected_ath": access_token_hash(TOKEN),
         "now": NOW,
@@ -120,7 +120,14 @@ def test_query_fragment_and_host_case_do_not_matter_to_the_url(htu):
 
 
 def test_the_query_of_the_request_url_does_not_matter_either():
-    verify(expected_url=URL + "?page=2")
+    verify(expected_urls=[URL + "?page=2"])
+
+
+def test_any_one_of_the_servers_origins_is_accepted_and_no_other():
+    other = "https://pay.zeropay.example/v1/payments"
+    verify(expected_urls=[other, URL])
+    assert reason_for(PROOF, expected_urls=[other]) == "htu"
+    assert reason_for(PROOF, expected_urls=[]) == "htu"
 
 
 def test_htu_of_keeps_scheme_host_and_path_only():

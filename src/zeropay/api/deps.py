@@ -83,7 +83,7 @@ def current_session(
             ctx,
             _proof_header(request),
             method=request.method,
-            url=str(request.url),
+            path=request.url.path,
             expected_jkt=session.jkt,
             expected_ath=None if from_cookie else access_token_hash(token),
         )
@@ -111,7 +111,7 @@ def requester(
     raw = _proof_header(request)
     proof: VerifiedProof | None = getattr(request.state, "dpop_proof", None)
     if proof is None and raw is not None:
-        proof = verify_proof(ctx, raw, method=request.method, url=str(request.url))
+        proof = verify_proof(ctx, raw, method=request.method, path=request.url.path)
     host = request.client.host if request.client else ""
     return Requester(
         proof=proof, ip=host, user_agent=(user_agent or "")[: bounds.USER_AGENT_LENGTH_MAX]

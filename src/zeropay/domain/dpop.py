@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
@@ -85,7 +85,7 @@ def verify_dpop_claims(
     claims: DPoPClaims,
     *,
     expected_method: str,
-    expected_url: str,
+    expected_urls: Collection[str],
     expected_jkt: str | None,
     expected_ath: str | None,
     now: datetime,
@@ -96,7 +96,7 @@ def verify_dpop_claims(
         raise ProofInvalid("the DPoP proof's jti is missing or too short", reason="jti")
     if claims.htm != expected_method.upper():
         raise ProofInvalid("the DPoP proof was made for another method", reason="htm")
-    if htu_of(claims.htu) != htu_of(expected_url):
+    if htu_of(claims.htu) not in {htu_of(url) for url in expected_urls}:
         raise ProofInvalid("the DPoP proof was made for another URL", reason="htu")
     # Otherwise a proof captured once could be used for ever.
     if abs(now - claims.iat) > timedelta(seconds=window_s):

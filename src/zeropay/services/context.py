@@ -57,6 +57,8 @@ class AppContext:
     auth_policy: AuthPolicy | None = None  # bootstrap loads it from the policy file
     relying_party: RelyingParty = field(default_factory=RelyingParty)
     sms: SmsSender | None = None
+    # The origins clients reach the API at: a DPoP proof's htu names one of them.
+    public_origins: tuple[str, ...] = ("http://localhost:8000",)
 
     @property
     def policy(self) -> AuthPolicy:

@@ -98,7 +98,7 @@ def verify_proof(
     proof: str | None,
     *,
     method: str,
-    url: str,
+    path: str,
     expected_jkt: str | None = None,
     expected_ath: str | None = None,
 ) -> VerifiedProof:
@@ -109,7 +109,8 @@ def verify_proof(
     claims = verify_dpop_claims(
         _claims(payload, jkt),
         expected_method=method,
-        expected_url=url,
+        # This server's own origins, never the request's Host header (the client's to choose).
+        expected_urls=[origin + path for origin in ctx.public_origins],
         expected_jkt=expected_jkt,
         expected_ath=expected_ath,
         now=ctx.now(),
