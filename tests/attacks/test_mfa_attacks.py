@@ -945,6 +945,27 @@ def test_a_flow_for_an_unknown_email_looks_like_one_for_an_account_with_extra_fa
     assert _shape(known.json()) == _shape(ghost.json())
 
 
+def test_a_login_by_address_names_no_passkey_before_a_factor_has_proven_the_person(mfa):
+    _bound_user(mfa)  # a passkey on a bound phone
+    stranger = mfa.device("Stranger", "linux")
+    flow = mfa.start(stranger, "login", email=VICTIM).json()
+    r = stranger.call("POST", f"/v1/auth/flows/{flow['id']}/passkey-options", token="")
+    assert r.status_code == 200, r.text
+    assert not r.json()["publicKey"].get("allowCredentials"), r.text
+
+
+def test_a_flow_for_an_unknown_address_signs_no_one_in_even_with_a_real_passkey(mfa):
+    # A flow for an unknown address has no user; a passkey login without an address names its
+    # user from the credential. The two must not mix: an attacker's own valid passkey answered
+    # in a decoy flow must not sign anyone in.
+    phone = _bound_user(mfa)
+    logins = _events(mfa, "login.succeeded")
+    r = mfa.passkey_login(phone, "nobody@example.com")
+    assert _problem(r)[:2] == (401, "authentication_failed"), r.text
+    assert _events(mfa, "login.succeeded") == logins
+    assert mfa.passkey_login(phone, VICTIM).status_code == 201  # the same passkey, its address
+
+
 def test_the_21st_login_flow_in_a_minute_is_refused_alike_for_known_and_unknown_emails(mfa):
     owner = mfa.device()
     mfa.sign_up(owner, VICTIM)

@@ -31,6 +31,7 @@ from zeropay.api.app import create_app
 from zeropay.bootstrap import build
 from zeropay.config import Settings
 from zeropay.domain.errors import ConfigurationError
+from zeropay.domain.policy import AccessPoint
 from zeropay.services import mail
 
 EMAIL = "ana@example.com"
@@ -114,7 +115,12 @@ def _user_id(device: Device) -> str:
 
 
 def _login_paths(mfa: Mfa, device: Device, email: str = EMAIL) -> list[list[str]]:
-    return list(_start(mfa, device, email=email)["paths"])
+    """The paths a login offers this user once the password has proven who it is."""
+    return list(_password_done(mfa, device, email)["paths"])
+
+
+def _policy_paths(mfa: Mfa, point: str) -> list[list[str]]:
+    return [[f.value for f in p] for p in mfa.container.ctx.policy.point(AccessPoint(point)).paths]
 
 
 def _password_done(mfa: Mfa, device: Device, email: str = EMAIL) -> dict[str, Any]:
@@ -251,9 +257,12 @@ def test_a_password_then_a_mailed_code_logs_in_on_another_device(mfa):
     _signed_up(mfa)
     laptop = mfa.device("Laptop", "linux")
     flow = _start(mfa, laptop, email=EMAIL)
-    assert flow["paths"] == [["password", "email_otp"]] and flow["next"] == ["password"]
+    # Before a factor proves who is there, every address is offered the policy's paths.
+    assert flow["paths"] == _policy_paths(mfa, "login")
+    assert flow["next"] == ["passkey", "password"]
     r = mfa.step(laptop, flow["id"], "password", password=PASSWORD)
     assert r.status_code == 200, r.text
+    assert r.json()["flow"]["paths"] == [["password", "email_otp"]]
     assert r.json()["flow"]["next"] == ["email_otp"] and "token" not in r.json()
     _send_code(laptop, flow["id"])
     r = mfa.step(laptop, flow["id"], "email_otp", code=mfa.code_for(EMAIL))
@@ -309,15 +318,12 @@ def test_a_login_offers_exactly_the_policy_paths_whose_factors_the_user_holds(mf
         "sms_otp",
         "totp",
     ]
-    # From the bound phone: its passkey, and no approval from itself.
-    flow = _start(mfa, phone, email=EMAIL)
-    assert flow["paths"] == [
-        ["passkey"],
+    # From the bound phone: no approval from itself.
+    assert _login_paths(mfa, phone) == [
         ["password", "totp"],
         ["password", "email_otp"],
         ["password", "sms_otp"],
     ]
-    assert flow["next"] == ["passkey", "password"]
 
 
 def test_a_passkey_logs_in_from_its_bound_device(mfa):
@@ -334,14 +340,10 @@ def test_a_passkey_is_refused_from_a_device_key_that_is_not_bound(mfa):
     phone = _bound(mfa)
     # The same passkey (a synced copy) on a laptop whose key was never bound.
     laptop = Device(mfa.client, mfa.now, "Laptop", "linux", authenticator=phone.authenticator)
-    flow = _start(mfa, laptop, email=EMAIL)
-    assert "passkey" not in flow["next"]
-    r = laptop.call("POST", f"/v1/auth/flows/{flow['id']}/passkey-options", token="")
-    assert _problem(r)[:2] == (409, "flow_step_refused"), r.text
-    r = mfa.step(laptop, flow["id"], "passkey", credential={})
-    assert _problem(r)[:2] == (409, "flow_step_refused"), r.text
-    # Without an address the passkey step is offered, and refused when answered.
     logins = _events(mfa, "login.succeeded")
+    r = mfa.passkey_login(laptop, EMAIL)
+    assert _problem(r)[:2] == (401, "authentication_failed"), r.text
+    # Without an address, the same.
     r = mfa.passkey_login(laptop)
     assert _problem(r)[:2] == (401, "authentication_failed"), r.text
     assert _events(mfa, "login.succeeded") == logins
@@ -393,10 +395,12 @@ def test_a_wrong_password_at_post_sessions_is_refused(mfa):
 def test_the_first_device_is_bound_with_the_mailed_code_and_a_passkey_and_no_approval(mfa):
     phone = _signed_up(mfa)
     flow = _start(mfa, phone, "device_registration", email=EMAIL, device=phone.info())
-    assert flow["paths"] == [["email_otp", "passkey"]] and flow["next"] == ["email_otp"]
+    assert flow["paths"] == [["email_otp", "passkey", "bound_device_approval"]]
+    assert flow["next"] == ["email_otp"]
     _send_code(phone, flow["id"])
     r = mfa.step(phone, flow["id"], "email_otp", code=mfa.code_for(EMAIL))
     assert r.status_code == 200 and r.json()["flow"]["next"] == ["passkey"], r.text
+    assert r.json()["flow"]["paths"] == [["email_otp", "passkey"]]  # no device to approve
     r = phone.call("POST", f"/v1/auth/flows/{flow['id']}/passkey-options", token="")
     options = r.json()["publicKey"]
     assert options["authenticatorSelection"]["userVerification"] == "required"
@@ -621,7 +625,7 @@ def _app_with_policy(mfa: Mfa, clock: Any, policy: Path) -> Iterator[Mfa]:
 def test_a_policy_file_changes_the_paths_a_login_offers(mfa, clock, tmp_path):
     _signed_up(mfa)
     laptop = mfa.device("Laptop", "linux")
-    assert _start(mfa, laptop, email=EMAIL)["next"] == ["password"]
+    assert _start(mfa, laptop, email=EMAIL)["next"] == ["passkey", "password"]
     policy = tmp_path / "email-first.toml"
     policy.write_text(_policy('[["email_otp", "password"]]'), encoding="utf-8")
     with _app_with_policy(mfa, clock, policy) as custom:
@@ -642,8 +646,14 @@ def test_a_policy_file_without_a_path_the_user_can_take_refuses_the_login(mfa, c
     policy = tmp_path / "totp-only.toml"
     policy.write_text(_policy('[["password", "totp"]]'), encoding="utf-8")
     with _app_with_policy(mfa, clock, policy) as custom:
-        r = custom.start(custom.device("Laptop", "linux"), "login", email=EMAIL)
+        laptop = custom.device("Laptop", "linux")
+        # The start tells nothing about the account; the password, once right, tells the user.
+        flow = _start(custom, laptop, email=EMAIL)
+        assert flow["paths"] == [["password", "totp"]]
+        r = custom.step(laptop, flow["id"], "password", password=PASSWORD)
         assert _problem(r) == (403, "forbidden", "no_path"), r.text
+        r = custom.step(laptop, flow["id"], "password", password="not the password")
+        assert _problem(r)[:2] == (401, "authentication_failed"), r.text
 
 
 BROKEN_POLICIES = {

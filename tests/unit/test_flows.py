@@ -19,6 +19,7 @@ from zeropay.domain.flows import (
     Flow,
     FlowState,
     Identified,
+    Narrowed,
     check_step,
     start_flow,
     transition,
@@ -202,6 +203,34 @@ def test_identification_after_a_factor_is_a_bug():
     flow = run(login_flow(user_id=None), FactorPassed(PASSWORD))
     with pytest.raises(InvariantViolation):
         transition(flow, Identified("user-1", ((PASSWORD, TOTP),)), NOW)
+
+
+def test_narrowing_keeps_the_users_paths_that_begin_with_the_factor_passing_now():
+    flow = login_flow(paths=LOGIN_PATHS)  # an addressed flow offers every policy path
+    narrowed = transition(flow, Narrowed(((PASSWORD, EMAIL),)), NOW)
+    assert narrowed.next_factors() == {PASSWORD}
+    after = run(narrowed, FactorPassed(PASSWORD))
+    assert after.next_factors() == {EMAIL}  # the TOTP path the user lacks is gone
+    with pytest.raises(FlowStepRefused):
+        run(after, FactorPassed(TOTP))
+    assert run(after, FactorPassed(EMAIL)).state is FlowState.COMPLETE
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [(), ((PASSKEY,), (TOTP, PASSWORD))],
+    ids=["no_path", "path_ignoring_what_is_done"],
+)
+def test_narrowing_to_nothing_or_to_a_path_that_breaks_with_what_is_done_is_a_bug(paths):
+    flow = run(login_flow(paths=LOGIN_PATHS), FactorPassed(PASSWORD))
+    with pytest.raises(InvariantViolation):
+        transition(flow, Narrowed(paths), NOW)
+
+
+def test_an_ended_flow_cannot_narrow():
+    flow = run(login_flow(), *[FactorFailed(PASSWORD)] * 5)
+    with pytest.raises(FlowEnded):
+        transition(flow, Narrowed(((PASSWORD, TOTP),)), NOW)
 
 
 def test_a_flow_cannot_start_on_a_path_the_policy_does_not_name():

@@ -18,6 +18,11 @@ from zeropay.domain.factors import Factor
 from zeropay.domain.policy import AccessPoint, Path, PointPolicy
 from zeropay.domain.sessions import AuthMethod
 
+# The binding key of a flow started by an email address, for whoever it belongs to. It offers
+# the policy's paths until a factor proves the person (then it narrows to what the user holds),
+# so its answers are the same for an account with any factors, one with none, and no account.
+ADDRESSED = "addressed"
+
 
 class FlowState(StrEnum):
     ACTIVE = "active"
@@ -133,7 +138,16 @@ class Identified:
     paths: tuple[Path, ...]
 
 
-FlowEvent = FactorPassed | FactorFailed | Identified
+@dataclass(frozen=True, slots=True)
+class Narrowed:
+    """A flow started by an email address offers every path the policy has, whoever the address
+    belongs to (or whether anyone does). Once a factor proves the person, it narrows to the
+    paths this user can take."""
+
+    paths: tuple[Path, ...]
+
+
+FlowEvent = FactorPassed | FactorFailed | Identified | Narrowed
 
 
 def transition(flow: Flow, event: FlowEvent, now: datetime) -> Flow:
@@ -144,6 +158,16 @@ def transition(flow: Flow, event: FlowEvent, now: datetime) -> Flow:
             invariant(flow.user_id in (None, user_id), "a flow serves one user")
             invariant(not flow.done, "identification comes before any factor")
             return replace(flow, user_id=user_id, paths=paths)
+        case Narrowed(paths=paths):
+            if flow.state is not FlowState.ACTIVE or flow.is_expired(now):
+                raise FlowEnded("this flow has ended; start a new one", reason="ended")
+            invariant(flow.user_id is not None, "a flow narrows for a known user")
+            done = flow.done_factors
+            invariant(
+                bool(paths) and all(p[: len(done)] == done and len(p) > len(done) for p in paths),
+                "a narrowed path continues what is done",
+            )
+            return replace(flow, paths=paths)
         case FactorPassed(factor=factor):
             check_step(flow, factor, now)
             passed = replace(flow, done=(*flow.done, AuthMethod(factor.value, now)))

@@ -39,11 +39,13 @@ from zeropay.domain.errors import (
 )
 from zeropay.domain.factors import Factor, parse_factor
 from zeropay.domain.flows import (
+    ADDRESSED,
     FactorFailed,
     FactorPassed,
     Flow,
     FlowState,
     Identified,
+    Narrowed,
     check_step,
     start_flow,
     transition,
@@ -138,14 +140,21 @@ def _available(
     return frozenset(out)
 
 
-def _decoy_paths(ctx: AppContext, point: AccessPoint) -> tuple[tuple[Factor, ...], ...]:
-    """What an unknown address is offered: what a new account would be, so the answer does not
-    tell whether the address has an account."""
-    basic = frozenset({Factor.PASSWORD, Factor.EMAIL_OTP, Factor.PASSKEY})
-    paths = plan_paths(ctx.policy, point, basic)
-    if point is AccessPoint.LOGIN:
-        paths = tuple(p for p in paths if Factor.PASSKEY not in p)
-    return paths
+def _public_paths(ctx: AppContext, point: AccessPoint) -> tuple[tuple[Factor, ...], ...]:
+    return plan_paths(ctx.policy, point, frozenset(Factor))
+
+
+def _narrowed(
+    ctx: AppContext, uow: UnitOfWork, flow: Flow, factor: Factor, requester: Requester
+) -> Flow:
+    """An addressed flow's first passed factor: keep the user's own paths that begin with it."""
+    if not flow.binding.get(ADDRESSED) or flow.done or flow.user_id is None:
+        return flow
+    available = _available(uow, flow.user_id, requester, point=flow.point)
+    keep = tuple(p for p in plan_paths(ctx.policy, flow.point, available) if p[0] is factor)
+    if not keep:
+        raise Forbidden("no way to pass this step with the factors enrolled", reason="no_path")
+    return transition(flow, Narrowed(keep), ctx.now())
 
 
 def start(
@@ -207,11 +216,12 @@ def start(
             user_id = user.id if user is not None and user.status == "active" else None
         if access is AccessPoint.DEVICE_REGISTRATION and uow.devices.by_jkt(binding["jkt"]):
             raise Conflict("this device key is already bound", reason="device_bound")
-        if user_id is not None:
-            available = _available(uow, user_id, requester, point=access)
+        if session is not None:
+            available = _available(uow, session.user_id, requester, point=access)
             paths = plan_paths(ctx.policy, access, available)
         elif index is not None:
-            paths = _decoy_paths(ctx, access)
+            paths = _public_paths(ctx, access)
+            binding[ADDRESSED] = "1"
         else:
             paths = tuple(p for p in ctx.policy.point(access).paths if p == (Factor.PASSKEY,))
         if not paths:
@@ -428,7 +438,9 @@ def passkey_options(ctx: AppContext, flow_id: object, requester: Requester) -> d
                 for a in uow.authenticators.of_user(flow.user_id)
                 if a.kind is AuthenticatorKind.PASSKEY and a.credential_id
             ]
-            if flow.user_id
+            # An addressed flow names no credential before a factor has proven the person:
+            # the list would tell who has an account and which passkeys (discoverable login).
+            if flow.user_id and not (flow.binding.get(ADDRESSED) and not flow.done)
             else []
         )
         if flow.point is AccessPoint.DEVICE_REGISTRATION:
@@ -608,6 +620,7 @@ def _pass(
         available = _available(uow, checked.user_id, requester, point=flow.point)
         paths = plan_paths(ctx.policy, flow.point, available)
         flow = transition(flow, Identified(checked.user_id, paths), now)
+    flow = _narrowed(ctx, uow, flow, factor, requester)
     # Transition again under the row lock: of two racing answers to one step, one wins.
     flow = transition(flow, FactorPassed(factor), now)
     binding = dict(flow.binding)

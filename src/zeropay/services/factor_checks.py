@@ -19,6 +19,7 @@ from zeropay.domain.authenticators import (
 )
 from zeropay.domain.errors import AuthenticationFailed, InvalidInput, invariant
 from zeropay.domain.factors import Factor
+from zeropay.domain.flows import ADDRESSED
 from zeropay.domain.policy import AccessPoint
 from zeropay.services import audit, lockouts, passkeys, questions, totp
 from zeropay.services.context import AppContext, UnitOfWork
@@ -250,6 +251,8 @@ def _check_passkey(
     known = ctx.read(lambda uow: uow.authenticators.by_credential_id(credential_id))
     if known is None or (flow.user_id is not None and known.user_id != flow.user_id):
         raise AuthenticationFailed(FAILED)
+    if flow.user_id is None and flow.binding.get(ADDRESSED):
+        raise AuthenticationFailed(FAILED)  # a flow for an unknown address signs no one in
     jkt = requester.proof.jkt if requester.proof else None
     device = ctx.read(lambda uow: uow.devices.by_jkt(jkt)) if jkt else None
     if flow.point is AccessPoint.LOGIN and (
