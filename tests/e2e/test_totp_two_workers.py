@@ -112,7 +112,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "ZEROPAY_LOG_LEVEL": "warning",
         "ZEROPAY_RP_ID": "localhost",
         "ZEROPAY_RP_ORIGINS": f"http://localhost:{port}",
-        "ZEROPAY_PUBLIC_ORIGINS": f"http://127.0.0.1:{port}",  # the URL the test calls and signs
         "ZEROPAY_SMTP_HOST": "127.0.0.1",
         "ZEROPAY_SMTP_PORT": str(inbox.port),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prom")),
