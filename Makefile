@@ -21,6 +21,7 @@ install: $(STAMP)
 run: export ZEROPAY_SMTP_HOST ?= localhost
 run: export ZEROPAY_SMTP_PORT ?= 8025
 run: export ZEROPAY_DEV_MAIL_DIR ?= var/mail
+run: export ZEROPAY_DEV_SMS_FILE ?= var/sms.jsonl
 run: $(STAMP)
 	mkdir -p var
 	$(BIN)/zeropay migrate
