@@ -22,6 +22,7 @@ from zeropay.domain.errors import ConfigurationError
 from zeropay.domain.limits import SpendingLimits, builtin_profile
 from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.policy import AuthPolicy, parse_policy
+from zeropay.domain.risk.config import RiskConfig, parse_risk_config
 from zeropay.domain.sessions import SessionPolicy
 from zeropay.services.context import AppContext, Durations, RelyingParty
 from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher, SmsSender
@@ -44,6 +45,23 @@ def read_policy_file(path: Path) -> AuthPolicy:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"authentication policy {path}: cannot read it: {exc}") from exc
     return parse_policy(document)
+
+
+def load_risk_config(path: Path | None = None) -> RiskConfig:
+    """The risk rules in ``path``, else the shipped ``policies/risk.toml``; a mistake stops the
+    start with a ``ConfigurationError`` naming the key."""
+    if path is None:
+        text = resources.files("zeropay").joinpath("policies/risk.toml").read_text("utf-8")
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"risk config {path}: cannot read it: {exc}") from exc
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"risk config {path or 'shipped'}: not TOML: {exc}") from exc
+    return parse_risk_config(document)
 
 
 def sms_sender(settings: Settings) -> SmsSender | None:

@@ -32,6 +32,36 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_risk_replay(args: argparse.Namespace) -> int:
+    """Decide every event of a JSON-lines file with the live engine, in an isolated state."""
+    from pathlib import Path
+
+    from zeropay.bootstrap import load_risk_config
+    from zeropay.services.risk_replay import Replayer, encode
+
+    config = load_risk_config(Path(args.config) if args.config else None)
+    locate = None
+    if not args.no_geoip:
+        from zeropay.adapters.geoip import CountryGeoIP
+
+        locate = CountryGeoIP()
+    replayer = Replayer(config, locate=locate)
+    bad = 0
+    try:
+        source = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"risk replay: cannot read {args.events}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with source, open(args.output, "w", encoding="ascii", newline="\n") as out:
+        for result in replayer.run(source):
+            if result.decision is not None:
+                out.write(encode(result.decision) + "\n")
+            else:
+                bad += 1
+                print(f"line {result.line}: {result.error}", file=sys.stderr)
+    return 2 if bad else 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from zeropay.serve import serve
 
@@ -279,6 +309,17 @@ def parser() -> argparse.ArgumentParser:
     check = policy.add_parser("check", help="validate a policy file")
     check.add_argument("file")
     check.set_defaults(func=cmd_policy_check)
+    risk = sub.add_parser("risk", help="risk engine tools").add_subparsers(
+        dest="sub", required=True
+    )
+    replay = risk.add_parser("replay", help="decide a JSON-lines file of past events")
+    replay.add_argument("events", help="the events, one JSON object per line ('-': stdin)")
+    replay.add_argument("-o", "--output", required=True, help="where the decisions go")
+    replay.add_argument("--config", help="risk rules (default: the shipped policies/risk.toml)")
+    replay.add_argument(
+        "--no-geoip", action="store_true", help="use only the places the events carry"
+    )
+    replay.set_defaults(func=cmd_risk_replay)
     job = sub.add_parser("jobs", help="background jobs").add_subparsers(dest="sub", required=True)
     job.add_parser("run", help="run due jobs once").set_defaults(func=cmd_jobs_run)
     return p

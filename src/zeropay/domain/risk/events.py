@@ -1,0 +1,204 @@
+"""What the risk engine scores: one event (a login, a payment, a device registration or an
+account recovery), parsed from untrusted input into a frozen value.
+
+The same type comes from the live API and from a line of a replay file. Parsing names the first
+thing wrong with a stable code (``missing_ts``, ``invalid_amount``...), so a replay can report
+``line N: code`` and a caller can branch on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from zeropay.domain.errors import InvalidInput
+from zeropay.domain.factors import Factor
+
+ID_LENGTH_MAX = 128
+TEXT_LENGTH_MAX = 512
+MCC_DIGITS = 4  # ISO 18245 merchant category codes are four digits
+
+
+class EventType(StrEnum):
+    LOGIN = "login"
+    PAYMENT = "payment"
+    DEVICE_REGISTRATION = "device_registration"
+    RECOVERY = "recovery"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskEvent:
+    id: str
+    at_s: float  # seconds since the epoch, UTC; the engine's only clock
+    type: EventType
+    user: str
+    device: str | None = None
+    ip: str | None = None
+    country: str | None = None  # ISO 3166-1 alpha-2, upper case
+    lat: float | None = None
+    lon: float | None = None
+    user_agent: str | None = None
+    first_factor: Factor | None = None  # logins: password or passkey
+    first_factor_ok: bool | None = None
+    amount_minor: int | None = None  # payments
+    currency: str | None = None
+    payee: str | None = None
+    mcc: str | None = None
+
+    @property
+    def has_coordinates(self) -> bool:
+        return self.lat is not None and self.lon is not None
+
+
+class EventInvalid(InvalidInput):
+    """A replay line or live event that cannot be scored; ``reason`` is the stable code."""
+
+    code = "risk_event_invalid"
+
+
+def _text(raw: Mapping[str, object], key: str, *, required: bool = False) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise EventInvalid(f"{key} is required", reason=f"missing_{key}")
+        return None
+    if not isinstance(value, str) or not value or len(value) > TEXT_LENGTH_MAX:
+        raise EventInvalid(f"{key} must be a non-empty string", reason=f"invalid_{key}")
+    if key in {"id", "user", "device", "payee"} and len(value) > ID_LENGTH_MAX:
+        raise EventInvalid(f"{key} is too long", reason=f"invalid_{key}")
+    return value
+
+
+def parse_ts(raw: object) -> float:
+    """RFC 3339 in UTC (``Z`` or ``+00:00``), to epoch seconds."""
+    if not isinstance(raw, str) or not 20 <= len(raw) <= 35:
+        raise EventInvalid("ts must be an RFC 3339 UTC time", reason="invalid_ts")
+    text = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise EventInvalid("ts must be an RFC 3339 UTC time", reason="invalid_ts") from None
+    if when.tzinfo is None or when.utcoffset() != UTC.utcoffset(None):
+        raise EventInvalid("ts must be in UTC", reason="invalid_ts")
+    return when.timestamp()
+
+
+def _coordinate(raw: Mapping[str, object], key: str, limit: float) -> float | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventInvalid(f"{key} must be a number", reason=f"invalid_{key}")
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > limit:
+        raise EventInvalid(f"{key} is out of range", reason=f"invalid_{key}")
+    return number
+
+
+def parse_event(raw: object) -> RiskEvent:
+    """An event from a JSON object; unknown fields are ignored."""
+    if not isinstance(raw, Mapping):
+        raise EventInvalid("an event is a JSON object", reason="not_an_object")
+    event_id = _text(raw, "id", required=True)
+    if "ts" not in raw:
+        raise EventInvalid("ts is required", reason="missing_ts")
+    at_s = parse_ts(raw["ts"])
+    kind = raw.get("type")
+    if kind is None:
+        raise EventInvalid("type is required", reason="missing_type")
+    try:
+        event_type = EventType(kind) if isinstance(kind, str) else None
+    except ValueError:
+        event_type = None
+    if event_type is None:
+        raise EventInvalid(
+            "type is login, payment, device_registration or recovery", reason="invalid_type"
+        )
+    user = _text(raw, "user", required=True)
+    country = _text(raw, "country")
+    if country is not None and (len(country) != 2 or not country.isalpha()):
+        raise EventInvalid("country is an ISO 3166 alpha-2 code", reason="invalid_country")
+    lat = _coordinate(raw, "lat", 90.0)
+    lon = _coordinate(raw, "lon", 180.0)
+    if (lat is None) != (lon is None):
+        raise EventInvalid("lat and lon come together", reason="invalid_coordinates")
+    first, first_ok = _first_factor(raw)
+    amount, currency, payee, mcc = _payment(raw, event_type)
+    assert event_id is not None and user is not None
+    return RiskEvent(
+        id=event_id,
+        at_s=at_s,
+        type=event_type,
+        user=user,
+        device=_text(raw, "device"),
+        ip=_text(raw, "ip"),
+        country=country.upper() if country else None,
+        lat=lat,
+        lon=lon,
+        user_agent=_text(raw, "user_agent"),
+        first_factor=first,
+        first_factor_ok=first_ok,
+        amount_minor=amount,
+        currency=currency,
+        payee=payee,
+        mcc=mcc,
+    )
+
+
+def _first_factor(raw: Mapping[str, object]) -> tuple[Factor | None, bool | None]:
+    factor = raw.get("first_factor")
+    ok = raw.get("first_factor_ok")
+    if factor is None:
+        if ok is not None and not isinstance(ok, bool):
+            raise EventInvalid("first_factor_ok is true or false", reason="invalid_first_factor_ok")
+        return None, ok
+    if factor not in (Factor.PASSWORD.value, Factor.PASSKEY.value):
+        raise EventInvalid("first_factor is password or passkey", reason="invalid_first_factor")
+    if ok is None:
+        ok = True  # a logged first factor without an outcome went through
+    if not isinstance(ok, bool):
+        raise EventInvalid("first_factor_ok is true or false", reason="invalid_first_factor_ok")
+    return Factor(factor), ok
+
+
+def _payment(
+    raw: Mapping[str, object], event_type: EventType
+) -> tuple[int | None, str | None, str | None, str | None]:
+    amount = raw.get("amount")
+    if amount is not None and (
+        isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount < 10**15
+    ):
+        raise EventInvalid("amount is a positive integer of minor units", reason="invalid_amount")
+    currency = _text(raw, "currency")
+    if currency is not None and (len(currency) != 3 or not currency.isalpha()):
+        raise EventInvalid("currency is an ISO 4217 code", reason="invalid_currency")
+    if (amount is None) != (currency is None):
+        raise EventInvalid("amount and currency come together", reason="invalid_currency")
+    mcc = raw.get("mcc")
+    if mcc is not None and (
+        not isinstance(mcc, str) or len(mcc) != MCC_DIGITS or not mcc.isdigit()
+    ):
+        raise EventInvalid("mcc is four digits (ISO 18245)", reason="invalid_mcc")
+    if event_type is EventType.PAYMENT and amount is None:
+        raise EventInvalid("a payment has an amount", reason="missing_amount")
+    return amount, currency.upper() if currency else None, _text(raw, "payee"), mcc
+
+
+def parse_holds(raw: object) -> frozenset[Factor]:
+    """The factors the actor could present if challenged (replay only; absent means none)."""
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, list) or len(raw) > len(Factor):
+        raise EventInvalid("holds is a list of factors", reason="invalid_holds")
+    out = set()
+    for item in raw:
+        try:
+            out.add(Factor(item))
+        except ValueError:
+            raise EventInvalid(
+                f"unknown factor {item!r} in holds", reason="invalid_holds"
+            ) from None
+    return frozenset(out)
