@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyotp
@@ -33,6 +33,7 @@ from support.webauthn_soft import SoftAuthenticator
 from zeropay.adapters.sql.auth_records import FlowRepository
 from zeropay.adapters.sql.repositories import AccountRepository
 from zeropay.services import mail, totp
+from zeropay.services.authn import STEP_LEASE_S
 
 VICTIM = "victim@example.com"
 POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -698,12 +699,18 @@ def test_forty_parallel_totp_guesses_reach_the_seed_at_most_five_times(mfa, cloc
     answers = _race(
         lambda i: mfa.step(attacker, flows[i % len(flows)], "totp", code=guesses[i]), 40
     )
-    assert Counter(a.status_code for a in answers) == {401: 40}, [a.text for a in answers]
-    assert len(checked) == FLOW_ATTEMPTS, len(checked)
+    statuses = Counter(a.status_code for a in answers)
+    # Each is refused: checked and wrong, locked, or turned away while its flow was busy.
+    assert set(statuses) <= {401, 409} and statuses[401] >= len(flows), statuses
+    assert [a.json()["reason"] for a in answers if a.status_code == 409] == [
+        "step_in_progress"
+    ] * statuses[409]
+    assert 1 <= len(checked) <= FLOW_ATTEMPTS, len(checked)
+    seen = len(checked)
     clock.advance(seconds=RATE_WINDOW_S - 30)  # still locked (60 s), in a new rate window
     r = mfa.step(attacker, _password_done(mfa, attacker), "totp", code=_current_code(app, mfa))
     assert _problem(r)[:2] == (401, "authentication_failed"), r.text
-    assert len(checked) == FLOW_ATTEMPTS
+    assert len(checked) == seen  # locked: even the right code never reaches the seed
 
 
 def test_two_first_failures_of_a_factor_at_once_are_both_counted(mfa, clock, monkeypatch):
@@ -770,6 +777,24 @@ def test_one_totp_code_sent_by_twenty_threads_to_one_flow_is_accepted_once(mfa, 
     logins = _events(mfa, "login.succeeded")
     answers = _race(lambda _: mfa.step(phone, flow_id, "totp", code=code), RACERS)
     _assert_one_accepted(mfa, answers, logins)
+
+
+def test_an_answer_sent_while_another_is_being_checked_is_turned_away_at_no_cost(mfa, clock):
+    phone, app = _totp_user(mfa, clock)
+    flow_id = _password_done(mfa, phone)
+    left = _flow(phone, flow_id)["attempts_left"]
+    now = mfa.now()
+    # Another process has taken the flow's turn and is checking an answer (or died doing so).
+    taken = mfa.container.ctx.read(
+        lambda uow: uow.flows.claim_step(flow_id, now, now + timedelta(seconds=STEP_LEASE_S))
+    )
+    assert taken
+    r = mfa.step(phone, flow_id, "totp", code=_current_code(app, mfa))
+    assert _problem(r) == (409, "conflict", "step_in_progress"), r.text
+    assert _flow(phone, flow_id)["attempts_left"] == left  # it cost no attempt
+    clock.advance(seconds=STEP_LEASE_S)  # the turn of a process that died lapses
+    r = mfa.step(phone, flow_id, "totp", code=_current_code(app, mfa))
+    assert r.status_code == 201, r.text
 
 
 def test_one_totp_code_sent_by_twenty_threads_to_twenty_flows_is_accepted_once(mfa, clock):

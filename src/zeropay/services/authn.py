@@ -61,6 +61,7 @@ from zeropay.services.ports import StoredFlow
 
 SESSION_TOKEN_BYTES = 32  # 256 bits; OWASP ASVS asks for at least 128
 APPROVAL_DIGITS = 2  # number matching: the approver types what the new device shows
+STEP_LEASE_S = 30  # an answer being checked holds its flow this long at most (a crashed process)
 STARTABLE = frozenset({AccessPoint.LOGIN, AccessPoint.STEP_UP, AccessPoint.DEVICE_REGISTRATION})
 
 
@@ -574,16 +575,26 @@ def submit(
     chosen = parse_factor(factor)
     now = ctx.now()
     check_step(stored.flow, chosen, now)  # out of order: refused before any secret is checked
+    # One answer at a time: answers raced at one flow would otherwise each cost an attempt
+    # (and a lockout count) while the right one is being checked, and could fail the flow
+    # under it.
+    lease = timedelta(seconds=STEP_LEASE_S)
+    if not ctx.read(lambda uow: uow.flows.claim_step(stored.flow.id, now, now + lease)):
+        raise Conflict("another answer to this flow is being checked", reason="step_in_progress")
     try:
-        checked = factor_checks.check(ctx, stored, chosen, payload, requester)
-    except (AuthenticationFailed, FactorLocked):
-        # A locked factor answers like a wrong one: a stranger cannot tell an account that
-        # exists and is locked from one that does not exist; the owner was alerted at the lock.
-        after = ctx.run(lambda uow: _fail(ctx, uow, stored.flow.id, chosen))
-        raise AuthenticationFailed(
-            FAILED, attempts_left=after.flow.attempts_left, flow_id=after.flow.id
-        ) from None
-    return ctx.run(lambda uow: _pass(ctx, uow, stored.flow.id, chosen, checked, requester))
+        try:
+            checked = factor_checks.check(ctx, stored, chosen, payload, requester)
+        except (AuthenticationFailed, FactorLocked):
+            # A locked factor answers like a wrong one: a stranger cannot tell an account that
+            # exists and is locked from one that does not exist; the owner was alerted at the
+            # lock.
+            after = ctx.run(lambda uow: _fail(ctx, uow, stored.flow.id, chosen))
+            raise AuthenticationFailed(
+                FAILED, attempts_left=after.flow.attempts_left, flow_id=after.flow.id
+            ) from None
+        return ctx.run(lambda uow: _pass(ctx, uow, stored.flow.id, chosen, checked, requester))
+    finally:
+        ctx.read(lambda uow: uow.flows.release_step(stored.flow.id))
 
 
 def _fail(ctx: AppContext, uow: UnitOfWork, flow_id: str, factor: Factor) -> StoredFlow:

@@ -120,6 +120,23 @@ class FlowRepository(_Repo):
         )
         return result.rowcount == 1
 
+    def claim_step(self, flow_id: str, now: datetime, until: datetime) -> bool:
+        """Take the flow's turn to check an answer, once: a conditional UPDATE, so of answers
+        sent at once by any number of processes one is checked and the others are turned away
+        before they cost an attempt. A turn left by a crashed process lapses at ``until``."""
+        x = t.auth_flows.c
+        result = self.c.execute(
+            update(t.auth_flows)
+            .where(x.id == flow_id, or_(x.busy_until.is_(None), x.busy_until <= now))
+            .values(busy_until=until)
+        )
+        return result.rowcount == 1
+
+    def release_step(self, flow_id: str) -> None:
+        self.c.execute(
+            update(t.auth_flows).where(t.auth_flows.c.id == flow_id).values(busy_until=None)
+        )
+
     def consume_challenge(self, flow_id: str, challenge: bytes) -> bool:
         """A WebAuthn challenge answers one ceremony; a second answer to it is a replay."""
         x = t.auth_flows.c

@@ -402,6 +402,8 @@ auth_flows = Table(
     Column("approved_by", String(ID)),  # the bound device that approved
     Column("approval_state", String(16)),
     Column("updated_at", TS, nullable=False),
+    # While an answer is being checked: a second answer waits its turn (is refused) until then.
+    Column("busy_until", TS),
     CheckConstraint("state IN ('active', 'complete', 'failed')", name="state"),
     CheckConstraint("attempts_left >= 0 AND code_sends >= 0", name="counts"),
     CheckConstraint(
