@@ -52,14 +52,47 @@ def cmd_risk_replay(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"risk replay: cannot read {args.events}: {exc.strerror}", file=sys.stderr)
         return 2
-    with source, open(args.output, "w", encoding="ascii", newline="\n") as out:
+    with source, open(args.output, "wb") as out:
         for result in replayer.run(source):
             if result.decision is not None:
-                out.write(encode(result.decision) + "\n")
+                out.write(encode(result.decision))
             else:
                 bad += 1
                 print(f"line {result.line}: {result.error}", file=sys.stderr)
     return 2 if bad else 0
+
+
+def cmd_risk_simulate(args: argparse.Namespace) -> int:
+    """Write labelled synthetic events: honest lives and each attack, for replay and scoring."""
+    import orjson
+
+    from zeropay.services.risk_simulation import generate
+
+    events = generate(args.seed, users=args.users, days=args.days)
+    with open(args.output, "wb") as out:
+        for event in events:
+            out.write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+    print(f"{len(events)} events for {args.users} users over {args.days} days (seed {args.seed})")
+    return 0
+
+
+def cmd_risk_score(args: argparse.Namespace) -> int:
+    """Compare decisions with the labels of simulated events: attacks stopped, honest friction."""
+    import orjson
+
+    from zeropay.services.risk_scoring import score, targets_met
+
+    try:
+        with open(args.events, "rb") as e, open(args.decisions, "rb") as d:
+            report = score(map(orjson.loads, e), map(orjson.loads, d))
+    except OSError as exc:
+        print(f"risk score: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        print(f"risk score: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
+    return 0 if all(targets_met(report).values()) else 1
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -320,6 +353,19 @@ def parser() -> argparse.ArgumentParser:
         "--no-geoip", action="store_true", help="use only the places the events carry"
     )
     replay.set_defaults(func=cmd_risk_replay)
+    simulate = risk.add_parser("simulate", help="write labelled synthetic events")
+    simulate.add_argument("-o", "--output", required=True)
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--users", type=int, default=400)
+    simulate.add_argument("--days", type=int, default=30)
+    simulate.set_defaults(func=cmd_risk_simulate)
+    scoring = risk.add_parser(
+        "score", help="attacks stopped and honest friction; exit 1 when a target is missed"
+    )
+    scoring.add_argument("events")
+    scoring.add_argument("decisions")
+    scoring.add_argument("--json", action="store_true")
+    scoring.set_defaults(func=cmd_risk_score)
     job = sub.add_parser("jobs", help="background jobs").add_subparsers(dest="sub", required=True)
     job.add_parser("run", help="run due jobs once").set_defaults(func=cmd_jobs_run)
     return p

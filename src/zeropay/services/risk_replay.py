@@ -8,9 +8,10 @@ out-of-order line is reported (``line N: code``) and skipped, never silently dro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+
+import orjson
 
 from zeropay.domain.risk.config import RiskConfig
 from zeropay.domain.risk.engine import RiskDecision, decide, learn, passed
@@ -69,9 +70,11 @@ class Replayer:
         if len(line) > LINE_BYTES_MAX:
             return Replayed(number, error="line_too_long")
         try:
-            raw = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+            raw = orjson.loads(line)
+        except orjson.JSONDecodeError:  # NaN and Infinity too: they are not JSON
             return Replayed(number, error="invalid_json")
+        if not isinstance(raw, dict):
+            return Replayed(number, error="not_an_object")
         try:
             event = parse_event(raw)
             holds = parse_holds(raw.get("holds"))
@@ -87,6 +90,6 @@ class Replayer:
         return Replayed(number, decision=decision.as_dict(event.id))
 
 
-def encode(decision: dict[str, object]) -> str:
-    """One output line: compact, keys in the documented order, ASCII only."""
-    return json.dumps(decision, separators=(",", ":"), ensure_ascii=True)
+def encode(decision: dict[str, object]) -> bytes:
+    """One output line: compact JSON, keys in the documented order, UTF-8, with its newline."""
+    return orjson.dumps(decision, option=orjson.OPT_APPEND_NEWLINE)

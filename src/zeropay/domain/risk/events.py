@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from zeropay.domain.errors import InvalidInput
@@ -53,6 +53,11 @@ class RiskEvent:
         return self.lat is not None and self.lon is not None
 
 
+_ID_KEYS = frozenset({"id", "user", "device", "payee"})
+_NUMBERS = (int, float)
+_UTC_OFFSET = timedelta(0)
+
+
 class EventInvalid(InvalidInput):
     """A replay line or live event that cannot be scored; ``reason`` is the stable code."""
 
@@ -67,7 +72,7 @@ def _text(raw: Mapping[str, object], key: str, *, required: bool = False) -> str
         return None
     if not isinstance(value, str) or not value or len(value) > TEXT_LENGTH_MAX:
         raise EventInvalid(f"{key} must be a non-empty string", reason=f"invalid_{key}")
-    if key in {"id", "user", "device", "payee"} and len(value) > ID_LENGTH_MAX:
+    if key in _ID_KEYS and len(value) > ID_LENGTH_MAX:
         raise EventInvalid(f"{key} is too long", reason=f"invalid_{key}")
     return value
 
@@ -76,12 +81,11 @@ def parse_ts(raw: object) -> float:
     """RFC 3339 in UTC (``Z`` or ``+00:00``), to epoch seconds."""
     if not isinstance(raw, str) or not 20 <= len(raw) <= 35:
         raise EventInvalid("ts must be an RFC 3339 UTC time", reason="invalid_ts")
-    text = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
     try:
-        when = datetime.fromisoformat(text)
+        when = datetime.fromisoformat(raw if raw[-1] != "z" else raw[:-1] + "Z")
     except ValueError:
         raise EventInvalid("ts must be an RFC 3339 UTC time", reason="invalid_ts") from None
-    if when.tzinfo is None or when.utcoffset() != UTC.utcoffset(None):
+    if when.utcoffset() != _UTC_OFFSET:  # None (no zone) is refused too
         raise EventInvalid("ts must be in UTC", reason="invalid_ts")
     return when.timestamp()
 
@@ -90,7 +94,7 @@ def _coordinate(raw: Mapping[str, object], key: str, limit: float) -> float | No
     value = raw.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS):
         raise EventInvalid(f"{key} must be a number", reason=f"invalid_{key}")
     number = float(value)
     if not math.isfinite(number) or abs(number) > limit:
