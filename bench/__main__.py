@@ -550,9 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["payments", "auth"],
+        choices=["payments", "auth", "risk"],
         default=None,
-        help="run one benchmark (default: payments, then auth -- bench/auth.py)",
+        help="run one benchmark (default: payments, then auth and risk)",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -561,6 +561,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import auth
 
         return auth.run(quick=args.quick, out=args.out)
+    if args.only == "risk":
+        from bench import risk
+
+        return risk.run(quick=args.quick, out=args.out)
     if shutil.which("pgbench") is None:
         print("pgbench is not installed", file=sys.stderr)
         return 2
@@ -634,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench import auth
 
         failed = auth.run(quick=args.quick, out=args.out) != 0 or failed
+        from bench import risk
+
+        failed = risk.run(quick=args.quick, out=args.out) != 0 or failed
     return 1 if failed else 0
 
 

@@ -62,6 +62,8 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from bench.results import merge
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))  # the tests' software passkey and DPoP device key
@@ -1076,22 +1078,6 @@ def _table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _merge(out: Path, record: dict[str, Any]) -> None:
-    import json
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        data = json.loads(out.read_text()) if out.exists() else {}
-    except json.JSONDecodeError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    data[KEY] = record
-    tmp = out.with_suffix(f".json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(out)
-
-
 def run(*, quick: bool, out: Path | None = None) -> int:
     plan = QUICK if quick else FULL
     out = out or (QUICK_OUT if quick else OUT)
@@ -1301,7 +1287,7 @@ def run(*, quick: bool, out: Path | None = None) -> int:
         admin.dispose()
         os.sched_setaffinity(0, own_affinity)
 
-    _merge(out, record)
+    merge(out, KEY, record)
     print()
     print(_table(record))
     print(f"written to {out} under {KEY!r} ({record['wall_seconds']}s wall)")

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import zeropay
 from zeropay.domain.errors import ConfigurationError
@@ -375,11 +377,52 @@ def test_a_malformed_event_names_what_is_wrong(change, reason):
     assert caught.value.details["reason"] == reason
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = [
+    "id",
+    "ts",
+    "type",
+    "user",
+    "device",
+    "ip",
+    "country",
+    "lat",
+    "lon",
+    "user_agent",
+    "first_factor",
+    "first_factor_ok",
+    "amount",
+    "currency",
+    "payee",
+    "mcc",
+    "holds",
+]
+
+
+@given(st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=len(FIELDS)), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_any_json_object_is_parsed_or_refused_with_a_code_and_never_crashes(fields, valid_base):
+    raw = {**(BASE_EVENT if valid_base else {}), **fields}
+    try:
+        parse_event(raw)
+        parse_holds(raw.get("holds"))
+    except EventInvalid as exc:
+        assert isinstance(exc.details["reason"], str) and exc.details["reason"]
+
+
 def test_unknown_fields_are_ignored_and_holds_are_checked():
     event = parse_event({**BASE_EVENT, "label": {"attack": True}, "extra": [1]})
     assert event.id == "e1" and event.at_s == datetime(2026, 3, 2, 8, 15, 2, tzinfo=UTC).timestamp()
-    with pytest.raises(EventInvalid):
-        parse_holds(["fingerprint"])
+    for bad in (["fingerprint"], [{"factor": "passkey"}], [["passkey"]], "passkey", [7]):
+        with pytest.raises(EventInvalid):
+            parse_holds(bad)
+    assert parse_holds(["passkey", "passkey"]) == {Factor.PASSKEY}
     assert parse_holds(None) == frozenset()
 
 

@@ -9,7 +9,7 @@ out-of-order line is reported (``line N: code``) and skipped, never silently dro
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import orjson
 
@@ -41,7 +41,7 @@ def located(event: RiskEvent, locate: Locate | None) -> RiskEvent:
     if place is None:
         return event
     lat, lon = (event.lat, event.lon) if event.has_coordinates else (place.lat, place.lon)
-    return replace(event, country=event.country or place.country, lat=lat, lon=lon)
+    return event._replace(country=event.country or place.country, lat=lat, lon=lon)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import NamedTuple
 
 from zeropay.domain.factors import Factor
 from zeropay.domain.risk.config import RiskConfig
@@ -50,8 +50,7 @@ class Action(StrEnum):
 _RANK = {Action.ALLOW: 0, Action.CHALLENGE: 1, Action.REVIEW: 2, Action.BLOCK: 3}
 
 
-@dataclass(frozen=True, slots=True)
-class RiskDecision:
+class RiskDecision(NamedTuple):
     action: Action
     score: int
     reasons: tuple[str, ...]
