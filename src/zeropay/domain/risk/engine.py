@@ -112,8 +112,8 @@ def _signals(event: RiskEvent, view: RiskView, config: RiskConfig) -> list[str]:
         fired.append("blocked_ip")
     if event.payee is not None and event.payee in config.blocked_payees:
         fired.append("blocked_payee")
-    fired.extend(_device_signals(event, view, config))
-    fired.extend(_place_and_time_signals(event, user, config))
+    _device_signals(event, view, config, fired)
+    _place_and_time_signals(event, user, config, fired)
     ip_failures = count_since(view.ip.failures, at - window["short_s"]) if view.ip else 0
     if ip_failures >= limit["ip_failures_short_max"]:
         fired.append("velocity_ip")
@@ -123,12 +123,11 @@ def _signals(event: RiskEvent, view: RiskView, config: RiskConfig) -> list[str]:
     if recovered_s is not None and at - recovered_s < window["recent_change_s"]:
         fired.append("recent_recovery")
     if event.type is EventType.PAYMENT:
-        fired.extend(_payment_signals(event, view, config))
+        _payment_signals(event, view, config, fired)
     return fired
 
 
-def _device_signals(event: RiskEvent, view: RiskView, config: RiskConfig) -> list[str]:
-    fired: list[str] = []
+def _device_signals(event: RiskEvent, view: RiskView, config: RiskConfig, fired: list[str]) -> None:
     user, at = view.user, event.at_s
     seen = user.devices.get(event.device) if event.device is not None else None
     # A passkey only works on the device it is bound to; a registration is about a new device.
@@ -152,11 +151,11 @@ def _device_signals(event: RiskEvent, view: RiskView, config: RiskConfig) -> lis
         )
         if others + 1 > config.limits["device_users_max"]:
             fired.append("shared_device")
-    return fired
 
 
-def _place_and_time_signals(event: RiskEvent, user: UserRisk, config: RiskConfig) -> list[str]:
-    fired: list[str] = []
+def _place_and_time_signals(
+    event: RiskEvent, user: UserRisk, config: RiskConfig, fired: list[str]
+) -> None:
     limit = config.limits
     if (
         event.lat is not None
@@ -171,17 +170,17 @@ def _place_and_time_signals(event: RiskEvent, user: UserRisk, config: RiskConfig
             fired.append("impossible_travel")
     if event.country is not None and user.countries and event.country not in user.countries:
         fired.append("new_country")
-    total = sum(user.hours)
+    total = user.hours_total
     if total >= limit["hour_history_min"]:
         h = hour_of(event.at_s)
         around = user.hours[h - 1] + user.hours[h] + user.hours[(h + 1) % 24]
         if around / total < 3 * limit["hour_share_min"]:
             fired.append("unusual_hour")
-    return fired
 
 
-def _payment_signals(event: RiskEvent, view: RiskView, config: RiskConfig) -> list[str]:
-    fired: list[str] = []
+def _payment_signals(
+    event: RiskEvent, view: RiskView, config: RiskConfig, fired: list[str]
+) -> None:
     user, at = view.user, event.at_s
     limit, window = config.limits, config.windows
     amount, currency = event.amount_minor, event.currency
@@ -212,7 +211,6 @@ def _payment_signals(event: RiskEvent, view: RiskView, config: RiskConfig) -> li
         spent = user.month_spent_minor.get(currency, 0) if user.month == month_of(at) else 0
         if spent + amount >= cap * limit["monthly_cap_share"]:
             fired.append("monthly_cap")
-    return fired
 
 
 def _device_velocity(view: RiskView, event: RiskEvent, config: RiskConfig) -> bool:
@@ -357,6 +355,7 @@ def learn(
     if event.country is not None:
         user.countries.add(event.country)
     user.hours[hour_of(at)] += 1
+    user.hours_total += 1
     if event.type is EventType.PAYMENT:
         _learn_payment(event, user, cashout=is_cashout)
 

@@ -58,7 +58,10 @@ class RiskEvent(NamedTuple):
 
 _EVENT_TYPES = {t.value: t for t in EventType}
 _FACTORS = {f.value: f for f in Factor}
-_ID_KEYS = frozenset({"id", "user", "device", "payee"})
+# The longest each text field may be; ids are shorter than free text.
+_TEXT_MAX = dict.fromkeys(
+    ("country", "ip", "user_agent", "currency"), TEXT_LENGTH_MAX
+) | dict.fromkeys(("id", "user", "device", "payee"), ID_LENGTH_MAX)
 _NUMBERS = (int, float)
 _UTC_OFFSET = timedelta(0)
 
@@ -75,10 +78,8 @@ def _text(raw: Mapping[str, object], key: str, *, required: bool = False) -> str
         if required:
             raise EventInvalid(f"{key} is required", reason=f"missing_{key}")
         return None
-    if not isinstance(value, str) or not value or len(value) > TEXT_LENGTH_MAX:
+    if type(value) is not str or not value or len(value) > _TEXT_MAX[key]:
         raise EventInvalid(f"{key} must be a non-empty string", reason=f"invalid_{key}")
-    if key in _ID_KEYS and len(value) > ID_LENGTH_MAX:
-        raise EventInvalid(f"{key} is too long", reason=f"invalid_{key}")
     return value
 
 

@@ -60,7 +60,8 @@ class UserRisk:
     last_lat: float | None = None
     last_lon: float | None = None
     countries: set[str] = field(default_factory=set)
-    hours: list[int] = field(default_factory=lambda: [0] * HOURS)
+    hours: list[int] = field(default_factory=lambda: [0] * HOURS)  # events per hour of day
+    hours_total: int = 0
     amounts: dict[str, AmountStats] = field(default_factory=dict)
     payees: dict[str, int] = field(default_factory=dict)
     payments: deque[float] = field(default_factory=_window)  # attempts
