@@ -14,27 +14,20 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, CDPSession, Page, expect, sync_playwright
-from sqlalchemy import create_engine, text
 
 from support.mfa import CODE, PASSWORD
+from support.servers import BIN, free_port, scratch_database, stop, zeropay_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-PG_URL = (
-    os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"
 EMAIL = "ana@example.com"
 MAIL_WAIT_S = 20  # the server's job loop sends mail every 5 s
@@ -46,12 +39,6 @@ STRICT_CSP = (
 PAGES = ("/", "/signup", "/login", "/bind", "/account")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_for_port(port: int) -> None:
     for _ in range(100):  # bounded: 10 s
         with socket.socket() as s:
@@ -59,15 +46,6 @@ def _wait_for_port(port: int) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"nothing listens on port {port}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @dataclass
@@ -91,7 +69,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    smtp_port = _free_port()
+    smtp_port = free_port()
     mail_dir = tmp_path_factory.mktemp("mail")
     devmail = subprocess.Popen(
         [
@@ -106,59 +84,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         ],
         stdout=subprocess.DEVNULL,
     )
-    admin = create_engine(
-        PG_URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
-    )
-    name = f"zp_e2e_browser_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = PG_URL.rpartition("/")
-    port = _free_port()
+    port = free_port()
     url = f"http://localhost:{port}"
-    env = {
-        **os.environ,
-        "ZEROPAY_DATABASE_URL": f"{base}/{name}",
-        "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
-        "ZEROPAY_ARGON2_TIME_COST": "1",
-        "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
-        "ZEROPAY_LOG_LEVEL": "warning",
-        "ZEROPAY_RP_ID": "localhost",
-        "ZEROPAY_RP_ORIGINS": url,
-        "ZEROPAY_SMTP_HOST": "127.0.0.1",
-        "ZEROPAY_SMTP_PORT": str(smtp_port),
-        "ZEROPAY_DEV_MAIL_DIR": str(mail_dir),
-    }
-    for unset in (
-        "ZEROPAY_POLICY_PROFILE",
-        "ZEROPAY_AUTH_POLICY",
-        "ZEROPAY_JOBS",
-        "PROMETHEUS_MULTIPROC_DIR",
-    ):
-        env.pop(unset, None)  # the shipped defaults, mail job included
-    proc: subprocess.Popen[bytes] | None = None
     try:
         _wait_for_port(smtp_port)
-        subprocess.run([BIN / "zeropay", "migrate"], env=env, check=True, capture_output=True)
-        proc = subprocess.Popen(
-            [BIN / "zeropay", "serve", "--host", "localhost", "--port", str(port)], env=env
-        )
-        for _ in range(200):  # bounded: 20 s
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not become ready")
-        yield Server(url=url)
+        with scratch_database("zp_e2e_browser") as database_url:
+            env = {
+                **os.environ,
+                "ZEROPAY_DATABASE_URL": database_url,
+                "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
+                "ZEROPAY_ARGON2_TIME_COST": "1",
+                "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
+                "ZEROPAY_LOG_LEVEL": "warning",
+                "ZEROPAY_RP_ID": "localhost",
+                "ZEROPAY_RP_ORIGINS": url,
+                "ZEROPAY_SMTP_HOST": "127.0.0.1",
+                "ZEROPAY_SMTP_PORT": str(smtp_port),
+                "ZEROPAY_DEV_MAIL_DIR": str(mail_dir),
+            }
+            for unset in (
+                "ZEROPAY_POLICY_PROFILE",
+                "ZEROPAY_AUTH_POLICY",
+                "ZEROPAY_JOBS",
+                "PROMETHEUS_MULTIPROC_DIR",
+            ):
+                env.pop(unset, None)  # the shipped defaults, mail job included
+            with zeropay_server(env, host="localhost", port=port, url=url):
+                yield Server(url=url)
     finally:
-        if proc is not None:
-            _stop(proc)
-        _stop(devmail)
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        stop(devmail)
 
 
 @pytest.fixture(scope="module")

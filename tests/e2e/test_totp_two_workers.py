@@ -11,12 +11,9 @@ record the two processes share is what refuses the second code (RFC 6238 §5.2).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,29 +24,19 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
-from sqlalchemy import create_engine, text
 
 from support.dpop_client import DeviceKey
 from support.mfa import CODE, SmtpInbox
+from support.servers import free_port, scratch_database, zeropay_server
 from support.webauthn_soft import SoftAuthenticator
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-PG_URL = (
-    os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-BIN = Path(sys.executable).parent
 PASSWORD = "correct horse battery staple"
 PAIRS_PER_USER = 5  # two users: each login flow start counts against a per-account limit of 20/min
 USERS = ("ana@example.com", "bob@example.com")
 MAIL_WAIT_S = 20  # the job loop sends mail every 5 s
 CONNECTION_TRIES = 40
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -96,55 +83,29 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     inbox = SmtpInbox()
     inbox.start()
-    admin_url = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    name = f"zp_e2e_totp_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = PG_URL.rpartition("/")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "ZEROPAY_DATABASE_URL": f"{base}/{name}",
-        "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
-        "ZEROPAY_ARGON2_TIME_COST": "1",
-        "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
-        "ZEROPAY_LOG_LEVEL": "warning",
-        "ZEROPAY_RP_ID": "localhost",
-        "ZEROPAY_RP_ORIGINS": f"http://localhost:{port}",
-        "ZEROPAY_SMTP_HOST": "127.0.0.1",
-        "ZEROPAY_SMTP_PORT": str(inbox.port),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prom")),
-    }
-    for unset in ("ZEROPAY_POLICY_PROFILE", "ZEROPAY_AUTH_POLICY", "ZEROPAY_JOBS"):
-        env.pop(unset, None)  # the shipped defaults, mail job included
-    subprocess.run([BIN / "zeropay", "migrate"], env=env, check=True, capture_output=True)
-    proc = subprocess.Popen(
-        [BIN / "zeropay", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=env,
-    )
+    port = free_port()
     url = f"http://localhost:{port}"
     try:
-        for _ in range(200):  # bounded: 20 s
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not become ready")
-        yield Server(url=url, port=port, pid=proc.pid, inbox=inbox)
+        with scratch_database("zp_e2e_totp") as database_url:
+            env = {
+                **os.environ,
+                "ZEROPAY_DATABASE_URL": database_url,
+                "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
+                "ZEROPAY_ARGON2_TIME_COST": "1",
+                "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
+                "ZEROPAY_LOG_LEVEL": "warning",
+                "ZEROPAY_RP_ID": "localhost",
+                "ZEROPAY_RP_ORIGINS": url,
+                "ZEROPAY_SMTP_HOST": "127.0.0.1",
+                "ZEROPAY_SMTP_PORT": str(inbox.port),
+                "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prom")),
+            }
+            for unset in ("ZEROPAY_POLICY_PROFILE", "ZEROPAY_AUTH_POLICY", "ZEROPAY_JOBS"):
+                env.pop(unset, None)  # the shipped defaults, mail job included
+            with zeropay_server(env, host="127.0.0.1", port=port, url=url, workers=2) as proc:
+                yield Server(url=url, port=port, pid=proc.pid, inbox=inbox)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         inbox.stop()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,71 +14,35 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from support.servers import BIN, free_port, scratch_database, zeropay_server
+
 PASSWORD_ONLY_POLICY = Path(__file__).parents[1] / "policies" / "password-only.toml"
-PG_URL = (
-    os.environ.get("ZEROPAY_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 PAYMENTS = 500
 AFFORDABLE = 100
 PRICE = 300
 SAME_KEY_REQUESTS = 50
 CLIENT_THREADS = 64
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    admin_url = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    name = f"zp_e2e_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = PG_URL.rpartition("/")
-    env = {
-        **os.environ,
-        "ZEROPAY_DATABASE_URL": f"{base}/{name}",
-        "ZEROPAY_POLICY_PROFILE": "core",  # the payments core alone: no step-up on this path
-        # and a password alone signs in with a bearer session: this test is about the ledger
-        "ZEROPAY_AUTH_POLICY": str(PASSWORD_ONLY_POLICY),
-        "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
-        "ZEROPAY_ARGON2_TIME_COST": "1",
-        "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
-        "ZEROPAY_LOG_LEVEL": "warning",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prom")),
-    }
-    subprocess.run([BIN / "zeropay", "migrate"], env=env, check=True, capture_output=True)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [BIN / "zeropay", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=env,
-    )
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not become ready")
-        yield url, env, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database("zp_e2e") as database_url:
+        env = {
+            **os.environ,
+            "ZEROPAY_DATABASE_URL": database_url,
+            "ZEROPAY_POLICY_PROFILE": "core",  # the payments core alone: no step-up on this path
+            # and a password alone signs in with a bearer session: this test is about the ledger
+            "ZEROPAY_AUTH_POLICY": str(PASSWORD_ONLY_POLICY),
+            "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
+            "ZEROPAY_ARGON2_TIME_COST": "1",
+            "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
+            "ZEROPAY_LOG_LEVEL": "warning",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prom")),
+        }
+        with zeropay_server(env, host="127.0.0.1", port=port, url=url, workers=2) as proc:
+            yield url, env, proc.pid
 
 
 def _merchant_key(env: dict[str, str]) -> str:
