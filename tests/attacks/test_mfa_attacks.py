@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ import pytest
 from sqlalchemy import text
 
 from support.dpop_client import DeviceKey
-from support.mfa import BASE, PASSWORD, Device
+from support.mfa import BASE, CODE, PASSWORD, Device
 from support.webauthn_soft import SoftAuthenticator
 from zeropay.adapters.sql.auth_records import FlowRepository
 from zeropay.adapters.sql.repositories import AccountRepository
@@ -643,6 +644,10 @@ def test_1000_totp_guesses_lock_the_factor_after_5_and_no_guess_after_a_lock_is_
 def test_1000_email_code_guesses_lock_the_factor_after_5_and_no_guess_after_a_lock_is_checked(
     mfa, clock, monkeypatch, backend
 ):
+    # This test is about the lockout: every one of its 200 flows gets its code, so the hourly
+    # limit on codes to one address (tested on its own) is lifted in this test's own container.
+    ctx = mfa.container.ctx
+    object.__setattr__(ctx, "auth_policy", replace(ctx.policy, code_sends_per_hour_max=1000))
     phone = _bound_user(mfa)
     user_id = _user_id(phone)
     consumed: list[bytes] = []
@@ -989,6 +994,42 @@ def test_a_flow_for_an_unknown_address_signs_no_one_in_even_with_a_real_passkey(
     assert _problem(r)[:2] == (401, "authentication_failed"), r.text
     assert _events(mfa, "login.succeeded") == logins
     assert mfa.passkey_login(phone, VICTIM).status_code == 201  # the same passkey, its address
+
+
+def _codes_to(mfa: Any, email: str) -> list[str]:
+    mail.deliver_due(mfa.container.ctx)
+    return [b for _, b in mfa.inbox.bodies_to(email) if CODE.search(b)]
+
+
+def test_an_address_gets_at_most_ten_codes_an_hour_however_many_flows_ask(mfa, clock):
+    owner = mfa.device()
+    mfa.sign_up(owner, VICTIM)
+    clock.advance(seconds=3600)  # the sign-up's own code is in the last hour's count
+    stranger = mfa.device("Stranger", "linux")
+    mail.deliver_due(mfa.container.ctx)
+    sent_before = len(_codes_to(mfa, VICTIM))
+    answers: dict[str, list[int]] = {}
+    for email in (VICTIM, "nobody@example.com"):
+        answers[email] = []
+        for i in range(12):
+            if i and i % 3 == 0:
+                clock.advance(seconds=RATE_WINDOW_S)  # flow starts: a fresh per-minute window
+            flow = mfa.start(
+                stranger, "device_registration", email=email, device=stranger.info()
+            ).json()
+            r = stranger.call(
+                "POST", f"/v1/auth/flows/{flow['id']}/codes", {"factor": "email_otp"}, token=""
+            )
+            answers[email].append(r.status_code)
+    assert answers[VICTIM] == [202] * 10 + [429] * 2
+    assert answers["nobody@example.com"] == answers[VICTIM]  # an unknown address alike
+    assert len(_codes_to(mfa, VICTIM)) - sent_before == 10
+    clock.advance(seconds=3600)
+    flow = mfa.start(stranger, "device_registration", email=VICTIM, device=stranger.info()).json()
+    r = stranger.call(
+        "POST", f"/v1/auth/flows/{flow['id']}/codes", {"factor": "email_otp"}, token=""
+    )
+    assert r.status_code == 202, r.text
 
 
 def test_the_21st_login_flow_in_a_minute_is_refused_alike_for_known_and_unknown_emails(mfa):

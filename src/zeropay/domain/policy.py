@@ -61,6 +61,7 @@ class AuthPolicy:
     dpop_iat_window_s: int = 60
     code_ttl_s: int = 600  # NIST 800-63B §5.1.3.2: out-of-band codes expire within 10 minutes
     code_sends_max: int = 3  # per flow
+    code_sends_per_hour_max: int = 10  # per address or user, across flows (no mail bombing)
     approval_requests_max: int = 3  # per user and hour, against push bombing
     login_attempts_per_ip_max: int = 60  # per minute, shared by all processes
     login_attempts_per_account_max: int = 20  # per minute
@@ -106,6 +107,7 @@ _TOP = {
     "dpop_iat_window_s",
     "code_ttl_s",
     "code_sends_max",
+    "code_sends_per_hour_max",
     "approval_requests_max",
     "login_attempts_per_ip_max",
     "login_attempts_per_account_max",
@@ -211,6 +213,7 @@ def parse_policy(data: Mapping[str, Any]) -> AuthPolicy:
         dpop_iat_window_s=_int(data, "dpop_iat_window_s", 60, 5, 300),
         code_ttl_s=_int(data, "code_ttl_s", 600, 60, 600),
         code_sends_max=_int(data, "code_sends_max", 3, 1, 10),
+        code_sends_per_hour_max=_int(data, "code_sends_per_hour_max", 10, 1, 100),
         approval_requests_max=_int(data, "approval_requests_max", 3, 1, 20),
         login_attempts_per_ip_max=_int(data, "login_attempts_per_ip_max", 60, 1, 100_000),
         login_attempts_per_account_max=_int(data, "login_attempts_per_account_max", 20, 1, 1000),

@@ -222,7 +222,7 @@ def start(
             paths = plan_paths(ctx.policy, access, available)
         elif index is not None:
             paths = _public_paths(ctx, access)
-            binding[ADDRESSED] = "1"
+            binding[ADDRESSED] = index.hex()[:32]  # the address, keyed: for its code limit
         else:
             paths = tuple(p for p in ctx.policy.point(access).paths if p == (Factor.PASSKEY,))
         if not paths:
@@ -379,6 +379,11 @@ def send_code(ctx: AppContext, flow_id: object, factor: object, requester: Reque
         check_step(current.flow, chosen, now)
         if current.code_sends >= ctx.policy.code_sends_max:
             raise RateLimited("no more codes for this flow; start a new one", retry_after_s=0)
+        # Across flows too, or new flows would mail an address without end. Keyed by the
+        # address when the flow was started by one, so an unknown address is limited alike.
+        flow = current.flow
+        to = flow.binding.get(ADDRESSED) or flow.user_id or flow.id
+        _limit(ctx, uow, f"codes:{to}", max_count=ctx.policy.code_sends_per_hour_max, window_s=3600)
         after = replace(
             current,
             code_hash=code_hash(ctx, current.flow.id, chosen, code),
