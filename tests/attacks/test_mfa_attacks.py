@@ -802,6 +802,22 @@ def test_an_answer_sent_while_another_is_being_checked_is_turned_away_at_no_cost
     assert r.status_code == 201, r.text
 
 
+def test_a_check_that_outlived_its_turn_does_not_free_the_turn_taken_since(mfa, clock):
+    phone, _ = _totp_user(mfa, clock)
+    flow_id = _password_done(mfa, phone)
+    flows = mfa.container.ctx.read
+    first = mfa.now()
+    lease = timedelta(seconds=STEP_LEASE_S)
+    assert flows(lambda uow: uow.flows.claim_step(flow_id, first, first + lease))
+    clock.advance(seconds=STEP_LEASE_S + 1)
+    second = mfa.now()
+    assert flows(lambda uow: uow.flows.claim_step(flow_id, second, second + lease))
+    flows(lambda uow: uow.flows.release_step(flow_id, first + lease))  # the slow first one ends
+    assert not flows(lambda uow: uow.flows.claim_step(flow_id, second, second + lease))
+    flows(lambda uow: uow.flows.release_step(flow_id, second + lease))
+    assert flows(lambda uow: uow.flows.claim_step(flow_id, second, second + lease))
+
+
 def test_one_totp_code_sent_by_twenty_threads_to_twenty_flows_is_accepted_once(mfa, clock):
     phone, app = _totp_user(mfa, clock)
     clock.advance(seconds=RATE_WINDOW_S)  # twenty flow starts: a fresh rate window

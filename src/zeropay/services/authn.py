@@ -583,8 +583,8 @@ def submit(
     # One answer at a time: answers raced at one flow would otherwise each cost an attempt
     # (and a lockout count) while the right one is being checked, and could fail the flow
     # under it.
-    lease = timedelta(seconds=STEP_LEASE_S)
-    if not ctx.read(lambda uow: uow.flows.claim_step(stored.flow.id, now, now + lease)):
+    until = now + timedelta(seconds=STEP_LEASE_S)
+    if not ctx.read(lambda uow: uow.flows.claim_step(stored.flow.id, now, until)):
         raise Conflict("another answer to this flow is being checked", reason="step_in_progress")
     try:
         try:
@@ -599,7 +599,7 @@ def submit(
             ) from None
         return ctx.run(lambda uow: _pass(ctx, uow, stored.flow.id, chosen, checked, requester))
     finally:
-        ctx.read(lambda uow: uow.flows.release_step(stored.flow.id))
+        ctx.read(lambda uow: uow.flows.release_step(stored.flow.id, until))
 
 
 def _fail(ctx: AppContext, uow: UnitOfWork, flow_id: str, factor: Factor) -> StoredFlow:

@@ -132,9 +132,14 @@ class FlowRepository(_Repo):
         )
         return result.rowcount == 1
 
-    def release_step(self, flow_id: str) -> None:
+    def release_step(self, flow_id: str, until: datetime) -> None:
+        """Give the turn back -- only the turn taken with ``until``: a check that outlived its
+        lease must not free the turn another answer has taken since."""
+        x = t.auth_flows.c
         self.c.execute(
-            update(t.auth_flows).where(t.auth_flows.c.id == flow_id).values(busy_until=None)
+            update(t.auth_flows)
+            .where(x.id == flow_id, x.busy_until == until)
+            .values(busy_until=None)
         )
 
     def consume_challenge(self, flow_id: str, challenge: bytes) -> bool:
