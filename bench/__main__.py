@@ -37,6 +37,8 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from bench.serving import wait_ready
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,7 +49,6 @@ WORKERS = 2
 PASSWORD = "a long passphrase"
 PRICE_MINOR = 100  # USD 1.00
 TOPUP_MINOR = 60_000  # under the USD 700 single top-up cap and monthly spend limit
-READY_WAIT_S = 30
 
 
 @dataclass(frozen=True)
@@ -216,20 +217,8 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + READY_WAIT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self._log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready after {READY_WAIT_S}s: {self._log_tail()}")
-
-    def _log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        assert self.proc is not None
+        wait_ready(self.proc, self.url, self.log)
 
     def rss(self) -> dict[str, Any]:
         assert self.proc is not None

@@ -63,6 +63,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bench.results import merge
+from bench.serving import wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "tests") not in sys.path:
@@ -76,7 +77,6 @@ QUICK_OUT = Path("var/bench-quick.json")
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 BIN = Path(sys.executable).parent
 PASSWORD = "a long bench passphrase"
-READY_WAIT_S = 30
 TOTP_STEP_S = 30
 KEYCLOAK_PASSWORD_LOGINS_PER_S_PER_VCPU = 15  # Keycloak's published sizing guide
 ARGON2_PRODUCTION = (3, 65536)  # time_cost, memory KiB; parallelism is 1 in the server
@@ -377,17 +377,8 @@ class AuthServer:
             )
         if self.cpu is not None and not shutil.which("taskset"):
             os.sched_setaffinity(self.proc.pid, {self.cpu})
-        deadline = time.monotonic() + READY_WAIT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self._log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready after {READY_WAIT_S}s: {self._log_tail()}")
+        assert self.proc is not None
+        wait_ready(self.proc, self.url, self.log)
 
     @property
     def pid(self) -> int:
@@ -399,9 +390,6 @@ class AuthServer:
             "peak_rss_mb": _status_mb(self.pid, "VmHWM"),
             "rss_mb": _status_mb(self.pid, "VmRSS"),
         }
-
-    def _log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
     def stop(self) -> None:
         if self.proc is None:

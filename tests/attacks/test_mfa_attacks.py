@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import text
 
 from support.dpop_client import DeviceKey
-from support.mfa import BASE, CODE, PASSWORD, Device
+from support.mfa import BASE, CODE, PASSWORD, Device, bound
 from support.webauthn_soft import SoftAuthenticator
 from zeropay.adapters.sql.auth_records import FlowRepository
 from zeropay.adapters.sql.repositories import AccountRepository
@@ -68,12 +68,7 @@ def _problem(r: Any) -> tuple[int, str, str | None]:
 
 
 def _bound_user(mfa: Any, email: str = VICTIM) -> Device:
-    """A payer whose phone is bound (passkey on it) and signed in with two factors."""
-    phone = mfa.device()
-    mfa.sign_up(phone, email)
-    r = mfa.bind(phone, email)
-    assert r.status_code == 201, r.text
-    return phone
+    return bound(mfa, email)
 
 
 def _totp_user(mfa: Any, clock: Any, email: str = VICTIM) -> tuple[Device, pyotp.TOTP]:

@@ -28,7 +28,7 @@ import segno
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from support.mfa import BASE, PASSWORD, Device, Mfa
+from support.mfa import BASE, PASSWORD, Device, Mfa, bound, signed_up
 from support.webauthn_soft import SoftAuthenticator, b64url
 from zeropay.adapters.sms import HttpSmsGateway, SmsUnavailable
 from zeropay.api.app import create_app
@@ -90,17 +90,11 @@ def _user_id(device: Device) -> str:
 
 
 def _signed_up(mfa: Mfa, email: str = EMAIL) -> Device:
-    phone = mfa.device()
-    mfa.sign_up(phone, email)
-    return phone
+    return signed_up(mfa, email)
 
 
 def _bound(mfa: Mfa, email: str = EMAIL) -> Device:
-    """A payer whose phone is bound, with a passkey on it, signed in with two factors."""
-    phone = _signed_up(mfa, email)
-    r = mfa.bind(phone, email)
-    assert r.status_code == 201, r.text
-    return phone
+    return bound(mfa, email)
 
 
 def _age_last_login(device: Device, clock: Any, seconds: int = RECENT_AUTH_S + 1) -> None:

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from support.dpop_client import DeviceKey
-from support.mfa import BASE, PASSWORD, Device, Mfa
+from support.mfa import BASE, PASSWORD, Device, Mfa, bound, signed_up
 from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.api.app import create_app
@@ -94,18 +94,11 @@ def _send_code(device: Device, flow_id: str, factor: str = "email_otp") -> None:
 
 
 def _signed_up(mfa: Mfa, email: str = EMAIL) -> Device:
-    """A payer who proved the address on this phone (its key is not a bound device yet)."""
-    phone = mfa.device()
-    mfa.sign_up(phone, email)
-    return phone
+    return signed_up(mfa, email)
 
 
 def _bound(mfa: Mfa, email: str = EMAIL) -> Device:
-    """A payer whose phone is bound, with a passkey on it, signed in with two factors."""
-    phone = _signed_up(mfa, email)
-    r = mfa.bind(phone, email)
-    assert r.status_code == 201, r.text
-    return phone
+    return bound(mfa, email)
 
 
 def _user_id(device: Device) -> str:

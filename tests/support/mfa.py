@@ -207,3 +207,18 @@ class Mfa:
         )
         assert r.status_code == 204, r.text
         return app
+
+
+def signed_up(mfa: Mfa, email: str) -> Device:
+    """A payer who proved the address on this phone (its key is not a bound device yet)."""
+    phone = mfa.device()
+    mfa.sign_up(phone, email)
+    return phone
+
+
+def bound(mfa: Mfa, email: str) -> Device:
+    """A payer whose phone is bound, with a passkey on it, signed in with two factors."""
+    phone = signed_up(mfa, email)
+    r = mfa.bind(phone, email)
+    assert r.status_code == 201, r.text
+    return phone
