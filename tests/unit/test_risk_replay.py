@@ -314,3 +314,27 @@ def test_replayer_can_be_driven_line_by_line():
     replayer = Replayer(CONFIG)
     results = list(replayer.run([json.dumps(e) for e in _events()]))
     assert all(r.error is None for r in results) and len(results) == len(_events())
+
+
+def test_a_live_event_written_as_a_replay_line_reads_back_the_same():
+    from zeropay.domain.risk.events import event_as_input, parse_event
+
+    raw = {
+        "id": "e9",
+        "ts": "2026-03-02T08:15:02.250000Z",
+        "type": "payment",
+        "user": "u1",
+        "device": "d1",
+        "ip": "211.36.1.2",
+        "country": "KR",
+        "lat": 37.57,
+        "lon": 126.98,
+        "amount": 12500,
+        "currency": "KRW",
+        "payee": "m17",
+        "mcc": "5814",
+        "passkey_clone": True,
+    }
+    event = parse_event(raw)
+    assert parse_event(event_as_input(event)) == event
+    assert event_as_input(event)["ts"] == raw["ts"]

@@ -191,3 +191,16 @@ class RateLimited(DomainError):
 
 class ConfigurationError(ZeroPayError):
     code = "configuration_error"
+
+
+class RiskBlocked(Forbidden):
+    """The risk engine refused the action; ``reasons`` are its stable codes."""
+
+    code = "risk_blocked"
+
+
+class ChallengeRequired(Forbidden):
+    """The risk engine asks for more: answer the flow in ``flow`` (it names the ``factors``),
+    then repeat the request."""
+
+    code = "challenge_required"

@@ -6,6 +6,10 @@
     authorized --expire--> expired                  the hold ran out; funds released
     requires_confirmation | authorized --cancel--> canceled    a hold is voided
     succeeded --refund--> succeeded                 in full or in parts, never above captured
+    requires_confirmation --review--> in_review     the risk engine held it: funds are held
+    in_review --approve--> succeeded | authorized   an operator let it through (as confirm would)
+    in_review --decline--> declined                 an operator refused it; the hold is voided
+    in_review --expire--> expired | --cancel--> canceled
 
 The ledger is the record of money; a payment row is the business view of it and changes state
 only through ``transition``.
@@ -23,9 +27,11 @@ from zeropay.domain.money import Money
 
 class PaymentStatus(StrEnum):
     REQUIRES_CONFIRMATION = "requires_confirmation"
+    IN_REVIEW = "in_review"
     AUTHORIZED = "authorized"
     SUCCEEDED = "succeeded"
     CANCELED = "canceled"
+    DECLINED = "declined"
     EXPIRED = "expired"
 
 
@@ -39,6 +45,9 @@ class PaymentEvent(StrEnum):
     CAPTURE = "capture"
     CANCEL = "cancel"
     EXPIRE = "expire"
+    REVIEW = "review"
+    APPROVE = "approve"
+    DECLINE = "decline"
 
 
 _NEXT: dict[tuple[PaymentStatus, PaymentEvent, CaptureMethod | None], PaymentStatus] = {
@@ -52,7 +61,16 @@ _NEXT: dict[tuple[PaymentStatus, PaymentEvent, CaptureMethod | None], PaymentSta
     (PaymentStatus.AUTHORIZED, PaymentEvent.EXPIRE, None): PaymentStatus.EXPIRED,
     (PaymentStatus.REQUIRES_CONFIRMATION, PaymentEvent.CANCEL, None): PaymentStatus.CANCELED,
     (PaymentStatus.AUTHORIZED, PaymentEvent.CANCEL, None): PaymentStatus.CANCELED,
+    (PaymentStatus.REQUIRES_CONFIRMATION, PaymentEvent.REVIEW, None): PaymentStatus.IN_REVIEW,
+    (PaymentStatus.IN_REVIEW, PaymentEvent.APPROVE, CaptureMethod.AUTOMATIC): (
+        PaymentStatus.SUCCEEDED
+    ),
+    (PaymentStatus.IN_REVIEW, PaymentEvent.APPROVE, CaptureMethod.MANUAL): PaymentStatus.AUTHORIZED,
+    (PaymentStatus.IN_REVIEW, PaymentEvent.DECLINE, None): PaymentStatus.DECLINED,
+    (PaymentStatus.IN_REVIEW, PaymentEvent.EXPIRE, None): PaymentStatus.EXPIRED,
+    (PaymentStatus.IN_REVIEW, PaymentEvent.CANCEL, None): PaymentStatus.CANCELED,
 }
+_BY_CAPTURE_METHOD = frozenset({PaymentEvent.CONFIRM, PaymentEvent.APPROVE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +114,7 @@ def transition(
     payment: Payment, event: PaymentEvent, now: datetime, *, captured: Money | None = None
 ) -> Payment:
     """The one place a payment changes state."""
-    method = payment.capture_method if event is PaymentEvent.CONFIRM else None
+    method = payment.capture_method if event in _BY_CAPTURE_METHOD else None
     target = _NEXT.get((payment.status, event, method))
     if target is None:
         raise InvalidStateTransition(

@@ -104,6 +104,7 @@ merchants = Table(
     Column("id", String(ID), primary_key=True),
     Column("name", String(bounds.MERCHANT_NAME_LENGTH_MAX), nullable=False),
     Column("created_at", TS, nullable=False),
+    Column("mcc", String(4)),  # ISO 18245 merchant category code: the risk engine reads it
 )
 
 api_keys = Table(
@@ -207,7 +208,8 @@ payments = Table(
         name="refund_within_capture",
     ),
     CheckConstraint(
-        "status IN ('requires_confirmation', 'authorized', 'succeeded', 'canceled', 'expired')",
+        "status IN ('requires_confirmation', 'in_review', 'authorized', 'succeeded', "
+        "'canceled', 'declined', 'expired')",
         name="status",
     ),
     Index("ix_payments_merchant_created", "merchant_id", "created_at", "id"),
@@ -430,4 +432,54 @@ rate_counters = Table(
     Column("window_start", TS, primary_key=True),
     Column("count", Integer, nullable=False),
     Column("expires_at", TS, nullable=False, index=True),
+)
+
+# ---- risk ---------------------------------------------------------------------------------------
+
+# What the risk engine remembers about one user, device (key thumbprint), IP or payee: a JSON
+# document, locked (FOR UPDATE) by each event that reads and changes it.
+risk_records = Table(
+    "risk_records",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("subject", String(160), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("kind IN ('user', 'device', 'ip', 'payee')", name="kind"),
+)
+
+# Every live decision: the event, the action, score, reasons, factors and the rules' version.
+# A challenge stays pending until the flow that asks for its factors passes or fails.
+risk_assessments = Table(
+    "risk_assessments",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("user_subject", String(160), nullable=False),
+    Column("event_type", String(24), nullable=False),
+    Column("ref", String(ID)),  # the flow or payment it decided
+    Column("action", String(16), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("reasons", Text, nullable=False),  # JSON list of codes
+    Column("factors", Text, nullable=False),  # JSON list of factors
+    Column("config_version", String(64), nullable=False),
+    Column("event", Text, nullable=False),  # JSON: the event as scored
+    Column("state", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("settled_at", TS),
+    CheckConstraint("action IN ('allow', 'challenge', 'review', 'block')", name="action"),
+    CheckConstraint("state IN ('settled', 'pending', 'passed', 'failed', 'used')", name="state"),
+    CheckConstraint("score >= 0 AND score <= 100", name="score"),
+    Index("ix_risk_assessments_user_created", "user_subject", "created_at"),
+    Index("ix_risk_assessments_ref", "ref"),
+)
+
+# Operators are accounts with roles: support reads, risk decides (least privilege).
+operator_roles = Table(
+    "operator_roles",
+    metadata,
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("role", String(16), primary_key=True),
+    Column("granted_at", TS, nullable=False),
+    Column("granted_by", String(160), nullable=False),
+    CheckConstraint("role IN ('support', 'risk')", name="role"),
 )

@@ -136,6 +136,8 @@ def _device_signals(event: RiskEvent, view: RiskView, config: RiskConfig, fired:
             fired.append("new_device")
         elif seen is not None and not seen.trusted:
             fired.append("untrusted_device")
+    if event.passkey_clone:
+        fired.append("clone_signal")
     young = seen is not None and at - seen.first_s < config.windows["recent_change_s"]
     if (
         young
@@ -319,29 +321,55 @@ def learn(
     view: RiskView,
     config: RiskConfig,
 ) -> None:
-    """Update the records after the outcome. Attempts always count (velocity, failures, who was
-    seen where); only an event that got through changes what the engine trusts or expects."""
+    """Update the records after the outcome: ``learn_attempt`` then ``learn_outcome``. A replay
+    knows both at once; the live path learns the attempt with the decision and the outcome
+    when the challenge it asked for ends."""
+    learn_attempt(event, view=view, config=config)
+    learn_outcome(event, decision, got_through=got_through, view=view, config=config)
+
+
+def learn_attempt(event: RiskEvent, *, view: RiskView, config: RiskConfig) -> None:
+    """What every attempt teaches, whatever comes of it: velocity, failed first factors, who
+    was seen on which device."""
     user, at = view.user, event.at_s
-    seen = user.see_device(event.device, at) if event.device is not None else None
+    if event.device is not None:
+        user.see_device(event.device, at)
     if view.device is not None:
         view.device.see_user(event.user, at)
-    failed_first = event.type is EventType.LOGIN and event.first_factor_ok is False
-    failed_challenge = decision.action is Action.CHALLENGE and not got_through
-    if failed_first or failed_challenge:
-        user.failures.append(at)
-        if view.ip is not None:
-            view.ip.failures.append(at)
+    if event.type is EventType.LOGIN and event.first_factor_ok is False:
+        _failed(view, at)
     if event.type is EventType.RECOVERY:
         user.recovery_s = at
-    is_cashout = event.type is EventType.PAYMENT and event.mcc in config.cashout_mcc
     if event.type is EventType.PAYMENT:
         user.payments.append(at)
         if view.device is not None:
             view.device.payments.append((at, event.payee or ""))
         if view.payee is not None:
             view.payee.payers.append((at, event.user))
+
+
+def _failed(view: RiskView, at: float) -> None:
+    view.user.failures.append(at)
+    if view.ip is not None:
+        view.ip.failures.append(at)
+
+
+def learn_outcome(
+    event: RiskEvent,
+    decision: RiskDecision,
+    *,
+    got_through: bool,
+    view: RiskView,
+    config: RiskConfig,
+) -> None:
+    """Only an event that got through changes what the engine trusts or expects; a failed
+    challenge counts as a failure, and a review or a block teaches nothing more."""
+    user, at = view.user, event.at_s
+    if decision.action is Action.CHALLENGE and not got_through:
+        _failed(view, at)
     if not got_through:
         return
+    seen = user.devices.get(event.device) if event.device is not None else None
     if seen is not None:
         seen.trusted, seen.trusted_s = True, at
         strong = {Factor.PASSKEY, Factor.BOUND_DEVICE_APPROVAL}
@@ -357,7 +385,7 @@ def learn(
     user.hours[hour_of(at)] += 1
     user.hours_total += 1
     if event.type is EventType.PAYMENT:
-        _learn_payment(event, user, cashout=is_cashout)
+        _learn_payment(event, user, cashout=event.mcc in config.cashout_mcc)
 
 
 def _learn_payment(event: RiskEvent, user: UserRisk, *, cashout: bool) -> None:

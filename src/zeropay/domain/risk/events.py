@@ -50,6 +50,8 @@ class RiskEvent(NamedTuple):
     currency: str | None = None
     payee: str | None = None
     mcc: str | None = None
+    # A passkey assertion whose signature counter did not increase: the key may be copied.
+    passkey_clone: bool = False
 
     @property
     def has_coordinates(self) -> bool:
@@ -135,6 +137,9 @@ def parse_event(raw: object) -> RiskEvent:
     if (lat is None) != (lon is None):
         raise EventInvalid("lat and lon come together", reason="invalid_coordinates")
     first, first_ok = _first_factor(raw)
+    clone = raw.get("passkey_clone", False)
+    if not isinstance(clone, bool):
+        raise EventInvalid("passkey_clone is true or false", reason="invalid_passkey_clone")
     amount, currency, payee, mcc = _payment(raw, event_type)
     assert event_id is not None and user is not None
     return RiskEvent(
@@ -154,6 +159,7 @@ def parse_event(raw: object) -> RiskEvent:
         currency=currency,
         payee=payee,
         mcc=mcc,
+        passkey_clone=clone,
     )
 
 
@@ -211,3 +217,27 @@ def parse_holds(raw: object) -> frozenset[Factor]:
 @lru_cache(maxsize=1024)
 def _holds(names: tuple[str, ...]) -> frozenset[Factor]:
     return frozenset(_FACTORS[name] for name in names)
+
+
+def event_as_input(event: RiskEvent) -> dict[str, object]:
+    """The event as a replay line would carry it (``parse_event`` reads it back): what the live
+    path keeps with each decision, so past live traffic can be replayed under new rules."""
+    out: dict[str, object] = {
+        "id": event.id,
+        "ts": datetime.fromtimestamp(event.at_s, UTC).isoformat().replace("+00:00", "Z"),
+        "type": event.type.value,
+        "user": event.user,
+    }
+    for key in ("device", "ip", "country", "lat", "lon", "user_agent", "currency", "payee", "mcc"):
+        value = getattr(event, key)
+        if value is not None:
+            out[key] = value
+    if event.first_factor is not None:
+        out["first_factor"] = event.first_factor.value
+    if event.first_factor_ok is not None:
+        out["first_factor_ok"] = event.first_factor_ok
+    if event.amount_minor is not None:
+        out["amount"] = event.amount_minor
+    if event.passkey_clone:
+        out["passkey_clone"] = True
+    return out

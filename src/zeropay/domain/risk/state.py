@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 WINDOW_EVENTS_MAX = 64  # per sliding window: enough to cross every "max" limit in the config
 DEVICES_PER_USER_MAX = 32
@@ -188,3 +189,81 @@ def distinct_since(window: deque[tuple[float, str]], since_s: float) -> set[str]
             break
         out.add(subject)
     return out
+
+
+# ---- records as plain data (the live path keeps each one as a JSON document) -------------------
+#
+# Missing keys load as their defaults, so a record written before a field existed still loads.
+
+
+def dump_user(u: UserRisk) -> dict[str, object]:
+    return {
+        "devices": {
+            d: [s.first_s, s.last_s, s.trusted, s.trusted_s, s.strong] for d, s in u.devices.items()
+        },
+        "last": [u.last_s, u.last_lat, u.last_lon],
+        "countries": sorted(u.countries),
+        "hours": list(u.hours),
+        "amounts": {c: [a.count, a.mean, a.m2] for c, a in u.amounts.items()},
+        "payees": dict(u.payees),
+        "payments": list(u.payments),
+        "failures": list(u.failures),
+        "cashouts": list(u.cashouts),
+        "month": u.month,
+        "month_spent_minor": dict(u.month_spent_minor),
+        "recovery_s": u.recovery_s,
+        "registration_s": u.registration_s,
+    }
+
+
+def load_user(raw: dict[str, Any]) -> UserRisk:
+    u = UserRisk()
+    for device, (first, last, trusted, trusted_s, strong) in raw.get("devices", {}).items():
+        u.devices[device] = DeviceSeen(first, last, trusted, trusted_s, strong)
+    u.last_s, u.last_lat, u.last_lon = raw.get("last", [None, None, None])
+    u.countries = set(raw.get("countries", ()))
+    hours = raw.get("hours")
+    if isinstance(hours, list) and len(hours) == HOURS:
+        u.hours = [int(h) for h in hours]
+        u.hours_total = sum(u.hours)
+    for currency, (count, mean, m2) in raw.get("amounts", {}).items():
+        u.amounts[currency] = AmountStats(count, mean, m2)
+    u.payees = dict(raw.get("payees", {}))
+    u.payments.extend(raw.get("payments", ()))
+    u.failures.extend(raw.get("failures", ()))
+    u.cashouts.extend(raw.get("cashouts", ()))
+    u.month = raw.get("month", "")
+    u.month_spent_minor = dict(raw.get("month_spent_minor", {}))
+    u.recovery_s = raw.get("recovery_s")
+    u.registration_s = raw.get("registration_s")
+    return u
+
+
+def dump_device(d: DeviceRisk) -> dict[str, object]:
+    return {"users": dict(d.users), "payments": [list(p) for p in d.payments]}
+
+
+def load_device(raw: dict[str, Any]) -> DeviceRisk:
+    d = DeviceRisk(users=dict(raw.get("users", {})))
+    d.payments.extend((at, payee) for at, payee in raw.get("payments", ()))
+    return d
+
+
+def dump_ip(i: IpRisk) -> dict[str, object]:
+    return {"failures": list(i.failures)}
+
+
+def load_ip(raw: dict[str, Any]) -> IpRisk:
+    i = IpRisk()
+    i.failures.extend(raw.get("failures", ()))
+    return i
+
+
+def dump_payee(p: PayeeRisk) -> dict[str, object]:
+    return {"payers": [list(x) for x in p.payers]}
+
+
+def load_payee(raw: dict[str, Any]) -> PayeeRisk:
+    p = PayeeRisk()
+    p.payers.extend((at, user) for at, user in raw.get("payers", ()))
+    return p
