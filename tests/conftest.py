@@ -119,7 +119,10 @@ PASSWORD_ONLY_POLICY = Path(__file__).parent / "policies" / "password-only.toml"
 def settings(database_url: str, tmp_path: Path) -> Settings:
     # The named policy profile these tests run under: the payments core alone, and an
     # authentication policy where a password signs in (the MFA tests use the shipped default).
+    # The live risk engine is off here, so these tests see the rules they are about; the
+    # risk tests (tests/integration/test_risk_live.py) turn it on.
     return Settings(
+        risk_enabled=False,
         database_url=database_url,
         key_file=tmp_path / "keys.json",
         policy_profile="core",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import secrets
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
 from zeropay.adapters.clock import SystemClock
+from zeropay.adapters.geoip import CountryGeoIP
 from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.mail import SmtpMailer
 from zeropay.adapters.passwords import Argon2PasswordHasher, shipped_common_passwords
@@ -24,7 +26,7 @@ from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.policy import AuthPolicy, parse_policy
 from zeropay.domain.risk.config import RiskConfig, parse_risk_config
 from zeropay.domain.sessions import SessionPolicy
-from zeropay.services.context import AppContext, Durations, RelyingParty
+from zeropay.services.context import AppContext, Durations, RelyingParty, RiskSetup
 from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher, SmsSender
 
 
@@ -62,6 +64,19 @@ def load_risk_config(path: Path | None = None) -> RiskConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"risk config {path or 'shipped'}: not TOML: {exc}") from exc
     return parse_risk_config(document)
+
+
+@cache
+def _geoip() -> CountryGeoIP:
+    return CountryGeoIP()  # a tenth of a second to load: once per process
+
+
+def risk_setup(settings: Settings) -> RiskSetup | None:
+    """The live risk engine: its rules (ZEROPAY_RISK_CONFIG or the shipped file) and GeoIP from
+    the database shipped with ``geoip2fast``; None when ZEROPAY_RISK=off."""
+    if not settings.risk_enabled:
+        return None
+    return RiskSetup(config=load_risk_config(settings.risk_config_file), locate=_geoip())
 
 
 def sms_sender(settings: Settings) -> SmsSender | None:
@@ -134,6 +149,7 @@ def build(
         relying_party=RelyingParty(rp_id=settings.rp_id, origins=settings.rp_origins),
         sms=sms if sms is not None else sms_sender(settings),
         public_origins=settings.public_origins or settings.rp_origins,
+        risk=risk_setup(settings),
     )
     return Container(settings=settings, engine=engine, ctx=ctx)
 

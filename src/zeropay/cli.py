@@ -230,7 +230,7 @@ def cmd_audit_verify(_args: argparse.Namespace) -> int:
 def cmd_merchant_create(args: argparse.Namespace) -> int:
     from zeropay.services import merchants
 
-    merchant_id, key = merchants.create_merchant(_container().ctx, name=args.name)
+    merchant_id, key = merchants.create_merchant(_container().ctx, name=args.name, mcc=args.mcc)
     print(
         json.dumps(
             {"merchant_id": merchant_id, "api_key": key.secret, "scopes": sorted(key.scopes)},
@@ -315,6 +315,7 @@ def parser() -> argparse.ArgumentParser:
     )
     create = merchant.add_parser("create", help="create a merchant and its first API key")
     create.add_argument("name")
+    create.add_argument("--mcc", help="ISO 18245 merchant category code (four digits)")
     create.set_defaults(func=cmd_merchant_create)
     key_create = merchant.add_parser("key-create", help="issue another API key")
     key_create.add_argument("merchant_id")

@@ -30,7 +30,7 @@ from zeropay.api.schemas import (
 from zeropay.domain import bounds
 from zeropay.domain.money import parse_money
 from zeropay.domain.payments import CaptureMethod
-from zeropay.services import accounts, authn, merchants, payments, wallet
+from zeropay.services import accounts, authn, merchants, payments, risk, wallet
 from zeropay.services import idempotency as idem
 from zeropay.services.context import AppContext
 
@@ -193,10 +193,15 @@ def confirm(
     ctx: Ctx,
     request: Request,
     session: CurrentSession,
+    who: CurrentRequester,
     payment_id: str,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Pay a merchant's payment request from the wallet."""
+    """Pay a merchant's payment request from the wallet. The risk engine decides first: a
+    payment may go through, be held for an operator (``status: in_review``, funds held), ask
+    for more (403 ``challenge_required`` with the flow to answer, then confirm again) or be
+    refused (403 ``risk_blocked``)."""
+    check = risk.PaymentCheck(ctx, ctx.risk, session, who) if ctx.risk is not None else None
     return _answer(
         ctx,
         request,
@@ -208,6 +213,7 @@ def confirm(
             payment_id=payment_id,
             payer_id=session.user_id,
             device_id=session.device_id,
+            risk_check=check,
             on_commit=hook,
         ),
         render_result=render.payment,

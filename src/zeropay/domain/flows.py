@@ -79,9 +79,15 @@ def start_flow(
     now: datetime,
     binding: Mapping[str, str] | None = None,
     done: tuple[AuthMethod, ...] = (),
+    asked: tuple[Path, ...] = (),
 ) -> Flow:
+    """``asked``: paths beyond the policy's that the risk engine asked for (it may ask for more
+    than the policy, never for less)."""
     invariant(bool(paths), "a flow has at least one path")
-    invariant(all(p in rule.paths or _is_waived(p, rule) for p in paths), "paths from the policy")
+    invariant(
+        all(p in rule.paths or p in asked or _is_waived(p, rule) for p in paths),
+        "paths from the policy or the risk engine",
+    )
     flow = Flow(
         id=flow_id,
         point=point,

@@ -94,6 +94,40 @@ def plan_paths(
     return tuple(out)
 
 
+# Possession a thief of a password (or of a mailbox) does not hold: when the risk engine's own
+# choice is out of the user's reach, a challenge falls back to a path with one of these.
+_STRONG_FALLBACK = frozenset({Factor.PASSKEY, Factor.BOUND_DEVICE_APPROVAL, Factor.TOTP})
+
+
+def risk_paths(
+    paths: tuple[Path, ...],
+    done: Path,
+    required: tuple[Factor, ...],
+    available: frozenset[Factor],
+) -> tuple[Path, ...]:
+    """The paths a risk challenge leaves: those of ``paths`` that continue ``done`` and present
+    every ``required`` factor; failing that, ``done`` followed by the required factors, when the
+    user holds them all; failing that, the paths that present a possession factor a thief of
+    the first factor would lack. Empty: nothing the user holds answers the challenge."""
+    want = set(required)
+    ahead = tuple(
+        p for p in paths if p[: len(done)] == done and len(p) > len(done) and want <= set(p)
+    )
+    if ahead:
+        return ahead
+    extra = tuple(f for f in required if f not in done)
+    if extra and want <= available:
+        return ((*done, *extra),)
+    return tuple(
+        p
+        for p in paths
+        if p[: len(done)] == done
+        and len(p) > len(done)
+        and set(p[len(done) :]) & _STRONG_FALLBACK
+        and set(p) <= available
+    )
+
+
 # ---- parsing the policy file ------------------------------------------------------------------
 
 _TOP = {

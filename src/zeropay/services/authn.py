@@ -50,9 +50,11 @@ from zeropay.domain.flows import (
     start_flow,
     transition,
 )
-from zeropay.domain.policy import AccessPoint, plan_paths
+from zeropay.domain.policy import AccessPoint, plan_paths, risk_paths
+from zeropay.domain.risk.engine import Action, RiskDecision
+from zeropay.domain.risk.events import EventType
 from zeropay.domain.sessions import AuthMethod, Session, new_session
-from zeropay.services import accounts, audit, factor_checks, mail, notices, passkeys
+from zeropay.services import accounts, audit, factor_checks, mail, notices, passkeys, risk
 from zeropay.services.accounts import Registered, email_index, hash_token, parse_email
 from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 from zeropay.services.device_keys import VerifiedProof
@@ -71,6 +73,7 @@ class Outcome:
     token: str | None = None
     session: Session | None = None
     device: Device | None = None
+    blocked: RiskDecision | None = None  # the risk engine refused (the flow has failed)
 
 
 # ---- starting a flow --------------------------------------------------------------------------
@@ -110,7 +113,7 @@ def _limit(ctx: AppContext, uow: UnitOfWork, key: str, *, max_count: int, window
         raise RateLimited("too many attempts; wait and try again", retry_after_s=retry)
 
 
-def _available(
+def available_factors(
     uow: UnitOfWork, user_id: str, requester: Requester, *, point: AccessPoint
 ) -> frozenset[Factor]:
     """The factors this user can present now, from this device."""
@@ -151,7 +154,7 @@ def _narrowed(
     """An addressed flow's first passed factor: keep the user's own paths that begin with it."""
     if not flow.binding.get(ADDRESSED) or flow.done or flow.user_id is None:
         return flow
-    available = _available(uow, flow.user_id, requester, point=flow.point)
+    available = available_factors(uow, flow.user_id, requester, point=flow.point)
     keep = tuple(p for p in plan_paths(ctx.policy, flow.point, available) if p[0] is factor)
     if not keep:
         raise Forbidden("no way to pass this step with the factors enrolled", reason="no_path")
@@ -218,7 +221,7 @@ def start(
         if access is AccessPoint.DEVICE_REGISTRATION and uow.devices.by_jkt(binding["jkt"]):
             raise Conflict("this device key is already bound", reason="device_bound")
         if session is not None:
-            available = _available(uow, session.user_id, requester, point=access)
+            available = available_factors(uow, session.user_id, requester, point=access)
             paths = plan_paths(ctx.policy, access, available)
         elif index is not None:
             paths = _public_paths(ctx, access)
@@ -545,6 +548,8 @@ def decide_approval(
             flow=flow if granted else replace(flow, state=FlowState.FAILED),
         )
         uow.flows.save(after, now)
+        if not granted:
+            _settle(ctx, uow, flow, passed=False)
         audit.record(
             ctx,
             uow,
@@ -589,27 +594,43 @@ def submit(
     try:
         try:
             checked = factor_checks.check(ctx, stored, chosen, payload, requester)
-        except (AuthenticationFailed, FactorLocked):
+        except (AuthenticationFailed, FactorLocked) as exc:
             # A locked factor answers like a wrong one: a stranger cannot tell an account that
             # exists and is locked from one that does not exist; the owner was alerted at the
             # lock.
-            after = ctx.run(lambda uow: _fail(ctx, uow, stored.flow.id, chosen))
+            clone = bool(exc.details.get("clone_signal"))
+            after = ctx.run(
+                lambda uow: _fail(ctx, uow, stored.flow.id, chosen, requester, clone=clone)
+            )
             raise AuthenticationFailed(
                 FAILED, attempts_left=after.flow.attempts_left, flow_id=after.flow.id
             ) from None
-        return ctx.run(lambda uow: _pass(ctx, uow, stored.flow.id, chosen, checked, requester))
+        done = ctx.run(lambda uow: _pass(ctx, uow, stored.flow.id, chosen, checked, requester))
+        if done.blocked is not None:
+            raise risk.refuse(done.blocked)  # after the commit: the attempt counts
+        return done
     finally:
         ctx.read(lambda uow: uow.flows.release_step(stored.flow.id, until))
 
 
-def _fail(ctx: AppContext, uow: UnitOfWork, flow_id: str, factor: Factor) -> StoredFlow:
+def _fail(
+    ctx: AppContext,
+    uow: UnitOfWork,
+    flow_id: str,
+    factor: Factor,
+    requester: Requester,
+    *,
+    clone: bool = False,
+) -> StoredFlow:
     current = _locked(uow, flow_id)
     now = ctx.now()
     if current.flow.state is not FlowState.ACTIVE or current.flow.is_expired(now):
         return current
     after = replace(current, flow=transition(current.flow, FactorFailed(factor), now))
     uow.flows.save(after, now)
+    _risk_of_failure(ctx, uow, current.flow, factor, requester, clone=clone)
     if after.flow.state is FlowState.FAILED:
+        _settle(ctx, uow, after.flow, passed=False)
         audit.record(
             ctx,
             uow,
@@ -619,6 +640,100 @@ def _fail(ctx: AppContext, uow: UnitOfWork, flow_id: str, factor: Factor) -> Sto
             point=after.flow.point.value,
         )
     return after
+
+
+# ---- the risk engine's say on a flow -------------------------------------------------------------
+
+_RISK_POINTS = {
+    AccessPoint.LOGIN: EventType.LOGIN,
+    AccessPoint.DEVICE_REGISTRATION: EventType.DEVICE_REGISTRATION,
+}
+_FIRST_FACTORS = frozenset({Factor.PASSWORD, Factor.PASSKEY})
+
+
+def _risk_subject(flow: Flow) -> str | None:
+    if flow.user_id is not None:
+        return flow.user_id
+    addressed = flow.binding.get(ADDRESSED)
+    return risk.addressed_subject(addressed) if addressed else None
+
+
+def _risk_of_failure(
+    ctx: AppContext,
+    uow: UnitOfWork,
+    flow: Flow,
+    factor: Factor,
+    requester: Requester,
+    *,
+    clone: bool,
+) -> None:
+    """A failed first factor of a login is an event too: failures per user and per IP are how
+    credential stuffing shows."""
+    subject = _risk_subject(flow)
+    setup = ctx.risk
+    if setup is None or subject is None or flow.point is not AccessPoint.LOGIN or flow.done:
+        return
+    if factor not in _FIRST_FACTORS:
+        return
+    event = risk.live_event(
+        ctx,
+        setup,
+        kind=EventType.LOGIN,
+        user=subject,
+        requester=requester,
+        first_factor=factor,
+        first_factor_ok=False,
+        passkey_clone=clone,
+    )
+    risk.assess(ctx, setup, uow, event, ref=flow.id)
+
+
+def _risk_of_first_factor(
+    ctx: AppContext,
+    uow: UnitOfWork,
+    flow: Flow,
+    factor: Factor,
+    checked: Checked,
+    requester: Requester,
+) -> tuple[Flow, RiskDecision | None]:
+    """The engine decides once the first factor has passed (it knows who it is then): allow,
+    ask for more (the flow's paths narrow to ones with the factors it named), or block."""
+    setup = ctx.risk
+    kind = _RISK_POINTS.get(flow.point)
+    user_id = flow.user_id
+    if setup is None or kind is None or flow.done or user_id is None or "risk" in flow.binding:
+        return flow, None
+    login = kind is EventType.LOGIN
+    event = risk.live_event(
+        ctx,
+        setup,
+        kind=kind,
+        user=user_id,
+        requester=requester,
+        device=flow.binding.get("jkt") if not login else None,
+        first_factor=factor if login and factor in _FIRST_FACTORS else None,
+        first_factor_ok=True if login else None,
+    )
+    made = risk.assess(ctx, setup, uow, event, ref=flow.id)
+    flow = replace(flow, binding={**flow.binding, "risk": made.id})
+    decision = made.decision
+    if decision.action is Action.BLOCK:
+        return flow, decision
+    if not risk.asks_for_more(decision):
+        return flow, None
+    available = available_factors(uow, user_id, requester, point=flow.point)
+    paths = risk_paths(flow.paths, (factor,), decision.factors, available)
+    if not paths:
+        return flow, decision._replace(
+            action=Action.BLOCK, reasons=(*decision.reasons, "no_factor_available")
+        )
+    return transition(flow, Narrowed(paths), ctx.now()), None
+
+
+def _settle(ctx: AppContext, uow: UnitOfWork, flow: Flow, *, passed: bool) -> None:
+    assessment = flow.binding.get("risk")
+    if ctx.risk is not None and assessment:
+        risk.settle(ctx, ctx.risk, uow, assessment, passed=passed)
 
 
 def _pass(
@@ -633,10 +748,16 @@ def _pass(
     current = _locked(uow, flow_id)
     flow = current.flow
     if checked.user_id is not None and flow.user_id is None:
-        available = _available(uow, checked.user_id, requester, point=flow.point)
+        available = available_factors(uow, checked.user_id, requester, point=flow.point)
         paths = plan_paths(ctx.policy, flow.point, available)
         flow = transition(flow, Identified(checked.user_id, paths), now)
     flow = _narrowed(ctx, uow, flow, factor, requester)
+    flow, blocked = _risk_of_first_factor(ctx, uow, flow, factor, checked, requester)
+    if blocked is not None:
+        failed = replace(current, flow=replace(flow, state=FlowState.FAILED))
+        uow.flows.save(failed, now)
+        _settle(ctx, uow, failed.flow, passed=False)
+        return Outcome(stored=failed, blocked=blocked)
     # Transition again under the row lock: of two racing answers to one step, one wins.
     flow = transition(flow, FactorPassed(factor), now)
     binding = dict(flow.binding)
@@ -680,6 +801,7 @@ def _finish(ctx: AppContext, uow: UnitOfWork, stored: StoredFlow, requester: Req
     now = ctx.now()
     if Factor.EMAIL_OTP in flow.done_factors:
         uow.accounts.mark_email_verified(user_id, now)  # the code proved the address
+    _settle(ctx, uow, flow, passed=True)
     audit.record(
         ctx,
         uow,

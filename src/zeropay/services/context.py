@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 from zeropay.domain.limits import PolicyProfile
 from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.policy import AuthPolicy
+from zeropay.domain.risk.config import RiskConfig
 from zeropay.domain.sessions import SessionPolicy
 from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher, SmsSender, UnitOfWork
+from zeropay.services.risk_replay import Locate
 
 T = TypeVar("T")
 
@@ -27,6 +29,7 @@ class Durations:
     hold_ttl_s: int = 7 * 24 * 3600  # an authorized (manual-capture) payment's hold
     idempotency_keep_s: int = 24 * 3600  # Stripe keeps keys at least 24 hours
     idempotency_lease_s: int = 60  # an in-flight request older than this was abandoned
+    review_ttl_s: int = 3 * 24 * 3600  # a payment held for review is released after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,15 @@ class RelyingParty:
     rp_id: str = "localhost"
     name: str = "ZeroPay"
     origins: tuple[str, ...] = ("http://localhost:8000",)
+
+
+@dataclass(frozen=True)
+class RiskSetup:
+    """The risk engine's rules and where an IP address is (GeoIP); None in ``AppContext.risk``
+    turns the live engine off."""
+
+    config: RiskConfig
+    locate: Locate | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class AppContext:
     sms: SmsSender | None = None
     # The origins clients reach the API at: a DPoP proof's htu names one of them.
     public_origins: tuple[str, ...] = ("http://localhost:8000",)
+    risk: RiskSetup | None = None
 
     @property
     def policy(self) -> AuthPolicy:

@@ -270,7 +270,7 @@ def _check_passkey(
         clone = sign_count_is_clone_signal(known.sign_count, assertion.sign_count)
         if clone:
             ctx.run(lambda uow: _record_clone(ctx, uow, known, assertion.sign_count))
-            raise AuthenticationFailed(FAILED)
+            raise AuthenticationFailed(FAILED, clone_signal=True)  # the risk engine hears it
         return Checked(user_id=known.user_id, passkey_id=known.id, sign_count=assertion.sign_count)
 
     return lockouts.guarded(ctx, user_id=known.user_id, factor=Factor.PASSKEY.value, check=check)

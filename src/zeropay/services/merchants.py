@@ -39,14 +39,20 @@ def _secret_hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def create_merchant(ctx: AppContext, *, name: str, actor: str = "cli") -> tuple[str, IssuedKey]:
+def create_merchant(
+    ctx: AppContext, *, name: str, actor: str = "cli", mcc: str | None = None
+) -> tuple[str, IssuedKey]:
+    """``mcc``: the ISO 18245 merchant category code (four digits); the risk engine reads it
+    (gift cards, stored value and game cash are cash-out risks)."""
     name = name.strip()
     if not 0 < len(name) <= bounds.MERCHANT_NAME_LENGTH_MAX:
         raise InvalidInput("a merchant name has 1 to 128 characters", field="name")
+    if mcc is not None and not (len(mcc) == 4 and mcc.isascii() and mcc.isdigit()):
+        raise InvalidInput("an MCC is four digits (ISO 18245)", field="mcc")
     merchant_id = ctx.new_id("mer")
 
     def work(uow: UnitOfWork) -> IssuedKey:
-        uow.merchants.add(merchant_id, name, ctx.now())
+        uow.merchants.add(merchant_id, name, ctx.now(), mcc=mcc)
         audit.record(ctx, uow, "merchant.created", actor=actor, subject=merchant_id)
         return _issue(ctx, uow, merchant_id, SCOPES, label="default", actor=actor)
 

@@ -30,6 +30,7 @@ from zeropay.domain.payments import (
 from zeropay.domain.records import Refund
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.idempotency import Hook
+from zeropay.services.risk import PaymentCheck, Verdict
 
 
 def create(
@@ -121,62 +122,92 @@ def confirm(
     payment_id: str,
     payer_id: str,
     device_id: str | None = None,
+    risk_check: PaymentCheck | None = None,
     on_commit: Hook | None = None,
 ) -> Payment:
     """The payer pays: the money moves (automatic capture) or is held (manual capture). From a
-    device still in its reduced-limits period, only small payments go through."""
+    device still in its reduced-limits period, only small payments go through.
+
+    With ``risk_check`` the risk engine decides first (``services.risk.payment_check``): a
+    challenge or a block is raised before anything here is written; a review holds the funds
+    and leaves the payment ``in_review`` for an operator."""
+    verdict: Verdict = Verdict.ALLOW
+    if risk_check is not None:
+        verdict = risk_check.before(payment_id)
 
     def work(uow: UnitOfWork) -> Payment:
         now = ctx.now()
         payment = uow.payments.get(payment_id, lock=True)
         if payment is None or (payment.payer_id is not None and payment.payer_id != payer_id):
             raise NotFound("no such payment", payment_id=payment_id[:40])
-        after = transition(payment, PaymentEvent.CONFIRM, now)
-        amount = payment.amount
-        limits = ctx.profile.limits
-        limits.check_payment(amount)  # the limit may have been lowered since creation
+        review = verdict is Verdict.REVIEW
+        after = transition(payment, PaymentEvent.REVIEW if review else PaymentEvent.CONFIRM, now)
+        ctx.profile.limits.check_payment(payment.amount)  # it may have been lowered since
         if device_id is not None and ctx.auth_policy is not None:
             check_new_device_limit(
                 uow.devices.get(device_id),
-                amount,
+                payment.amount,
                 now,
                 ctx.auth_policy.new_device_payment_max_minor,
             )
-        period = limits.period(now)
-        code = amount.currency.code
-        wallet, merchant = uow.ledger.find_accounts(
-            (AccountKind.WALLET, payer_id, code), (AccountKind.MERCHANT, payment.merchant_id, code)
-        )
-        if wallet is None:
-            raise InsufficientFunds("insufficient funds", currency=code)
-        if merchant is None:
-            merchant = uow.ledger.open_account(AccountKind.MERCHANT, payment.merchant_id, code, now)
+        if risk_check is not None:
+            risk_check.after(uow, got_through=not review)
         manual = payment.capture_method is CaptureMethod.MANUAL
-        transfer = Transfer(
-            id=payment.hold_transfer_id() if manual else payment.charge_transfer_id(),
-            kind=TransferKind.PENDING if manual else TransferKind.POSTED,
-            debit_account_id=wallet.id,
-            credit_account_id=merchant.id,
-            amount=amount,
-            code="payment",
-            created_at=now,
-            reference=payment.id,
-            expires_at=now + timedelta(seconds=ctx.durations.hold_ttl_s) if manual else None,
+        ttl = ctx.durations.review_ttl_s if review else ctx.durations.hold_ttl_s
+        return _take(
+            ctx, uow, payment, after, payer_id, hold_ttl_s=ttl if manual or review else None
         )
-        change = plan_transfer(debit=wallet, credit=merchant, amount=amount, pending=manual)
-        after = replace(after, payer_id=payer_id, spend_period=period)
-        uow.payments.save(payment, after)
-        # The shared rows come last, so their locks are held only for the few statements left
-        # before the commit: the payer's monthly counter, then both accounts (by id).
-        if not uow.spend.add(
-            payer_id, code, period, amount.amount_minor, limit=limits.monthly_max(amount.currency)
-        ):
-            limits.check_month(spent_minor=uow.spend.spent(payer_id, code, period), amount=amount)
-            raise MonthlyLimitExceeded("this payment would pass the monthly limit")
-        uow.ledger.apply(transfer, change, debit_limited=True)
-        return after
 
     return ctx.run(work, on_commit)
+
+
+def _take(
+    ctx: AppContext,
+    uow: UnitOfWork,
+    payment: Payment,
+    after: Payment,
+    payer_id: str,
+    *,
+    hold_ttl_s: int | None,
+) -> Payment:
+    """Move the payment's money from the payer's wallet to the merchant: posted now, or held
+    (pending) for ``hold_ttl_s``. Counts against the payer's monthly limit either way."""
+    now = ctx.now()
+    amount = payment.amount
+    limits = ctx.profile.limits
+    period = limits.period(now)
+    code = amount.currency.code
+    wallet, merchant = uow.ledger.find_accounts(
+        (AccountKind.WALLET, payer_id, code), (AccountKind.MERCHANT, payment.merchant_id, code)
+    )
+    if wallet is None:
+        raise InsufficientFunds("insufficient funds", currency=code)
+    if merchant is None:
+        merchant = uow.ledger.open_account(AccountKind.MERCHANT, payment.merchant_id, code, now)
+    held = hold_ttl_s is not None
+    transfer = Transfer(
+        id=payment.hold_transfer_id() if held else payment.charge_transfer_id(),
+        kind=TransferKind.PENDING if held else TransferKind.POSTED,
+        debit_account_id=wallet.id,
+        credit_account_id=merchant.id,
+        amount=amount,
+        code="payment",
+        created_at=now,
+        reference=payment.id,
+        expires_at=now + timedelta(seconds=hold_ttl_s) if hold_ttl_s is not None else None,
+    )
+    change = plan_transfer(debit=wallet, credit=merchant, amount=amount, pending=held)
+    after = replace(after, payer_id=payer_id, spend_period=period)
+    uow.payments.save(payment, after)
+    # The shared rows come last, so their locks are held only for the few statements left
+    # before the commit: the payer's monthly counter, then both accounts (by id).
+    if not uow.spend.add(
+        payer_id, code, period, amount.amount_minor, limit=limits.monthly_max(amount.currency)
+    ):
+        limits.check_month(spent_minor=uow.spend.spent(payer_id, code, period), amount=amount)
+        raise MonthlyLimitExceeded("this payment would pass the monthly limit")
+    uow.ledger.apply(transfer, change, debit_limited=True)
+    return after
 
 
 def _resolve_hold(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from zeropay.domain.audit import AuditRecord
 from zeropay.domain.authenticators import Authenticator, Device
@@ -17,6 +17,7 @@ from zeropay.domain.ledger import Account, AccountKind, BalanceChange, Transfer
 from zeropay.domain.lockout import FactorState
 from zeropay.domain.payments import Payment
 from zeropay.domain.records import ApiKey, Notification, Refund, User
+from zeropay.domain.risk.engine import RiskDecision
 from zeropay.domain.sessions import AuthMethod, Session
 
 
@@ -238,8 +239,14 @@ class ReplayStore(Protocol):
 
 
 class MerchantStore(Protocol):
-    def add(self, merchant_id: str, name: str, now: datetime) -> None: ...
+    def add(
+        self, merchant_id: str, name: str, now: datetime, *, mcc: str | None = None
+    ) -> None: ...
     def name(self, merchant_id: str) -> str | None: ...
+    def mcc(self, merchant_id: str) -> str | None:
+        """The merchant's ISO 18245 category code, if it declared one."""
+        ...
+
     def add_api_key(self, key: ApiKey) -> None: ...
     def api_key(self, key_id: str) -> ApiKey | None: ...
     def api_keys(self, merchant_id: str) -> list[ApiKey]: ...
@@ -294,6 +301,42 @@ class JobStore(Protocol):
     ) -> None: ...
 
 
+RecordKey = tuple[str, str]  # (kind, subject): ("user", user id), ("device", key thumbprint)...
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAssessment:
+    """One live risk decision and the event it decided (as a replay line)."""
+
+    id: str
+    user_subject: str
+    event_type: str
+    ref: str | None  # the flow or payment it decided
+    decision: RiskDecision
+    event: dict[str, object]
+    state: str  # settled | pending | passed | failed | used
+    created_at: datetime
+
+
+class RiskStore(Protocol):
+    def lock_records(self, keys: Sequence[RecordKey], now: datetime) -> dict[RecordKey, Document]:
+        """The records' documents (``{}`` for a new one), each row locked until the commit."""
+        ...
+
+    def save_records(self, bodies: dict[RecordKey, Document], now: datetime) -> None: ...
+    def read_record(self, key: RecordKey) -> Document | None: ...
+    def add_assessment(self, assessment: StoredAssessment) -> None: ...
+    def assessment(self, assessment_id: str, *, lock: bool = False) -> StoredAssessment | None: ...
+    def set_state(self, assessment_id: str, *, state: str, now: datetime) -> None: ...
+    def claim_passed(self, *, ref: str, user_subject: str, now: datetime) -> str | None:
+        """A passed challenge for ``ref``, turned ``used`` in one conditional statement: its
+        id, the first time; None after."""
+        ...
+
+    def recent(self, user_subject: str, *, limit: int) -> list[StoredAssessment]: ...
+
+
 class UnitOfWork(Protocol):
     """One open transaction and the stores that read and write inside it."""
 
@@ -325,3 +368,5 @@ class UnitOfWork(Protocol):
     def authenticators(self) -> AuthenticatorStore: ...
     @property
     def replay(self) -> ReplayStore: ...
+    @property
+    def risk(self) -> RiskStore: ...

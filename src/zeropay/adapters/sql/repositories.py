@@ -730,8 +730,16 @@ class SessionRepository(_Repo):
 
 
 class MerchantRepository(_Repo):
-    def add(self, merchant_id: str, name: str, now: datetime) -> None:
-        self.c.execute(insert(t.merchants).values(id=merchant_id, name=name, created_at=now))
+    def add(self, merchant_id: str, name: str, now: datetime, *, mcc: str | None = None) -> None:
+        self.c.execute(
+            insert(t.merchants).values(id=merchant_id, name=name, created_at=now, mcc=mcc)
+        )
+
+    def mcc(self, merchant_id: str) -> str | None:
+        found = self.c.execute(
+            select(t.merchants.c.mcc).where(t.merchants.c.id == merchant_id)
+        ).scalar_one_or_none()
+        return None if found is None else str(found)
 
     def name(self, merchant_id: str) -> str | None:
         row = self.c.execute(

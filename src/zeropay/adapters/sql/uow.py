@@ -28,6 +28,7 @@ from zeropay.adapters.sql.repositories import (
     SessionRepository,
     SpendRepository,
 )
+from zeropay.adapters.sql.risk_records import RiskRepository
 from zeropay.services.ports import UnitOfWork
 
 T = TypeVar("T")
@@ -50,6 +51,7 @@ class SqlUnitOfWork:
         self.devices = DeviceRepository(connection)
         self.authenticators = AuthenticatorRepository(connection)
         self.replay = ReplayRepository(connection)
+        self.risk = RiskRepository(connection)
 
 
 def _conforms(uow: SqlUnitOfWork) -> UnitOfWork:

@@ -58,9 +58,7 @@ def upgrade() -> None:
             "state IN ('settled', 'pending', 'passed', 'failed', 'used')",
             name=op.f("ck_risk_assessments_state"),
         ),
-        sa.CheckConstraint(
-            "score >= 0 AND score <= 100", name=op.f("ck_risk_assessments_score")
-        ),
+        sa.CheckConstraint("score >= 0 AND score <= 100", name=op.f("ck_risk_assessments_score")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_risk_assessments")),
     )
     with op.batch_alter_table("risk_assessments") as batch_op:

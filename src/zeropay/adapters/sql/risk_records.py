@@ -1,0 +1,150 @@
+"""SQL store of the risk engine: one JSON document per user, device, IP and payee, locked by
+each event that changes it, and every live decision with the event it decided.
+
+Records are locked in one order everywhere (sorted by kind, then subject), so two events that
+share a device and an IP cannot deadlock. A record that does not exist yet is inserted before it
+is locked: a FOR UPDATE that finds no row locks nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, bindparam, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Row
+
+from zeropay.adapters.sql import tables as t
+from zeropay.adapters.sql.repositories import _aware, _Repo
+from zeropay.domain.factors import Factor
+from zeropay.domain.risk.engine import Action, RiskDecision
+from zeropay.services.ports import Document, RecordKey, StoredAssessment
+
+_EMPTY = b"{}"
+
+
+def _assessment(row: Row[Any]) -> StoredAssessment:
+    return StoredAssessment(
+        id=row.id,
+        user_subject=row.user_subject,
+        event_type=row.event_type,
+        ref=row.ref,
+        decision=RiskDecision(
+            action=Action(row.action),
+            score=row.score,
+            reasons=tuple(orjson.loads(row.reasons)),
+            factors=tuple(Factor(f) for f in orjson.loads(row.factors)),
+            config_version=row.config_version,
+        ),
+        event=orjson.loads(row.event),
+        state=row.state,
+        created_at=_aware(row.created_at),
+    )
+
+
+class RiskRepository(_Repo):
+    def lock_records(self, keys: Sequence[RecordKey], now: datetime) -> dict[RecordKey, Document]:
+        ordered = sorted(set(keys))
+        if not ordered:
+            return {}
+        r = t.risk_records.c
+        insert = (pg_insert if self._locking else sqlite_insert)(t.risk_records)
+        self.c.execute(
+            insert.values(
+                [{"kind": k, "subject": s, "body": "{}", "updated_at": now} for k, s in ordered]
+            ).on_conflict_do_nothing(index_elements=["kind", "subject"])
+        )
+        stmt = (
+            select(r.kind, r.subject, r.body)
+            .where(tuple_(r.kind, r.subject).in_(ordered))
+            .order_by(r.kind, r.subject)
+        )
+        rows = self.c.execute(self._for_update(stmt)).all()
+        return {(row.kind, row.subject): orjson.loads(row.body or _EMPTY) for row in rows}
+
+    def save_records(self, bodies: dict[RecordKey, Document], now: datetime) -> None:
+        if not bodies:
+            return
+        r = t.risk_records.c
+        stmt = (
+            update(t.risk_records)
+            .where(and_(r.kind == bindparam("k"), r.subject == bindparam("s")))
+            .values(body=bindparam("b"), updated_at=now)
+        )
+        self.c.execute(
+            stmt,
+            [
+                {"k": k, "s": s, "b": orjson.dumps(body).decode()}
+                for (k, s), body in sorted(bodies.items())
+            ],
+        )
+
+    def read_record(self, key: RecordKey) -> Document | None:
+        r = t.risk_records.c
+        body = self.c.execute(
+            select(r.body).where(r.kind == key[0], r.subject == key[1])
+        ).scalar_one_or_none()
+        return None if body is None else dict(orjson.loads(body))
+
+    def add_assessment(self, assessment: StoredAssessment) -> None:
+        d = assessment.decision
+        self.c.execute(
+            t.risk_assessments.insert().values(
+                id=assessment.id,
+                user_subject=assessment.user_subject,
+                event_type=assessment.event_type,
+                ref=assessment.ref,
+                action=d.action.value,
+                score=d.score,
+                reasons=orjson.dumps(list(d.reasons)).decode(),
+                factors=orjson.dumps([f.value for f in d.factors]).decode(),
+                config_version=d.config_version,
+                event=orjson.dumps(assessment.event).decode(),
+                state=assessment.state,
+                created_at=assessment.created_at,
+            )
+        )
+
+    def assessment(self, assessment_id: str, *, lock: bool = False) -> StoredAssessment | None:
+        stmt = select(t.risk_assessments).where(t.risk_assessments.c.id == assessment_id)
+        row = self.c.execute(self._for_update(stmt) if lock else stmt).first()
+        return _assessment(row) if row is not None else None
+
+    def set_state(self, assessment_id: str, *, state: str, now: datetime) -> None:
+        a = t.risk_assessments.c
+        self.c.execute(
+            update(t.risk_assessments)
+            .where(a.id == assessment_id)
+            .values(state=state, settled_at=now)
+        )
+
+    def claim_passed(self, *, ref: str, user_subject: str, now: datetime) -> str | None:
+        a = t.risk_assessments.c
+        found = self.c.execute(
+            select(a.id)
+            .where(a.ref == ref, a.user_subject == user_subject, a.state == "passed")
+            .order_by(a.created_at.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if found is None:
+            return None
+        claimed = self.c.execute(
+            update(t.risk_assessments)
+            .where(a.id == found, a.state == "passed")
+            .values(state="used", settled_at=now)
+        ).rowcount
+        return str(found) if claimed == 1 else None
+
+    def recent(self, user_subject: str, *, limit: int) -> list[StoredAssessment]:
+        a = t.risk_assessments.c
+        rows = self.c.execute(
+            select(t.risk_assessments)
+            .where(a.user_subject == user_subject)
+            .order_by(a.created_at.desc(), a.id.desc())
+            .limit(limit)
+        ).all()
+        return [_assessment(row) for row in rows]

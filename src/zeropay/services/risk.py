@@ -1,0 +1,398 @@
+"""The risk engine, live: the same ``decide`` and ``learn`` as a replay, over records kept in the
+database and locked by each event that reads and changes them.
+
+An event is *assessed* inside the transaction of the use case it guards: the four records it
+touches (user, device key, IP, payee) are locked in one order, decided on, and the attempt is
+learned at once (velocity, failures, who was seen where). What the engine learns from the
+*outcome* waits until the outcome is known: an allowed payment when it commits, a challenge when
+the flow that asks for its factors passes or fails (``settle``). A review or a block grants
+nothing. Every decision is stored with its event (as a replay line), score, reasons, factors
+and the version of the rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from zeropay.domain import bounds
+from zeropay.domain.errors import ChallengeRequired, NotFound, RiskBlocked
+from zeropay.domain.flows import Flow, start_flow
+from zeropay.domain.payments import PaymentStatus
+from zeropay.domain.policy import AccessPoint, Path, plan_paths, risk_paths
+from zeropay.domain.risk.engine import (
+    Action,
+    RiskDecision,
+    decide,
+    device_trust,
+    learn_attempt,
+    learn_outcome,
+)
+from zeropay.domain.risk.events import EventType, RiskEvent, event_as_input, parse_event
+from zeropay.domain.risk.state import (
+    RiskView,
+    UserRisk,
+    dump_device,
+    dump_ip,
+    dump_payee,
+    dump_user,
+    load_device,
+    load_ip,
+    load_payee,
+    load_user,
+)
+from zeropay.domain.risk.trust import session_trust
+from zeropay.domain.sessions import Session
+from zeropay.services import audit
+from zeropay.services.context import AppContext, RiskSetup, UnitOfWork
+from zeropay.services.factor_checks import Requester
+from zeropay.services.ports import RecordKey, StoredAssessment, StoredFlow
+from zeropay.services.risk_replay import located
+
+RECENT_DECISIONS_SHOWN = 20
+
+
+class Settled(StrEnum):
+    SETTLED = "settled"  # allow or final: nothing more to learn (a review or block grants nothing)
+    PENDING = "pending"  # a challenge (or a payment not yet committed) waits for its outcome
+    PASSED = "passed"
+    FAILED = "failed"
+    USED = "used"  # a passed payment challenge that its confirmation has spent
+
+
+@dataclass(frozen=True, slots=True)
+class Assessed:
+    event: RiskEvent
+    decision: RiskDecision
+
+    @property
+    def id(self) -> str:
+        return self.event.id
+
+
+def addressed_subject(index_hex: str) -> str:
+    """The user subject of a flow started by an email address that names no account: failures
+    count against the address as they would against an account (no enumeration)."""
+    return f"addr:{index_hex}"
+
+
+def live_event(
+    ctx: AppContext,
+    setup: RiskSetup,
+    *,
+    kind: EventType,
+    user: str,
+    requester: Requester,
+    device: str | None = None,
+    **fields: Any,
+) -> RiskEvent:
+    """An event from a live request: the time is now, the device is the DPoP key's thumbprint
+    (``device`` overrides it), the place comes from GeoIP."""
+    proof = requester.proof
+    event = RiskEvent(
+        id=ctx.new_id("rsk"),
+        at_s=ctx.now().timestamp(),
+        type=kind,
+        user=user[: bounds.ID_LENGTH_MAX * 4],
+        device=device if device is not None else (proof.jkt if proof is not None else None),
+        ip=requester.ip or None,
+        user_agent=requester.user_agent or None,
+        **fields,
+    )
+    return located(event, setup.locate)
+
+
+# ---- records ------------------------------------------------------------------------------------
+
+
+def _keys(event: RiskEvent) -> list[RecordKey]:
+    keys: list[RecordKey] = [("user", event.user)]
+    if event.device is not None:
+        keys.append(("device", event.device))
+    if event.ip is not None:
+        keys.append(("ip", event.ip))
+    if event.payee is not None:
+        keys.append(("payee", event.payee))
+    return keys
+
+
+def _locked_view(uow: UnitOfWork, event: RiskEvent, now: datetime) -> RiskView:
+    docs = uow.risk.lock_records(_keys(event), now)
+    device, ip, payee = ("device", event.device), ("ip", event.ip), ("payee", event.payee)
+    return RiskView(
+        user=load_user(docs[("user", event.user)]),
+        device=load_device(docs[device]) if event.device is not None else None,  # type: ignore[index]
+        ip=load_ip(docs[ip]) if event.ip is not None else None,  # type: ignore[index]
+        payee=load_payee(docs[payee]) if event.payee is not None else None,  # type: ignore[index]
+    )
+
+
+def _save(uow: UnitOfWork, event: RiskEvent, view: RiskView, now: datetime) -> None:
+    bodies: dict[RecordKey, dict[str, Any]] = {("user", event.user): dump_user(view.user)}
+    if event.device is not None and view.device is not None:
+        bodies[("device", event.device)] = dump_device(view.device)
+    if event.ip is not None and view.ip is not None:
+        bodies[("ip", event.ip)] = dump_ip(view.ip)
+    if event.payee is not None and view.payee is not None:
+        bodies[("payee", event.payee)] = dump_payee(view.payee)
+    uow.risk.save_records(bodies, now)
+
+
+# ---- deciding and settling ----------------------------------------------------------------------
+
+
+def assess(
+    ctx: AppContext,
+    setup: RiskSetup,
+    uow: UnitOfWork,
+    event: RiskEvent,
+    *,
+    ref: str | None,
+    allowed_passes: bool = False,
+) -> Assessed:
+    """Decide ``event`` and learn the attempt, in the caller's transaction. With
+    ``allowed_passes`` an allowed event is learned as passed at once (the caller commits it in
+    this transaction); otherwise it stays pending until ``settle``."""
+    now = ctx.now()
+    config = setup.config
+    view = _locked_view(uow, event, now)
+    decision = decide(event, view, config)
+    learn_attempt(event, view=view, config=config)
+    state = Settled.PENDING
+    if decision.action in (Action.REVIEW, Action.BLOCK):
+        state = Settled.SETTLED
+    elif decision.action is Action.ALLOW and allowed_passes:
+        learn_outcome(event, decision, got_through=True, view=view, config=config)
+        state = Settled.PASSED
+    _save(uow, event, view, now)
+    uow.risk.add_assessment(
+        StoredAssessment(
+            id=event.id,
+            user_subject=event.user,
+            event_type=event.type.value,
+            ref=ref,
+            decision=decision,
+            event=event_as_input(event),
+            state=state.value,
+            created_at=now,
+        )
+    )
+    if decision.action is not Action.ALLOW:
+        audit.record(
+            ctx,
+            uow,
+            f"risk.{decision.action.value}",
+            actor=event.user,
+            subject=ref or event.id,
+            assessment=event.id,
+            kind=event.type.value,
+            score=decision.score,
+            reasons=list(decision.reasons),
+            factors=[f.value for f in decision.factors],
+            config_version=decision.config_version,
+        )
+    return Assessed(event, decision)
+
+
+def settle(
+    ctx: AppContext, setup: RiskSetup, uow: UnitOfWork, assessment_id: str, *, passed: bool
+) -> None:
+    """Learn the outcome of a pending decision: the challenge's flow passed or failed, or the
+    allowed payment committed. Once: a settled decision is left alone."""
+    stored = uow.risk.assessment(assessment_id, lock=True)
+    if stored is None or stored.state != Settled.PENDING:
+        return
+    now = ctx.now()
+    event = parse_event(stored.event)
+    view = _locked_view(uow, event, now)
+    learn_outcome(event, stored.decision, got_through=passed, view=view, config=setup.config)
+    _save(uow, event, view, now)
+    uow.risk.set_state(
+        assessment_id, state=(Settled.PASSED if passed else Settled.FAILED).value, now=now
+    )
+
+
+def asks_for_more(decision: RiskDecision) -> bool:
+    """Whether a challenge is the engine's own (risk rose), not only its rule that a password
+    never signs in alone -- which the policy's paths, each of two categories, already meet."""
+    return decision.action is Action.CHALLENGE and "second_factor_required" not in decision.reasons
+
+
+def refuse(decision: RiskDecision) -> RiskBlocked:
+    return RiskBlocked(
+        "refused for your protection; contact support if this was you",
+        reasons=list(decision.reasons),
+        score=decision.score,
+    )
+
+
+# ---- payments -----------------------------------------------------------------------------------
+
+
+class Verdict(StrEnum):
+    ALLOW = "allow"
+    REVIEW = "review"
+
+
+@dataclass(slots=True)
+class PaymentCheck:
+    """The engine's say on one payment confirmation, in two parts around the payment's own
+    transaction: ``before`` decides (in a transaction of its own, so a refusal still counts as
+    an attempt) and raises for a challenge or a block; ``after`` learns the outcome inside the
+    payment's transaction, so only a payment that commits teaches the engine anything."""
+
+    ctx: AppContext
+    setup: RiskSetup
+    session: Session
+    requester: Requester
+    assessment_id: str | None = None
+
+    def before(self, payment_id: str) -> Verdict:
+        outcome: tuple[Verdict | None, Exception | None] = self.ctx.run(
+            lambda uow: self._decide(uow, payment_id)
+        )
+        verdict, refusal = outcome
+        if refusal is not None:
+            raise refusal
+        assert verdict is not None
+        return verdict
+
+    def _decide(self, uow: UnitOfWork, payment_id: str) -> tuple[Verdict | None, Exception | None]:
+        ctx, payer = self.ctx, self.session.user_id
+        payment = uow.payments.get(payment_id)
+        if payment is None or (payment.payer_id is not None and payment.payer_id != payer):
+            raise NotFound("no such payment", payment_id=payment_id[:40])
+        if payment.status is not PaymentStatus.REQUIRES_CONFIRMATION:
+            return Verdict.ALLOW, None  # the payment's own rules refuse it, with their code
+        if uow.risk.claim_passed(ref=payment_id, user_subject=payer, now=ctx.now()):
+            return Verdict.ALLOW, None  # the challenge for this payment was answered
+        event = live_event(
+            ctx,
+            self.setup,
+            kind=EventType.PAYMENT,
+            user=payer,
+            requester=self.requester,
+            amount_minor=payment.amount.amount_minor,
+            currency=payment.amount.currency.code,
+            payee=payment.merchant_id,
+            mcc=uow.merchants.mcc(payment.merchant_id),
+        )
+        made = assess(ctx, self.setup, uow, event, ref=payment_id)
+        match made.decision.action:
+            case Action.ALLOW:
+                self.assessment_id = made.id
+                return Verdict.ALLOW, None
+            case Action.REVIEW:
+                return Verdict.REVIEW, None
+            case Action.BLOCK:
+                return None, refuse(made.decision)
+        flow = challenge_flow(
+            ctx, uow, made, session=self.session, requester=self.requester, ref=payment_id
+        )
+        if flow is None:  # nothing the payer holds answers it: an operator decides instead
+            settle(ctx, self.setup, uow, made.id, passed=False)
+            return Verdict.REVIEW, None
+        from zeropay.services.authn import flow_json  # the flow's public shape
+
+        return None, ChallengeRequired(
+            "confirm it is you: answer the flow, then confirm the payment again",
+            factors=[f.value for f in made.decision.factors],
+            reasons=list(made.decision.reasons),
+            flow=flow_json(StoredFlow(flow=flow), ctx.now()),
+        )
+
+    def after(self, uow: UnitOfWork, *, got_through: bool) -> None:
+        if self.assessment_id is not None:
+            settle(self.ctx, self.setup, uow, self.assessment_id, passed=got_through)
+
+
+def challenge_flow(
+    ctx: AppContext,
+    uow: UnitOfWork,
+    made: Assessed,
+    *,
+    session: Session,
+    requester: Requester,
+    ref: str,
+) -> Flow | None:
+    """A step-up flow of the session that asks for the challenge's factors (or, when the payer
+    lacks one, for a path with a factor a thief would not hold); None if nothing answers it."""
+    from zeropay.services.authn import available_factors  # authn imports this module
+
+    available = available_factors(uow, session.user_id, requester, point=AccessPoint.STEP_UP)
+    policy_paths = plan_paths(ctx.policy, AccessPoint.STEP_UP, available)
+    asked = (tuple(made.decision.factors),)
+    paths: tuple[Path, ...] = risk_paths(
+        (*policy_paths, *asked), (), made.decision.factors, available
+    )
+    if not paths:
+        return None
+    binding = {"session_id": session.id, "risk": made.id, "ref": ref}
+    if requester.proof is not None:
+        binding["jkt"] = requester.proof.jkt
+    flow = start_flow(
+        flow_id=ctx.new_id("flw"),
+        point=AccessPoint.STEP_UP,
+        rule=ctx.policy.point(AccessPoint.STEP_UP),
+        paths=paths,
+        user_id=session.user_id,
+        now=ctx.now(),
+        binding=binding,
+        asked=asked,
+    )
+    uow.flows.add(StoredFlow(flow=flow), ctx.now())
+    return flow
+
+
+# ---- what the user and operators see ------------------------------------------------------------
+
+
+def trust_view(
+    ctx: AppContext, setup: RiskSetup, uow: UnitOfWork, user_id: str, session: Session | None
+) -> dict[str, Any]:
+    """Trust scores (0-100) of the user's devices and of ``session``, and recent decisions."""
+    now_s = ctx.now().timestamp()
+    doc = uow.risk.read_record(("user", user_id))
+    user = load_user(doc) if doc is not None else UserRisk()
+    devices = []
+    for device in uow.devices.of_user(user_id):
+        devices.append(
+            {
+                "id": device.id,
+                "name": device.name,
+                "trust": device_trust(user, device.jkt, now_s, setup.config),
+            }
+        )
+    out: dict[str, Any] = {"devices": devices}
+    if session is not None:
+        on_device = device_trust(user, session.jkt, now_s, setup.config) if session.jkt else 0
+        out["session"] = {
+            "id": session.id,
+            "trust": session_trust(
+                [m.factor for m in session.methods],
+                authenticated_s=max(m.at.timestamp() for m in session.methods),
+                now_s=now_s,
+                device_trust=on_device,
+            ),
+        }
+    out["decisions"] = [
+        decision_json(a) for a in uow.risk.recent(user_id, limit=RECENT_DECISIONS_SHOWN)
+    ]
+    return out
+
+
+def decision_json(a: StoredAssessment) -> dict[str, Any]:
+    d = a.decision
+    return {
+        "id": a.id,
+        "event": a.event_type,
+        "at": a.created_at.isoformat(),
+        "action": d.action.value,
+        "score": d.score,
+        "reasons": list(d.reasons),
+        "factors": [f.value for f in d.factors],
+        "config_version": d.config_version,
+        "outcome": a.state,
+    }
