@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -206,11 +207,11 @@ def smtp_inbox() -> Iterator[SmtpInbox]:
 
 
 @pytest.fixture
-def mfa_container(
-    settings: Settings, clock: FixedClock, smtp_inbox: SmtpInbox, tmp_path: Path
-) -> Iterator[Container]:
+def mfa_settings(
+    settings: Settings, smtp_inbox: SmtpInbox, tmp_path: Path
+) -> Settings:
     """The shipped default authentication policy, mail over real SMTP, texts to a dev sink."""
-    configured = replace(
+    return replace(
         settings,
         auth_policy_file=None,
         smtp_host="127.0.0.1",
@@ -218,12 +219,20 @@ def mfa_container(
         dev_sms_file=tmp_path / "sms.jsonl",
         public_origins=("http://localhost",),  # the test client's base URL
     )
-    built = build(
+
+
+def _built(configured: Settings, clock: FixedClock) -> Container:
+    return build(
         configured,
         clock=clock,
         keyring=FileKeyRing.ephemeral(),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
     )
+
+
+@pytest.fixture
+def mfa_container(mfa_settings: Settings, clock: FixedClock) -> Iterator[Container]:
+    built = _built(mfa_settings, clock)
     yield built
     built.engine.dispose()
 
@@ -232,6 +241,24 @@ def mfa_container(
 def mfa(mfa_container: Container, smtp_inbox: SmtpInbox) -> Iterator[Mfa]:
     with TestClient(create_app(mfa_container), base_url="http://localhost") as c:
         yield Mfa(c, mfa_container, smtp_inbox)
+
+
+# The requests of the risk tests reach the app through a proxy at this address, which passes on
+# each device's own address in X-Forwarded-For (the way a load balancer would).
+PROXY = "10.0.0.1"
+
+
+@pytest.fixture
+def risky(mfa_settings: Settings, clock: FixedClock, smtp_inbox: SmtpInbox) -> Iterator[Mfa]:
+    """``mfa`` with the live risk engine on (the shipped rules and GeoIP)."""
+    built = _built(
+        replace(mfa_settings, risk_enabled=True, trusted_proxies=(ip_network(PROXY),)), clock
+    )
+    with TestClient(
+        create_app(built), base_url="http://localhost", client=(PROXY, 50000)
+    ) as c:
+        yield Mfa(c, built, smtp_inbox)
+    built.engine.dispose()
 
 
 @pytest.fixture

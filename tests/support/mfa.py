@@ -72,6 +72,7 @@ class Device:
     key: DeviceKey = field(default_factory=DeviceKey)
     authenticator: SoftAuthenticator = field(default_factory=SoftAuthenticator)
     token: str | None = None
+    ip: str | None = None  # where it is: sent as X-Forwarded-For (through a trusted proxy)
 
     def proof(self, method: str, path: str, *, token: str | None = None) -> str:
         return self.key.proof(
@@ -95,6 +96,8 @@ class Device:
             sent["Authorization"] = f"DPoP {use}"
         if signed:
             sent["DPoP"] = self.proof(method, path, token=use)
+        if self.ip is not None:
+            sent.setdefault("X-Forwarded-For", self.ip)
         return self.client.request(method, path, json=json, headers=sent)
 
     def info(self) -> dict[str, str]:
@@ -113,8 +116,10 @@ class Mfa:
     def now(self) -> Callable[[], datetime]:
         return self.container.ctx.now
 
-    def device(self, name: str = "Pixel 9", platform: str = "android") -> Device:
-        return Device(self.client, self.now, name=name, platform=platform)
+    def device(
+        self, name: str = "Pixel 9", platform: str = "android", *, ip: str | None = None
+    ) -> Device:
+        return Device(self.client, self.now, name=name, platform=platform, ip=ip)
 
     def code_for(self, email: str) -> str:
         """The newest code emailed to ``email`` (the outbox is delivered over SMTP first)."""

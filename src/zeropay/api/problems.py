@@ -51,6 +51,11 @@ TITLES = {
 # Details that are safe to show a client. Anything else in an error's details stays in logs.
 PUBLIC_DETAILS = frozenset(
     {
+        # A risk challenge names the factors and the flow that asks for them; the reasons and
+        # score of a risk decision are not sent to whoever asked (they would teach an attacker
+        # the rules); the user reads them at GET /v1/me/risk, operators in the console API.
+        "factors",
+        "flow",
         "field",
         "reason",
         "currency",

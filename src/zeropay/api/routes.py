@@ -116,6 +116,13 @@ def me(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
     }
 
 
+@router.get("/v1/me/risk", tags=["payer"])
+def my_risk(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
+    """How far each of my devices and this session are trusted (0-100), and the risk engine's
+    recent decisions about me with their reasons."""
+    return risk.my_trust(ctx, session)
+
+
 @router.get("/v1/me/notifications", tags=["payer"])
 def my_notifications(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
     rows = accounts.notifications(ctx, session.user_id)

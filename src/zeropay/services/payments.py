@@ -283,15 +283,19 @@ def cancel(
     return ctx.run(work, on_commit)
 
 
+_HELD = frozenset({PaymentStatus.AUTHORIZED, PaymentStatus.IN_REVIEW})
+
+
 def expire_holds(ctx: AppContext, *, batch: int = bounds.HOLD_EXPIRY_BATCH) -> int:
-    """Release holds whose time ran out and mark their payments expired. Safe to run from many
+    """Release holds whose time ran out (authorized payments not captured, payments in review no
+    operator decided) and mark their payments expired. Safe to run from many
     processes at once: each hold is resolved once (unique ``pending_id``)."""
 
     def work(uow: UnitOfWork) -> int:
         done = 0
         for hold in uow.ledger.expired_holds(ctx.now(), limit=batch):
             payment = uow.payments.get(hold.reference or "", lock=True)
-            if payment is None or payment.status is not PaymentStatus.AUTHORIZED:
+            if payment is None or payment.status not in _HELD:
                 continue
             after = transition(payment, PaymentEvent.EXPIRE, ctx.now())
             _resolve_hold(ctx, uow, payment, TransferKind.EXPIRE_PENDING)

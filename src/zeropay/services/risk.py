@@ -349,10 +349,22 @@ def challenge_flow(
 # ---- what the user and operators see ------------------------------------------------------------
 
 
+def my_trust(ctx: AppContext, session: Session) -> dict[str, Any]:
+    return ctx.read(lambda uow: trust_view(ctx, ctx.risk, uow, session.user_id, session))
+
+
 def trust_view(
-    ctx: AppContext, setup: RiskSetup, uow: UnitOfWork, user_id: str, session: Session | None
+    ctx: AppContext,
+    setup: RiskSetup | None,
+    uow: UnitOfWork,
+    user_id: str,
+    session: Session | None,
 ) -> dict[str, Any]:
-    """Trust scores (0-100) of the user's devices and of ``session``, and recent decisions."""
+    """Trust scores (0-100) of the user's devices and of ``session``, and recent decisions.
+    With the engine off there are no scores, only the decisions made while it was on."""
+    decisions = [decision_json(a) for a in uow.risk.recent(user_id, limit=RECENT_DECISIONS_SHOWN)]
+    if setup is None:
+        return {"engine": "off", "devices": [], "decisions": decisions}
     now_s = ctx.now().timestamp()
     doc = uow.risk.read_record(("user", user_id))
     user = load_user(doc) if doc is not None else UserRisk()
@@ -365,7 +377,7 @@ def trust_view(
                 "trust": device_trust(user, device.jkt, now_s, setup.config),
             }
         )
-    out: dict[str, Any] = {"devices": devices}
+    out: dict[str, Any] = {"engine": setup.config.version, "devices": devices}
     if session is not None:
         on_device = device_trust(user, session.jkt, now_s, setup.config) if session.jkt else 0
         out["session"] = {
@@ -377,9 +389,7 @@ def trust_view(
                 device_trust=on_device,
             ),
         }
-    out["decisions"] = [
-        decision_json(a) for a in uow.risk.recent(user_id, limit=RECENT_DECISIONS_SHOWN)
-    ]
+    out["decisions"] = decisions
     return out
 
 
