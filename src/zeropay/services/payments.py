@@ -210,7 +210,7 @@ def _take(
     return after
 
 
-def _resolve_hold(
+def resolve_hold(
     ctx: AppContext,
     uow: UnitOfWork,
     payment: Payment,
@@ -261,7 +261,7 @@ def capture(
         if payment.status is not PaymentStatus.AUTHORIZED:
             transition(payment, PaymentEvent.CAPTURE, ctx.now())  # raises: nothing to capture
         amount = _in_currency_of(payment, amount_minor)
-        captured = _resolve_hold(ctx, uow, payment, TransferKind.POST_PENDING, amount)
+        captured = resolve_hold(ctx, uow, payment, TransferKind.POST_PENDING, amount)
         after = transition(payment, PaymentEvent.CAPTURE, ctx.now(), captured=captured)
         uow.payments.save(payment, after)
         return after
@@ -276,7 +276,7 @@ def cancel(
         payment = _owned(uow, payment_id, merchant_id, lock=True)
         after = transition(payment, PaymentEvent.CANCEL, ctx.now())
         if payment.status is PaymentStatus.AUTHORIZED:
-            _resolve_hold(ctx, uow, payment, TransferKind.VOID_PENDING)
+            resolve_hold(ctx, uow, payment, TransferKind.VOID_PENDING)
         uow.payments.save(payment, after)
         return after
 
@@ -298,7 +298,7 @@ def expire_holds(ctx: AppContext, *, batch: int = bounds.HOLD_EXPIRY_BATCH) -> i
             if payment is None or payment.status not in _HELD:
                 continue
             after = transition(payment, PaymentEvent.EXPIRE, ctx.now())
-            _resolve_hold(ctx, uow, payment, TransferKind.EXPIRE_PENDING)
+            resolve_hold(ctx, uow, payment, TransferKind.EXPIRE_PENDING)
             uow.payments.save(payment, after)
             done += 1
         return done
