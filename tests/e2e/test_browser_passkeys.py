@@ -241,6 +241,12 @@ def test_sign_up_bind_and_log_in_with_a_passkey_and_without_user_verification_be
     expect(page.locator("#session-aal")).to_have_text("2")
     expect(page.locator("#session-methods")).to_have_text("passkey")
     expect(page.locator("#account-email")).to_have_text(EMAIL)
+    # The risk engine's view, shown to the user: this session's trust, the bound phone's trust,
+    # and its decisions with their reasons.
+    expect(page.locator("#session-trust")).to_have_text(re.compile(r"^\d+ / 100$"))
+    expect(page.locator("#devices")).to_contain_text(re.compile(r"trust \d+ / 100"))
+    expect(page.locator("#risk-decisions")).to_contain_text("device registration: challenge")
+    expect(page.locator("#risk-decisions")).to_contain_text("login: allow")
     assert phone.credentials()[0]["signCount"] >= 2  # one registration, one assertion
 
     # The fingerprint is not recognised: the authenticator does not verify the user.

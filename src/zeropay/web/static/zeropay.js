@@ -490,10 +490,12 @@ async function accountPage() {
     }
     throw error;
   }
-  const [factors, notices] = await Promise.all([
+  const [factors, notices, risk] = await Promise.all([
     api("GET", "/v1/me/factors"),
     api("GET", "/v1/me/notifications"),
+    api("GET", "/v1/me/risk"),
   ]);
+  const trustOf = new Map(risk.data.devices.map((d) => [d.id, d.trust]));
   const session = me.session;
   const current = factors.data.devices.find((d) => d.current);
   byId("account-email").textContent = me.email;
@@ -501,6 +503,7 @@ async function accountPage() {
   byId("session-methods").textContent = session.methods.map((m) => m.factor).join(" + ");
   byId("session-device").textContent = current ? current.name : "not bound";
   byId("session-expires").textContent = when(session.expires_at);
+  byId("session-trust").textContent = risk.data.session ? `${risk.data.session.trust} / 100` : "";
   const factorList = byId("factors");
   factorList.replaceChildren();
   item(factorList, "Password");
@@ -510,9 +513,19 @@ async function accountPage() {
   const deviceList = byId("devices");
   deviceList.replaceChildren();
   for (const d of factors.data.devices) {
+    const trust = trustOf.has(d.id) ? `, trust ${trustOf.get(d.id)} / 100` : "";
     item(deviceList, d.current ? `${d.name} (this device)` : d.name,
-      `${d.platform}, last seen ${when(d.last_seen_at)}`);
+      `${d.platform}, last seen ${when(d.last_seen_at)}${trust}`);
   }
+  const decisions = byId("risk-decisions");
+  decisions.replaceChildren();
+  for (const d of risk.data.decisions) {
+    const why = d.reasons.length ? d.reasons.join(", ").replaceAll("_", " ") : "nothing unusual";
+    const asked = d.factors.length ? `; asked for ${d.factors.join(" + ").replaceAll("_", " ")}` : "";
+    item(decisions, `${d.event.replaceAll("_", " ")}: ${d.action} (score ${d.score})`,
+      `${when(d.at)}: ${why}${asked}`);
+  }
+  if (!risk.data.decisions.length) item(decisions, "No checks yet.");
   const noticeList = byId("notifications");
   noticeList.replaceChildren();
   for (const n of notices.data.data) item(noticeList, n.body, when(n.created_at));
