@@ -689,12 +689,7 @@ def _risk_of_failure(
 
 
 def _risk_of_first_factor(
-    ctx: AppContext,
-    uow: UnitOfWork,
-    flow: Flow,
-    factor: Factor,
-    checked: Checked,
-    requester: Requester,
+    ctx: AppContext, uow: UnitOfWork, flow: Flow, factor: Factor, requester: Requester
 ) -> tuple[Flow, RiskDecision | None]:
     """The engine decides once the first factor has passed (it knows who it is then): allow,
     ask for more (the flow's paths narrow to ones with the factors it named), or block."""
@@ -752,7 +747,7 @@ def _pass(
         paths = plan_paths(ctx.policy, flow.point, available)
         flow = transition(flow, Identified(checked.user_id, paths), now)
     flow = _narrowed(ctx, uow, flow, factor, requester)
-    flow, blocked = _risk_of_first_factor(ctx, uow, flow, factor, checked, requester)
+    flow, blocked = _risk_of_first_factor(ctx, uow, flow, factor, requester)
     if blocked is not None:
         failed = replace(current, flow=replace(flow, state=FlowState.FAILED))
         uow.flows.save(failed, now)
