@@ -34,7 +34,7 @@ def seed(ctx: AppContext) -> str:
             f"payer    {email}  password: {password}  wallet: "
             + ", ".join(str(m) for m in DEMO_FUNDS)
         )
-    merchant_id, key = merchants.create_merchant(ctx, name="Demo Coffee", actor="demo")
+    merchant_id, key = merchants.create_merchant(ctx, name="Demo Coffee", actor="demo", mcc="5814")
     lines += [
         f"merchant Demo Coffee ({merchant_id})",
         f"  API key: {key.secret}",
