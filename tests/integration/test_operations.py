@@ -117,6 +117,7 @@ def test_a_due_job_runs_in_exactly_one_of_two_processes(container, clock):
         "expire_holds",
         "purge_idempotency_keys",
         "purge_replay_records",
+        "purge_risk_records",
         "send_email",
     }
     assert second == {}

@@ -42,11 +42,23 @@ def _purge_replay_records(ctx: AppContext) -> int:
     return ctx.run(work)
 
 
+def _purge_risk_records(ctx: AppContext) -> int:
+    """Device, IP and payee records idle for longer than the longest window of the rules: they
+    can no longer fire a signal (a flood of invented device ids or addresses must not grow the
+    table without end). Users' own baselines are kept."""
+    if ctx.risk is None:
+        return 0
+    idle_s = max(ctx.risk.config.windows.values())
+    before = ctx.now() - timedelta(seconds=idle_s)
+    return ctx.run(lambda uow: uow.risk.purge_idle(before, limit=bounds.REPLAY_PURGE_BATCH))
+
+
 JOBS: tuple[Job, ...] = (
     Job("expire_holds", 30, lambda ctx: payments.expire_holds(ctx)),
     Job("purge_idempotency_keys", 600, _purge_idempotency_keys),
     Job("purge_replay_records", 300, _purge_replay_records),
     Job("send_email", 5, lambda ctx: mail.deliver_due(ctx)),
+    Job("purge_risk_records", 3600, _purge_risk_records),
 )
 
 

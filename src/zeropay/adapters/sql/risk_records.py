@@ -90,6 +90,29 @@ class RiskRepository(_Repo):
         ).scalar_one_or_none()
         return None if body is None else dict(orjson.loads(body))
 
+    def purge_idle(self, idle_before: datetime, *, limit: int) -> int:
+        """Forget device, IP and payee records, and the records of addresses that name no
+        account, that no event has touched since ``idle_before``. A user's own record stays."""
+        r = t.risk_records.c
+        stale = (
+            select(r.kind, r.subject)
+            .where(
+                r.updated_at < idle_before,
+                (r.kind != "user") | r.subject.startswith("addr:"),
+            )
+            .limit(limit)
+        )
+        keys = [(row.kind, row.subject) for row in self.c.execute(stale)]
+        if not keys:
+            return 0
+        return int(
+            self.c.execute(
+                t.risk_records.delete().where(
+                    tuple_(r.kind, r.subject).in_(keys), r.updated_at < idle_before
+                )
+            ).rowcount
+        )
+
     def add_assessment(self, assessment: StoredAssessment) -> None:
         d = assessment.decision
         self.c.execute(

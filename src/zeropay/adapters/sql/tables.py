@@ -446,6 +446,7 @@ risk_records = Table(
     Column("body", Text, nullable=False),
     Column("updated_at", TS, nullable=False),
     CheckConstraint("kind IN ('user', 'device', 'ip', 'payee')", name="kind"),
+    Index("ix_risk_records_updated", "updated_at"),  # forgetting idle records
 )
 
 # Every live decision: the event, the action, score, reasons, factors and the rules' version.

@@ -35,6 +35,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("kind", "subject", name=op.f("pk_risk_records")),
     )
+    with op.batch_alter_table("risk_records") as batch_op:
+        batch_op.create_index("ix_risk_records_updated", ["updated_at"], unique=False)
     op.create_table(
         "risk_assessments",
         sa.Column("id", sa.String(40), nullable=False),
@@ -96,4 +98,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_risk_assessments_ref")
         batch_op.drop_index("ix_risk_assessments_user_created")
     op.drop_table("risk_assessments")
+    with op.batch_alter_table("risk_records") as batch_op:
+        batch_op.drop_index("ix_risk_records_updated")
     op.drop_table("risk_records")
