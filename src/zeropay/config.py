@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zeropay.domain import bounds
+from zeropay.domain.network import IPNetwork, parse_trusted_network
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,11 @@ class Settings:
     sms_gateway_url: str | None = None  # an HTTP SMS provider; unset: the dev sink below
     sms_gateway_token: str | None = field(default=None, repr=False)
     dev_sms_file: Path | None = None  # set: texts go to this file, shown at GET /dev/sms
+    risk_enabled: bool = True  # the live risk engine scores logins, payments, registrations
+    risk_config_file: Path | None = None  # unset: the shipped zeropay/policies/risk.toml
+    # The proxies whose X-Forwarded-For is believed (domain.network). Unset: none, the peer is
+    # the client.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -112,7 +118,18 @@ class Settings:
             sms_gateway_url=g("ZEROPAY_SMS_GATEWAY_URL") or None,
             sms_gateway_token=g("ZEROPAY_SMS_GATEWAY_TOKEN") or None,
             dev_sms_file=Path(f) if (f := g("ZEROPAY_DEV_SMS_FILE")) else None,
+            risk_enabled=_on_off(g("ZEROPAY_RISK"), "ZEROPAY_RISK"),
+            risk_config_file=Path(r) if (r := g("ZEROPAY_RISK_CONFIG")) else None,
+            trusted_proxies=_trusted_proxies(g("ZEROPAY_TRUSTED_PROXIES")),
         )
+
+
+def _on_off(raw: str | None, name: str, *, default: bool = True) -> bool:
+    if raw is None or raw == "":
+        return default
+    if raw not in {"on", "off"}:
+        raise ConfigError(f"{name} must be on or off, got {raw!r}")
+    return raw == "on"
 
 
 def _origins(raw: str | None, name: str) -> tuple[str, ...]:
@@ -125,3 +142,18 @@ def _origins(raw: str | None, name: str) -> tuple[str, ...]:
         if scheme not in {"http", "https"} or not rest or "/" in rest:
             raise ConfigError(f"{name}: {origin!r} is not an origin")
     return out
+
+
+def _trusted_proxies(raw: str | None) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or CIDR networks of the proxies in front of the server."""
+    name = "ZEROPAY_TRUSTED_PROXIES"
+    entries = [e.strip() for e in (raw or "").split(",") if e.strip()]
+    if len(entries) > bounds.TRUSTED_PROXIES_MAX:
+        raise ConfigError(f"{name}: at most {bounds.TRUSTED_PROXIES_MAX} networks")
+    out = []
+    for entry in entries:
+        try:
+            out.append(parse_trusted_network(entry))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {entry!r} is refused: {exc}") from None
+    return tuple(out)

@@ -43,6 +43,11 @@ def _worker(host: str, port: int) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,
+        # X-Forwarded-For is read by the API alone, through ZEROPAY_TRUSTED_PROXIES
+        # (api.deps.client_address). uvicorn's own handling would trust 127.0.0.1 (or
+        # FORWARDED_ALLOW_IPS) and rewrite the peer address before we see it.
+        proxy_headers=False,
+        forwarded_allow_ips=[],
     )
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -16,6 +16,7 @@ from fastapi import Depends, Header, Request
 from zeropay.domain import bounds
 from zeropay.domain.dpop import access_token_hash
 from zeropay.domain.errors import Forbidden, InvalidInput, NotAuthenticated, ProofInvalid
+from zeropay.domain.network import IPNetwork, client_ip
 from zeropay.domain.sessions import Session
 from zeropay.services import accounts, merchants
 from zeropay.services.authn import Requester
@@ -112,10 +113,19 @@ def requester(
     proof: VerifiedProof | None = getattr(request.state, "dpop_proof", None)
     if proof is None and raw is not None:
         proof = verify_proof(ctx, raw, method=request.method, path=request.url.path)
-    host = request.client.host if request.client else ""
     return Requester(
-        proof=proof, ip=host, user_agent=(user_agent or "")[: bounds.USER_AGENT_LENGTH_MAX]
+        proof=proof,
+        ip=client_address(request),
+        user_agent=(user_agent or "")[: bounds.USER_AGENT_LENGTH_MAX],
     )
+
+
+def client_address(request: Request) -> str:
+    """The client's IP address: the peer, or what the trusted proxies (ZEROPAY_TRUSTED_PROXIES)
+    say in X-Forwarded-For. The one place the API reads either."""
+    peer = request.client.host if request.client else ""
+    trusted: tuple[IPNetwork, ...] = request.app.state.container.settings.trusted_proxies
+    return client_ip(peer, request.headers.getlist("x-forwarded-for"), trusted)
 
 
 CurrentSession = Annotated[Session, Depends(current_session)]

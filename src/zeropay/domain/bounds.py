@@ -33,6 +33,11 @@ CREDENTIAL_ID_BYTES_MAX = 1023  # WebAuthn L3 §5.8.3 credential ids are at most
 WEBAUTHN_RESPONSE_BYTES_MAX = 16 * 1024
 SECURITY_ANSWER_LENGTH_MAX = 200
 PHONE_LENGTH_MAX = 20  # E.164: "+" and at most 15 digits, with room for spaces
+# X-Forwarded-For, read right to left (domain.network): nothing further left is ever read.
+IP_ADDRESS_TEXT_LENGTH_MAX = 45  # ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255
+FORWARDED_ENTRY_LENGTH_MAX = IP_ADDRESS_TEXT_LENGTH_MAX + len("[]:65535")
+FORWARDED_FOR_ENTRIES_MAX = 32  # hops walked; a real chain of proxies has a handful
+FORWARDED_FOR_LENGTH_MAX = 2048  # characters of the joined header lines, from the right
 
 # -- pages and batches ----------------------------------------------------------------------------
 PAGE_SIZE_MAX = 100
@@ -49,6 +54,9 @@ EMAIL_SEND_BATCH = 50
 IDEMPOTENCY_PURGE_BATCH = 1000
 LEDGER_SCAN_CHUNK = 5000  # rows fetched at a time by `ledger verify` and `audit verify`
 
+# -- settings -------------------------------------------------------------------------------------
+TRUSTED_PROXIES_MAX = 64  # networks in ZEROPAY_TRUSTED_PROXIES, each checked per hop
+
 # -- retries --------------------------------------------------------------------------------------
 TRANSACTION_ATTEMPTS_MAX = 8
 
@@ -64,3 +72,8 @@ invariant(
 )
 invariant(DPOP_PROOF_LENGTH_MAX < BODY_BYTES_DEFAULT, "a DPoP proof fits any header budget")
 invariant(1 <= TRANSACTION_ATTEMPTS_MAX <= 16, "retries are few: contention is not hidden")
+invariant(
+    FORWARDED_FOR_ENTRIES_MAX * (FORWARDED_ENTRY_LENGTH_MAX + len(", "))
+    <= FORWARDED_FOR_LENGTH_MAX,
+    "the length cap never cuts a chain of well-formed hops short of the entry cap",
+)
