@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -35,17 +36,22 @@ Locate = Callable[[str], Place | None]
 def located(event: RiskEvent, locate: Locate | None) -> RiskEvent:
     """Fill the place from GeoIP where the event does not carry it; the event's own ``country``,
     ``lat`` and ``lon`` always win."""
-    if locate is None or event.ip is None or (event.country and event.has_coordinates):
+    has_coordinates = event.lat is not None and event.lon is not None  # not the property: hot
+    if locate is None or event.ip is None or (event.country and has_coordinates):
         return event
     place = locate(event.ip)
     if place is None:
         return event
-    lat, lon = (event.lat, event.lon) if event.has_coordinates else (place.lat, place.lon)
-    return event._replace(country=event.country or place.country, lat=lat, lon=lon)
+    country = event.country or place.country
+    lat, lon = (event.lat, event.lon) if has_coordinates else (place.lat, place.lon)
+    if country is event.country and lat is event.lat and lon is event.lon:
+        return event  # nothing filled in: no copy
+    return event._replace(country=country, lat=lat, lon=lon)
 
 
-@dataclass(frozen=True, slots=True)
-class Replayed:
+class Replayed(NamedTuple):
+    """A tuple, like ``RiskEvent``: a replay makes one per line."""
+
     line: int
     decision: dict[str, object] | None = None  # a decided event, as its output object
     error: str | None = None  # else the code of what was wrong with the line
@@ -62,7 +68,7 @@ class Replayer:
 
     def run(self, lines: Iterable[str | bytes]) -> Iterator[Replayed]:
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
+            if not line or line.isspace():  # as ``not line.strip()``, without a copy
                 continue
             yield self.one(number, line)
 
@@ -87,7 +93,7 @@ class Replayer:
         view = self.state.view(event.user, event.device, event.ip, event.payee)
         decision: RiskDecision = decide(event, view, self.config)  # before holds are looked at
         learn(event, decision, got_through=passed(decision, holds), view=view, config=self.config)
-        return Replayed(number, decision=decision.as_dict(event.id))
+        return Replayed(number, decision.as_dict(event.id))
 
 
 def encode(decision: dict[str, object]) -> bytes:

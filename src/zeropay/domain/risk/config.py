@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from zeropay.domain.errors import ConfigurationError
 
@@ -78,6 +79,90 @@ class RiskConfig:
 
     def limit(self, name: str) -> float:
         return self.limits[name]
+
+    @cached_property
+    def rules(self) -> Rules:
+        """The same rules laid out for the engine's hot path, made once per config (a replay
+        reads them for every event). The config is frozen, so they never go stale."""
+        return Rules.of(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A ``RiskConfig`` flattened into attributes, with what the engine derives from it per
+    event computed once: the order of reasons and each currency's monthly cap share."""
+
+    version: str
+    challenge: int
+    review: int
+    block: int
+    weights: Mapping[str, int]
+    rank: Mapping[str, int]  # a signal's place among reasons: heaviest first, then by name
+    short_s: int
+    long_s: int
+    recent_change_s: int
+    shared_device_s: int
+    impossible_speed_kmh: float
+    travel_distance_min_km: float
+    user_payments_short_max: float
+    device_payments_short_max: float
+    device_payees_long_max: float
+    ip_failures_short_max: float
+    payee_payers_short_max: float
+    user_failures_long_max: float
+    device_users_max: float
+    cashout_payments_long_max: float
+    amount_history_min: float
+    amount_ratio_max: float
+    amount_z_max: float
+    hour_history_min: float
+    hour_share_of_three_min: float  # unusual_hour looks at three hours around the event's
+    monthly_cap_at_minor: Mapping[str, float]  # a currency's cap times monthly_cap_share
+    cashout_mcc: frozenset[str]
+    blocked_devices: frozenset[str]
+    blocked_ips: frozenset[str]
+    blocked_payees: frozenset[str]
+    any_blocked: bool  # whether any of the three lists holds anything
+
+    @classmethod
+    def of(cls, config: RiskConfig) -> Rules:
+        weights, windows, limits = config.weights, config.windows, config.limits
+        ordered = sorted(weights, key=lambda s: (-weights[s], s))
+        return cls(
+            version=config.version,
+            challenge=config.thresholds.challenge,
+            review=config.thresholds.review,
+            block=config.thresholds.block,
+            weights=dict(weights),
+            rank={s: i for i, s in enumerate(ordered)},
+            short_s=windows["short_s"],
+            long_s=windows["long_s"],
+            recent_change_s=windows["recent_change_s"],
+            shared_device_s=windows["shared_device_s"],
+            impossible_speed_kmh=limits["impossible_speed_kmh"],
+            travel_distance_min_km=limits["travel_distance_min_km"],
+            user_payments_short_max=limits["user_payments_short_max"],
+            device_payments_short_max=limits["device_payments_short_max"],
+            device_payees_long_max=limits["device_payees_long_max"],
+            ip_failures_short_max=limits["ip_failures_short_max"],
+            payee_payers_short_max=limits["payee_payers_short_max"],
+            user_failures_long_max=limits["user_failures_long_max"],
+            device_users_max=limits["device_users_max"],
+            cashout_payments_long_max=limits["cashout_payments_long_max"],
+            amount_history_min=limits["amount_history_min"],
+            amount_ratio_max=limits["amount_ratio_max"],
+            amount_z_max=limits["amount_z_max"],
+            hour_history_min=limits["hour_history_min"],
+            hour_share_of_three_min=3 * limits["hour_share_min"],
+            monthly_cap_at_minor={
+                c: cap * limits["monthly_cap_share"] for c, cap in config.monthly_cap_minor.items()
+            },
+            cashout_mcc=config.cashout_mcc,
+            blocked_devices=config.blocked_devices,
+            blocked_ips=config.blocked_ips,
+            blocked_payees=config.blocked_payees,
+            any_blocked=bool(config.blocked_devices or config.blocked_ips or config.blocked_payees),
+        )
 
 
 def _table(doc: Mapping[str, object], key: str) -> Mapping[str, object]:

@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from zeropay.domain.factors import Factor
-from zeropay.domain.risk.config import RiskConfig
+from zeropay.domain.risk.config import RiskConfig, Rules
 from zeropay.domain.risk.events import EventType, RiskEvent
 from zeropay.domain.risk.state import (
     AmountStats,
@@ -47,9 +47,6 @@ class Action(StrEnum):
     BLOCK = "block"
 
 
-_RANK = {Action.ALLOW: 0, Action.CHALLENGE: 1, Action.REVIEW: 2, Action.BLOCK: 3}
-
-
 class RiskDecision(NamedTuple):
     action: Action
     score: int
@@ -60,10 +57,10 @@ class RiskDecision(NamedTuple):
     def as_dict(self, event_id: str) -> dict[str, object]:
         return {
             "id": event_id,
-            "action": self.action.value,
+            "action": _ACTION_VALUES[self.action],
             "score": self.score,
             "reasons": list(self.reasons),
-            "factors": [f.value for f in self.factors],
+            "factors": [_FACTOR_VALUES[f] for f in self.factors] if self.factors else [],
             "config_version": self.config_version,
         }
 
@@ -91,156 +88,189 @@ def hour_of(at_s: float) -> int:
 
 
 # ---- signals -------------------------------------------------------------------------------------
+#
+# One event reads every rule, so the rules come from ``config.rules`` (plain attributes, made once)
+# and the enum members the engine compares with are module names. A window is only walked when it
+# holds enough entries for its limit to be reached at all.
+
+_LOGIN, _PAYMENT = EventType.LOGIN, EventType.PAYMENT
+_REGISTRATION, _RECOVERY = EventType.DEVICE_REGISTRATION, EventType.RECOVERY
+_ALLOW, _CHALLENGE, _REVIEW, _BLOCK = Action.ALLOW, Action.CHALLENGE, Action.REVIEW, Action.BLOCK
+_PASSKEY = Factor.PASSKEY
+_STRONG = frozenset({Factor.PASSKEY, Factor.BOUND_DEVICE_APPROVAL})
+_ACTION_VALUES = {a: a.value for a in Action}
+_FACTOR_VALUES = {f: f.value for f in Factor}
+# Two places closer than this in latitude plus longitude are under 450 km apart (the haversine is
+# at most the path along a meridian and then a parallel), so no trip between them is long enough
+# to be impossible travel while travel_distance_min_km is above that.
+_NEAR_DEGREES = 4.0
+_NEAR_KM = EARTH_RADIUS_KM * math.radians(_NEAR_DEGREES)
 
 
 def _is_passkey_login(event: RiskEvent) -> bool:
-    return (
-        event.type is EventType.LOGIN
-        and event.first_factor is Factor.PASSKEY
-        and event.first_factor_ok is True
-    )
+    return event.type is _LOGIN and event.first_factor is _PASSKEY and event.first_factor_ok is True
 
 
-def _signals(event: RiskEvent, view: RiskView, config: RiskConfig) -> list[str]:
+def _signals(event: RiskEvent, view: RiskView, rules: Rules, passkey_login: bool) -> list[str]:
     """The names of the signals that fire for this event."""
     fired: list[str] = []
     user, at = view.user, event.at_s
-    limit, window = config.limits, config.windows
-    if event.device is not None and event.device in config.blocked_devices:
-        fired.append("blocked_device")
-    if event.ip is not None and event.ip in config.blocked_ips:
-        fired.append("blocked_ip")
-    if event.payee is not None and event.payee in config.blocked_payees:
-        fired.append("blocked_payee")
-    _device_signals(event, view, config, fired)
-    _place_and_time_signals(event, user, config, fired)
-    ip_failures = count_since(view.ip.failures, at - window["short_s"]) if view.ip else 0
-    if ip_failures >= limit["ip_failures_short_max"]:
-        fired.append("velocity_ip")
-    if count_since(user.failures, at - window["long_s"]) >= limit["user_failures_long_max"]:
+    if rules.any_blocked:
+        if event.device is not None and event.device in rules.blocked_devices:
+            fired.append("blocked_device")
+        if event.ip is not None and event.ip in rules.blocked_ips:
+            fired.append("blocked_ip")
+        if event.payee is not None and event.payee in rules.blocked_payees:
+            fired.append("blocked_payee")
+    _device_signals(event, view, rules, fired, passkey_login)
+    _place_and_time_signals(event, user, rules, fired)
+    if view.ip is not None:
+        limit = rules.ip_failures_short_max
+        failures = view.ip.failures
+        if len(failures) >= limit and count_since(failures, at - rules.short_s) >= limit:
+            fired.append("velocity_ip")
+    limit = rules.user_failures_long_max
+    if len(user.failures) >= limit and count_since(user.failures, at - rules.long_s) >= limit:
         fired.append("failed_attempts")
-    recovered_s = user.recovery_s if event.type is not EventType.RECOVERY else None
-    if recovered_s is not None and at - recovered_s < window["recent_change_s"]:
+    recovered_s = user.recovery_s if event.type is not _RECOVERY else None
+    if recovered_s is not None and at - recovered_s < rules.recent_change_s:
         fired.append("recent_recovery")
-    if event.type is EventType.PAYMENT:
-        _payment_signals(event, view, config, fired)
+    if event.type is _PAYMENT:
+        _payment_signals(event, view, rules, fired)
     return fired
 
 
-def _device_signals(event: RiskEvent, view: RiskView, config: RiskConfig, fired: list[str]) -> None:
-    user, at = view.user, event.at_s
-    seen = user.devices.get(event.device) if event.device is not None else None
+def _device_signals(
+    event: RiskEvent, view: RiskView, rules: Rules, fired: list[str], passkey_login: bool
+) -> None:
+    user, at, device = view.user, event.at_s, event.device
+    seen = user.devices.get(device) if device is not None else None
     # A passkey only works on the device it is bound to; a registration is about a new device.
-    if not _is_passkey_login(event) and event.type is not EventType.DEVICE_REGISTRATION:
-        if seen is None and user.devices:  # on a user's very first event there is no baseline
-            fired.append("new_device")
-        elif seen is not None and not seen.trusted:
+    if not passkey_login and event.type is not _REGISTRATION:
+        if seen is None:
+            if user.devices:  # on a user's very first event there is no baseline
+                fired.append("new_device")
+        elif not seen.trusted:
             fired.append("untrusted_device")
     if event.passkey_clone:
         fired.append("clone_signal")
-    young = seen is not None and at - seen.first_s < config.windows["recent_change_s"]
-    if (
-        young
-        and seen is not None
-        and seen.trusted
-        and user.trusted_devices(other_than=event.device)
-    ):
-        fired.append("recent_new_device")
+    if seen is not None and seen.trusted and at - seen.first_s < rules.recent_change_s:
+        for other, other_seen in user.devices.items():  # user.trusted_devices(...) > 0, sooner
+            if other_seen.trusted and other != device:
+                fired.append("recent_new_device")
+                break
     if view.device is not None:
-        since = at - config.windows["shared_device_s"]
-        others = sum(
-            1 for u, last in view.device.users.items() if u != event.user and last >= since
-        )
-        if others + 1 > config.limits["device_users_max"]:
-            fired.append("shared_device")
+        users = view.device.users
+        # Only users other than this one count, and there must be enough of them to pass the limit.
+        if len(users) - (event.user in users) + 1 > rules.device_users_max:
+            since = at - rules.shared_device_s
+            others = sum(1 for u, last in users.items() if u != event.user and last >= since)
+            if others + 1 > rules.device_users_max:
+                fired.append("shared_device")
 
 
 def _place_and_time_signals(
-    event: RiskEvent, user: UserRisk, config: RiskConfig, fired: list[str]
+    event: RiskEvent, user: UserRisk, rules: Rules, fired: list[str]
 ) -> None:
-    limit = config.limits
+    lat, lon, last_lat, last_lon = event.lat, event.lon, user.last_lat, user.last_lon
     if (
-        event.lat is not None
-        and event.lon is not None
+        lat is not None
+        and lon is not None
         and user.last_s is not None
-        and user.last_lat is not None
-        and user.last_lon is not None
+        and last_lat is not None
+        and last_lon is not None
+        and (
+            abs(lat - last_lat) + abs(lon - last_lon) >= _NEAR_DEGREES
+            or rules.travel_distance_min_km <= _NEAR_KM
+        )
     ):
-        km = distance_km(user.last_lat, user.last_lon, event.lat, event.lon)
+        km = distance_km(last_lat, last_lon, lat, lon)
         hours = max(event.at_s - user.last_s, 60.0) / SECONDS_PER_HOUR
-        if km >= limit["travel_distance_min_km"] and km / hours > limit["impossible_speed_kmh"]:
+        if km >= rules.travel_distance_min_km and km / hours > rules.impossible_speed_kmh:
             fired.append("impossible_travel")
     if event.country is not None and user.countries and event.country not in user.countries:
         fired.append("new_country")
     total = user.hours_total
-    if total >= limit["hour_history_min"]:
-        h = hour_of(event.at_s)
-        around = user.hours[h - 1] + user.hours[h] + user.hours[(h + 1) % 24]
-        if around / total < 3 * limit["hour_share_min"]:
+    if total >= rules.hour_history_min:
+        # hour_of(event.at_s), spelt out: this and learn_outcome run for every event
+        hours_seen, h = user.hours, int(event.at_s % 86400) // SECONDS_PER_HOUR
+        around = hours_seen[h - 1] + hours_seen[h] + hours_seen[(h + 1) % 24]
+        if around / total < rules.hour_share_of_three_min:
             fired.append("unusual_hour")
 
 
-def _payment_signals(
-    event: RiskEvent, view: RiskView, config: RiskConfig, fired: list[str]
-) -> None:
+def _payment_signals(event: RiskEvent, view: RiskView, rules: Rules, fired: list[str]) -> None:
     user, at = view.user, event.at_s
-    limit, window = config.limits, config.windows
     amount, currency = event.amount_minor, event.currency
     assert amount is not None and currency is not None  # parse_event: a payment has both
     stats = user.amounts.get(currency)
-    if stats is not None and stats.count >= limit["amount_history_min"]:
+    if stats is not None and stats.count >= rules.amount_history_min:
         excess = math.log(amount) - stats.mean
-        z = excess / stats.stdev if stats.stdev > 0 else math.inf
-        if math.exp(excess) > limit["amount_ratio_max"] and z > limit["amount_z_max"]:
+        stdev = stats.stdev
+        z = excess / stdev if stdev > 0 else math.inf
+        if math.exp(excess) > rules.amount_ratio_max and z > rules.amount_z_max:
             fired.append("unusual_amount")
     if event.payee is not None and user.payees and event.payee not in user.payees:
         fired.append("new_payee")
-    if count_since(user.payments, at - window["short_s"]) + 1 > limit["user_payments_short_max"]:
+    # A window is walked only when it holds enough entries, the latest of them recent enough.
+    payments, limit, since = user.payments, rules.user_payments_short_max, at - rules.short_s
+    if (
+        len(payments) + 1 > limit
+        and payments[-1] >= since
+        and count_since(payments, since) + 1 > limit
+    ):
         fired.append("velocity_user")
-    if view.device is not None and _device_velocity(view, event, config):
+    if view.device is not None and _device_velocity(view, event, rules):
         fired.append("velocity_device")
     if view.payee is not None:
-        payers = distinct_since(view.payee.payers, at - window["short_s"]) | {event.user}
-        if len(payers) > limit["payee_payers_short_max"]:
-            fired.append("velocity_payee")
-    if event.mcc is not None and event.mcc in config.cashout_mcc:
+        payers, limit = view.payee.payers, rules.payee_payers_short_max
+        # At most one payer per entry, and this event's: a short window cannot pass the limit.
+        if len(payers) + 1 > limit and payers[-1][0] >= since:
+            distinct = distinct_since(payers, since)
+            distinct.add(event.user)
+            if len(distinct) > limit:
+                fired.append("velocity_payee")
+    if event.mcc is not None and event.mcc in rules.cashout_mcc:
         fired.append("cashout_mcc")
-        cashouts = count_since(user.cashouts, at - window["long_s"]) + 1
-        if cashouts >= limit["cashout_payments_long_max"]:
+        cashouts = count_since(user.cashouts, at - rules.long_s) + 1
+        if cashouts >= rules.cashout_payments_long_max:
             fired.append("cashout_velocity")
-    cap = config.monthly_cap_minor.get(currency)
-    if cap is not None:
-        spent = user.month_spent_minor.get(currency, 0) if user.month == month_of(at) else 0
-        if spent + amount >= cap * limit["monthly_cap_share"]:
+    cap_at = rules.monthly_cap_at_minor.get(currency)
+    if cap_at is not None:
+        month = _month_of_day(int(at // 86400))  # month_of(at), one call fewer
+        spent = user.month_spent_minor.get(currency, 0) if user.month == month else 0
+        if spent + amount >= cap_at:
             fired.append("monthly_cap")
 
 
-def _device_velocity(view: RiskView, event: RiskEvent, config: RiskConfig) -> bool:
+def _device_velocity(view: RiskView, event: RiskEvent, rules: Rules) -> bool:
     assert view.device is not None
-    at, window, limit = event.at_s, config.windows, config.limits
-    short = count_pairs_since(view.device.payments, at - window["short_s"]) + 1
-    payees = distinct_since(view.device.payments, at - window["long_s"]) | {event.payee or ""}
-    return (
-        short > limit["device_payments_short_max"] or len(payees) > limit["device_payees_long_max"]
-    )
+    payments, at = view.device.payments, event.at_s
+    # Both counts are at most the window's length plus this payment, and an entry older than the
+    # long window (which holds the short one) counts for neither.
+    if (
+        len(payments) + 1 <= rules.device_payments_short_max
+        and len(payments) + 1 <= rules.device_payees_long_max
+    ) or payments[-1][0] < at - rules.long_s:
+        return False
+    if count_pairs_since(payments, at - rules.short_s) + 1 > rules.device_payments_short_max:
+        return True
+    payees = distinct_since(payments, at - rules.long_s)
+    payees.add(event.payee or "")
+    return len(payees) > rules.device_payees_long_max
 
 
 # ---- the decision -------------------------------------------------------------------------------
 
 
-def _level(score: int, config: RiskConfig) -> Action:
-    t = config.thresholds
-    if score >= t.block:
-        return Action.BLOCK
-    if score >= t.review:
-        return Action.REVIEW
-    if score >= t.challenge:
-        return Action.CHALLENGE
-    return Action.ALLOW
-
-
-def _at_least(action: Action, floor: Action) -> Action:
-    return action if _RANK[action] >= _RANK[floor] else floor
+def _level(score: int, rules: Rules) -> Action:
+    if score >= rules.block:
+        return _BLOCK
+    if score >= rules.review:
+        return _REVIEW
+    if score >= rules.challenge:
+        return _CHALLENGE
+    return _ALLOW
 
 
 def _factors(event: RiskEvent, user: UserRisk) -> tuple[Factor, ...]:
@@ -273,41 +303,48 @@ def _factors(event: RiskEvent, user: UserRisk) -> tuple[Factor, ...]:
 
 def decide(event: RiskEvent, view: RiskView, config: RiskConfig) -> RiskDecision:
     """The decision for ``event``; reads ``view``, changes nothing."""
-    fired = _signals(event, view, config)
-    weights = config.weights
-    score = min(100, sum(weights[s] for s in fired))
-    reasons = sorted((s for s in fired if weights[s] > 0), key=lambda s: (-weights[s], s))
-    action = _level(score, config)
-    if event.type is EventType.LOGIN:
-        if event.first_factor_ok is False:
-            return RiskDecision(
-                Action.BLOCK, score, ("first_factor_failed", *reasons), (), config.version
-            )
-        if not _is_passkey_login(event):
-            # A password alone never signs in (PSD2 RTS Art. 4: two categories).
-            if action is Action.ALLOW:
-                reasons.append("second_factor_required")
-            action = _at_least(action, Action.CHALLENGE)
-    elif event.type in (EventType.DEVICE_REGISTRATION, EventType.RECOVERY):
-        if action is Action.ALLOW:
-            reasons.append(f"{event.type.value}_needs_strong_factors")
-        action = _at_least(action, Action.CHALLENGE)
-    if action is Action.REVIEW and event.type in (EventType.LOGIN, EventType.DEVICE_REGISTRATION):
-        action = Action.BLOCK  # nothing to hold: a sign-in cannot wait for an operator
+    rules = config.rules
+    kind = event.type
+    passkey_login = _is_passkey_login(event)
+    fired = _signals(event, view, rules, passkey_login)
+    score, reasons = 0, fired  # the list is the reasons' from here on
+    if fired:
+        weights = rules.weights
+        for signal in fired:
+            score += weights[signal]
+        score = min(100, score)
+        # Heaviest first, then by name, so a signal of weight 0 comes last: it is no reason.
+        if len(fired) > 1:
+            reasons = sorted(fired, key=rules.rank.__getitem__)
+        while reasons and not weights[reasons[-1]]:
+            reasons.pop()
+    action = _level(score, rules) if score else _ALLOW  # a challenge threshold is at least 1
+    if kind is _LOGIN and event.first_factor_ok is False:
+        return RiskDecision(_BLOCK, score, ("first_factor_failed", *reasons), (), rules.version)
+    # A password alone never signs in (PSD2 RTS Art. 4: two categories); a registration or a
+    # recovery always asks for strong factors.
+    if action is _ALLOW and kind is not _PAYMENT and not passkey_login:
+        if kind is _LOGIN:
+            reasons.append("second_factor_required")
+        else:
+            reasons.append(f"{kind.value}_needs_strong_factors")
+        action = _CHALLENGE
+    if action is _REVIEW and (kind is _LOGIN or kind is _REGISTRATION):
+        action = _BLOCK  # nothing to hold: a sign-in cannot wait for an operator
     factors: tuple[Factor, ...] = ()
-    if action is Action.CHALLENGE:
+    if action is _CHALLENGE:
         factors = _factors(event, view.user)
         if not factors:
-            action = Action.REVIEW
+            action = _REVIEW
             reasons.append("no_factor_an_attacker_lacks")
-    return RiskDecision(action, score, tuple(reasons), factors, config.version)
+    return RiskDecision(action, score, tuple(reasons), factors, rules.version)
 
 
 def passed(decision: RiskDecision, holds: frozenset[Factor]) -> bool:
     """Whether the actor got through: allowed, or holding every factor the challenge named."""
-    if decision.action is Action.ALLOW:
+    if decision.action is _ALLOW:
         return True
-    return decision.action is Action.CHALLENGE and set(decision.factors) <= holds
+    return decision.action is _CHALLENGE and holds.issuperset(decision.factors)
 
 
 # ---- learning ------------------------------------------------------------------------------------
@@ -331,21 +368,30 @@ def learn(
 def learn_attempt(event: RiskEvent, *, view: RiskView, config: RiskConfig) -> None:
     """What every attempt teaches, whatever comes of it: velocity, failed first factors, who
     was seen on which device."""
-    user, at = view.user, event.at_s
+    user, at, kind = view.user, event.at_s, event.type
     if event.device is not None:
-        user.see_device(event.device, at)
+        seen = user.devices.get(event.device)
+        if seen is not None:
+            seen.last_s = at  # all that see_device does for a device it knows
+        else:
+            user.see_device(event.device, at)
     if view.device is not None:
-        view.device.see_user(event.user, at)
-    if event.type is EventType.LOGIN and event.first_factor_ok is False:
-        _failed(view, at)
-    if event.type is EventType.RECOVERY:
-        user.recovery_s = at
-    if event.type is EventType.PAYMENT:
+        users = view.device.users
+        if event.user in users:
+            users[event.user] = at  # all that see_user does for a user it knows
+        else:
+            view.device.see_user(event.user, at)
+    if kind is _LOGIN:
+        if event.first_factor_ok is False:
+            _failed(view, at)
+    elif kind is _PAYMENT:
         user.payments.append(at)
         if view.device is not None:
             view.device.payments.append((at, event.payee or ""))
         if view.payee is not None:
             view.payee.payers.append((at, event.user))
+    elif kind is _RECOVERY:
+        user.recovery_s = at
 
 
 def _failed(view: RiskView, at: float) -> None:
@@ -364,27 +410,26 @@ def learn_outcome(
 ) -> None:
     """Only an event that got through changes what the engine trusts or expects; a failed
     challenge counts as a failure, and a review or a block teaches nothing more."""
-    user, at = view.user, event.at_s
-    if decision.action is Action.CHALLENGE and not got_through:
-        _failed(view, at)
     if not got_through:
+        if decision.action is _CHALLENGE:
+            _failed(view, event.at_s)
         return
+    user, at = view.user, event.at_s
     seen = user.devices.get(event.device) if event.device is not None else None
     if seen is not None:
         seen.trusted, seen.trusted_s = True, at
-        strong = {Factor.PASSKEY, Factor.BOUND_DEVICE_APPROVAL}
-        if _is_passkey_login(event) or strong & set(decision.factors):
+        if _is_passkey_login(event) or not _STRONG.isdisjoint(decision.factors):
             seen.strong = True
-    if event.type is EventType.DEVICE_REGISTRATION:
+    if event.type is _REGISTRATION:
         user.registration_s = at
     if event.lat is not None and event.lon is not None:
         user.last_lat, user.last_lon = event.lat, event.lon
     user.last_s = at
     if event.country is not None:
         user.countries.add(event.country)
-    user.hours[hour_of(at)] += 1
+    user.hours[int(at % 86400) // SECONDS_PER_HOUR] += 1  # hour_of(at), spelt out
     user.hours_total += 1
-    if event.type is EventType.PAYMENT:
+    if event.type is _PAYMENT:
         _learn_payment(event, user, cashout=event.mcc in config.cashout_mcc)
 
 
@@ -397,7 +442,7 @@ def _learn_payment(event: RiskEvent, user: UserRisk, *, cashout: bool) -> None:
     stats.add(amount)
     if event.payee is not None:
         user.count_payee(event.payee)
-    month = month_of(event.at_s)
+    month = _month_of_day(int(event.at_s // 86400))  # month_of(event.at_s), one call fewer
     if user.month != month:
         user.month, user.month_spent_minor = month, {}
     user.month_spent_minor[currency] = user.month_spent_minor.get(currency, 0) + amount

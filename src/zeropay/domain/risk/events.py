@@ -12,7 +12,6 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
 from typing import NamedTuple
 
 from zeropay.domain.errors import InvalidInput
@@ -21,6 +20,8 @@ from zeropay.domain.factors import Factor
 ID_LENGTH_MAX = 128
 TEXT_LENGTH_MAX = 512
 MCC_DIGITS = 4  # ISO 18245 merchant category codes are four digits
+AMOUNT_MINOR_LIMIT = 10**15  # amounts are below this many minor units
+HOLDS_SEEN_MAX = 1024  # distinct valid ``holds`` lists remembered, so the memo stays small
 
 
 class EventType(StrEnum):
@@ -60,6 +61,10 @@ class RiskEvent(NamedTuple):
 
 _EVENT_TYPES = {t.value: t for t in EventType}
 _FACTORS = {f.value: f for f in Factor}
+_FIRST_FACTORS = {f.value: f for f in (Factor.PASSWORD, Factor.PASSKEY)}
+_FACTOR_COUNT = len(Factor)
+# Valid ``holds`` lists already parsed, as tuples of names: a pure memo, filled up to its bound.
+_HOLDS_SEEN: dict[tuple[object, ...], frozenset[Factor]] = {}
 # The longest each text field may be; ids are shorter than free text.
 _TEXT_MAX = dict.fromkeys(
     ("country", "ip", "user_agent", "currency"), TEXT_LENGTH_MAX
@@ -114,6 +119,112 @@ def _coordinate(raw: Mapping[str, object], key: str, limit: float) -> float | No
 
 def parse_event(raw: object) -> RiskEvent:
     """An event from a JSON object; unknown fields are ignored."""
+    if type(raw) is dict:
+        event = _parse_well_formed(raw)
+        if event is not None:
+            return event
+    return _parse_checked(raw)
+
+
+def _parse_well_formed(raw: dict[str, object]) -> RiskEvent | None:
+    """The common case in one pass: the event when every field is plainly valid, else None, and
+    ``_parse_checked`` then names what is wrong. It accepts only what ``_parse_checked`` accepts
+    and builds the same event, so it never raises: an int coordinate, a lower-case ``z`` or a
+    ``str`` subclass is simply left to the checked path."""
+    get = raw.get
+    event_id, at, kind, user = get("id"), get("ts"), get("type"), get("user")
+    if (
+        type(event_id) is not str
+        or not 0 < len(event_id) <= ID_LENGTH_MAX
+        or type(user) is not str
+        or not 0 < len(user) <= ID_LENGTH_MAX
+        or type(kind) is not str
+        or type(at) is not str
+        or not 20 <= len(at) <= 35  # parse_ts's bounds
+    ):
+        return None
+    event_type = _EVENT_TYPES.get(kind)
+    device, ip, user_agent = get("device"), get("ip"), get("user_agent")
+    if (
+        event_type is None
+        or not (device is None or (type(device) is str and 0 < len(device) <= ID_LENGTH_MAX))
+        or not (ip is None or (type(ip) is str and 0 < len(ip) <= TEXT_LENGTH_MAX))
+        or not (
+            user_agent is None
+            or (type(user_agent) is str and 0 < len(user_agent) <= TEXT_LENGTH_MAX)
+        )
+    ):
+        return None
+    country, lat, lon = get("country"), get("lat"), get("lon")
+    if country is not None:
+        if type(country) is not str or len(country) != 2 or not country.isalpha():
+            return None
+        country = country.upper()
+    if lat is not None or lon is not None:
+        # Floats in range only: an int, a bool or NaN is left to the checked path.
+        if type(lat) is not float or type(lon) is not float:
+            return None
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            return None
+    factor, factor_ok = get("first_factor"), get("first_factor_ok")
+    first = _FIRST_FACTORS.get(factor) if type(factor) is str else None
+    if factor is not None:
+        if first is None:
+            return None
+        if factor_ok is None:
+            factor_ok = True  # as _first_factor: a logged first factor went through
+    if factor_ok is not None and factor_ok is not True and factor_ok is not False:
+        return None
+    clone = get("passkey_clone", False)
+    if clone is not False and clone is not True:
+        return None
+    amount, currency, payee, mcc = get("amount"), get("currency"), get("payee"), get("mcc")
+    if amount is None:
+        if currency is not None or event_type is EventType.PAYMENT:
+            return None
+    elif (
+        type(amount) is not int
+        or not 0 < amount < AMOUNT_MINOR_LIMIT
+        or type(currency) is not str
+        or len(currency) != 3
+        or not currency.isalpha()
+    ):
+        return None
+    else:
+        currency = currency.upper()
+    if not (payee is None or (type(payee) is str and 0 < len(payee) <= ID_LENGTH_MAX)) or not (
+        mcc is None or (type(mcc) is str and len(mcc) == MCC_DIGITS and mcc.isdigit())
+    ):
+        return None
+    try:
+        when = datetime.fromisoformat(at)  # parse_ts for the usual "Z"; it decides the rest
+    except ValueError:
+        return None
+    if when.tzinfo is not UTC:
+        return None
+    return RiskEvent(
+        event_id,
+        when.timestamp(),
+        event_type,
+        user,
+        device,
+        ip,
+        country,
+        lat,
+        lon,
+        user_agent,
+        first,
+        factor_ok,
+        amount,
+        currency,
+        payee,
+        mcc,
+        clone,
+    )
+
+
+def _parse_checked(raw: object) -> RiskEvent:
+    """Every field checked in a fixed order, so the first thing wrong is the one named."""
     if not isinstance(raw, Mapping):
         raise EventInvalid("an event is a JSON object", reason="not_an_object")
     event_id = _text(raw, "id", required=True)
@@ -184,7 +295,9 @@ def _payment(
 ) -> tuple[int | None, str | None, str | None, str | None]:
     amount = raw.get("amount")
     if amount is not None and (
-        isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount < 10**15
+        isinstance(amount, bool)
+        or not isinstance(amount, int)
+        or not 0 < amount < AMOUNT_MINOR_LIMIT
     ):
         raise EventInvalid("amount is a positive integer of minor units", reason="invalid_amount")
     currency = _text(raw, "currency")
@@ -206,17 +319,20 @@ def parse_holds(raw: object) -> frozenset[Factor]:
     """The factors the actor could present if challenged (replay only; absent means none)."""
     if raw is None:
         return frozenset()
-    if not isinstance(raw, list) or len(raw) > len(Factor):
+    if not isinstance(raw, list) or len(raw) > _FACTOR_COUNT:
         raise EventInvalid("holds is a list of factors", reason="invalid_holds")
-    for item in raw:
+    names = tuple(raw)
+    try:
+        return _HOLDS_SEEN[names]  # a replay sees the same few lists on every line
+    except (KeyError, TypeError):  # not seen yet, or an unhashable item (no factor's name)
+        pass
+    for item in names:
         if not isinstance(item, str) or item not in _FACTORS:
             raise EventInvalid(f"unknown factor {item!r} in holds", reason="invalid_holds")
-    return _holds(tuple(raw))
-
-
-@lru_cache(maxsize=1024)
-def _holds(names: tuple[str, ...]) -> frozenset[Factor]:
-    return frozenset(_FACTORS[name] for name in names)
+    holds = frozenset(_FACTORS[name] for name in names)
+    if len(_HOLDS_SEEN) < HOLDS_SEEN_MAX:
+        _HOLDS_SEEN[names] = holds
+    return holds
 
 
 def event_as_input(event: RiskEvent) -> dict[str, object]:

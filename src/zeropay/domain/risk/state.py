@@ -159,7 +159,7 @@ class MemoryRiskState:
             p = self.payees.get(payee)
             if p is None:
                 p = self.payees[payee] = PayeeRisk()
-        return RiskView(user=u, device=d, ip=i, payee=p)
+        return RiskView(u, d, i, p)
 
 
 def count_since(window: deque[float], since_s: float) -> int:
