@@ -543,9 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["payments", "auth", "risk"],
+        choices=["payments", "auth", "risk", "risk-live"],
         default=None,
-        help="run one benchmark (default: payments, then auth and risk)",
+        help="run one benchmark (default: payments, then auth, risk and risk-live)",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -558,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import risk
 
         return risk.run(quick=args.quick, out=args.out)
+    if args.only == "risk-live":
+        from bench import risk_live
+
+        return risk_live.run(quick=args.quick, out=args.out)
     if shutil.which("pgbench") is None:
         print("pgbench is not installed", file=sys.stderr)
         return 2
@@ -634,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench import risk
 
         failed = risk.run(quick=args.quick, out=args.out) != 0 or failed
+        from bench import risk_live
+
+        failed = risk_live.run(quick=args.quick, out=args.out) != 0 or failed
     return 1 if failed else 0
 
 
