@@ -270,6 +270,34 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator_grant(args: argparse.Namespace) -> int:
+    from zeropay.services import operators
+
+    change = operators.grant(_container().ctx, email=args.email, role=args.role, actor="cli")
+    done = "granted" if change.changed else "already held"
+    print(f"{change.user_id}: role {change.role} {done}")
+    return 0
+
+
+def cmd_operator_revoke(args: argparse.Namespace) -> int:
+    from zeropay.services import operators
+
+    change = operators.revoke(_container().ctx, email=args.email, role=args.role, actor="cli")
+    done = "revoked" if change.changed else "was not held"
+    print(f"{change.user_id}: role {change.role} {done}")
+    return 0
+
+
+def cmd_operator_list(_args: argparse.Namespace) -> int:
+    from zeropay.services import operators
+
+    for listed in operators.list_grants(_container().ctx):
+        g = listed.grant
+        granted_at = g.granted_at.isoformat().replace("+00:00", "Z")
+        print(f"{g.user_id}  {listed.email}  {g.role}  {granted_at}  by {g.granted_by}")
+    return 0
+
+
 def cmd_devmail(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -326,6 +354,23 @@ def parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("merchant_id")
     key_revoke.add_argument("key_id")
     key_revoke.set_defaults(func=cmd_key_revoke)
+    operator = sub.add_parser(
+        "operator", help="operator roles (support reads the review queue; risk decides)"
+    ).add_subparsers(dest="sub", required=True)
+    from zeropay.domain.operators import Role
+
+    roles = [r.value for r in Role]
+    op_grant = operator.add_parser("grant", help="give an account an operator role")
+    op_grant.add_argument("email")
+    op_grant.add_argument("--role", required=True, choices=roles)
+    op_grant.set_defaults(func=cmd_operator_grant)
+    op_revoke = operator.add_parser("revoke", help="take an operator role away")
+    op_revoke.add_argument("email")
+    op_revoke.add_argument("--role", required=True, choices=roles)
+    op_revoke.set_defaults(func=cmd_operator_revoke)
+    operator.add_parser("list", help="every operator role, oldest grant first").set_defaults(
+        func=cmd_operator_list
+    )
     devmail = sub.add_parser("devmail", help="a local SMTP server that keeps mail (development)")
     devmail.add_argument("--host", default="localhost")
     devmail.add_argument("--port", type=int, default=8025)

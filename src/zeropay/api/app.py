@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zeropay import __version__
 from zeropay.adapters.sms import DevSmsSink
 from zeropay.api.auth_routes import router as auth_router
+from zeropay.api.operator_routes import router as operator_router
 from zeropay.api.pages import SecurityHeaders
 from zeropay.api.pages import router as pages_router
 from zeropay.api.problems import problem, problem_body, render_error
@@ -255,6 +256,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     app.include_router(router)
     app.include_router(auth_router)
+    app.include_router(operator_router)
     app.include_router(pages_router)
 
     @app.exception_handler(ZeroPayError)

@@ -9,6 +9,9 @@ from zeropay.domain.ledger import Account
 from zeropay.domain.payments import Payment
 from zeropay.domain.records import ApiKey, Refund
 from zeropay.domain.sessions import Session
+from zeropay.services.operators import Review
+from zeropay.services.ports import HeldForReview
+from zeropay.services.risk import decision_json
 from zeropay.services.wallet import Movement
 
 
@@ -92,4 +95,43 @@ def api_key(k: ApiKey) -> dict[str, Any]:
         "scopes": sorted(k.scopes),
         "created_at": ts(k.created_at),
         "revoked_at": ts(k.revoked_at),
+    }
+
+
+def held_for_review(h: HeldForReview) -> dict[str, Any]:
+    """A payment in the operators' queue. The risk decision that held it carries its reasons and
+    score: operators see them, the payer and the merchant never do."""
+    d = h.decision
+    return {
+        "id": h.payment.id,
+        "object": "review",
+        "payment": payment(h.payment),
+        "payer_id": h.payment.payer_id,
+        "merchant": {"id": h.payment.merchant_id, "name": h.merchant_name},
+        "risk": None
+        if d is None
+        else {
+            "assessment_id": d.id,
+            "score": d.decision.score,
+            "reasons": list(d.decision.reasons),
+            "config_version": d.decision.config_version,
+            "decided_at": ts(d.created_at),
+        },
+    }
+
+
+def review(r: Review) -> dict[str, Any]:
+    hold = r.hold
+    return {
+        **held_for_review(r.held),
+        "decisions": [decision_json(a) for a in r.decisions],
+        "hold": None
+        if hold is None
+        else {
+            "id": hold.id,
+            "amount": hold.amount.amount_minor,
+            "currency": hold.amount.currency.code,
+            "expires_at": ts(hold.expires_at),
+            "resolution": None if r.resolved_by is None else r.resolved_by.kind.value,
+        },
     }

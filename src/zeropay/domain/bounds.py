@@ -33,6 +33,7 @@ CREDENTIAL_ID_BYTES_MAX = 1023  # WebAuthn L3 §5.8.3 credential ids are at most
 WEBAUTHN_RESPONSE_BYTES_MAX = 16 * 1024
 SECURITY_ANSWER_LENGTH_MAX = 200
 PHONE_LENGTH_MAX = 20  # E.164: "+" and at most 15 digits, with room for spaces
+OPERATOR_REASON_LENGTH_MAX = 500  # why an operator approved or declined, kept in the audit log
 # X-Forwarded-For, read right to left (domain.network): nothing further left is ever read.
 IP_ADDRESS_TEXT_LENGTH_MAX = 45  # ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255
 FORWARDED_ENTRY_LENGTH_MAX = IP_ADDRESS_TEXT_LENGTH_MAX + len("[]:65535")
@@ -46,6 +47,8 @@ NOTIFICATIONS_LISTED_MAX = 50
 DEVICES_PER_USER_MAX = 20
 AUTHENTICATORS_PER_USER_MAX = 20
 APPROVALS_LISTED_MAX = 20
+OPERATORS_LISTED_MAX = 1000  # role grants `zeropay operator list` prints
+REVIEW_DECISIONS_LISTED_MAX = 20  # risk decisions shown with one payment held for review
 RECOVERY_CODES = 10
 SECURITY_QUESTIONS_REQUIRED = 2
 REPLAY_PURGE_BATCH = 1000

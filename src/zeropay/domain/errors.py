@@ -7,6 +7,7 @@
           |    |    +-- InvalidAmount
           |    |    +-- UnknownCurrency
           |    |    +-- WeakPassword
+          |    |    +-- InvalidReason        an operator's decision without a usable reason
           |    +-- NotFound
           |    +-- Conflict                 the resource is not in a state that allows this
           |    |    +-- CurrencyMismatch
@@ -30,6 +31,11 @@
           |    |    +-- ProofInvalid         a DPoP proof is missing, replayed or does not match
           |    +-- Forbidden
           |    |    +-- RecentAuthRequired   a sensitive action needs a strong login < 5 min old
+          |    |    +-- RiskBlocked          the risk engine refused the action
+          |    |    +-- ChallengeRequired    the risk engine asks for more factors first
+          |    |    +-- NotAnOperator        an operator route, and the account holds no role
+          |    |    +-- PasskeyRequired      an operator session not signed in with a passkey
+          |    |    +-- OperatorRoleRequired the operator's roles do not grant the action
           |    +-- RateLimited
           +-- ConfigurationError           a policy or setting that cannot be used (at start)
           +-- InfrastructureError          adapters only, always ``raise ... from exc`` (HTTP 503)
@@ -204,3 +210,27 @@ class ChallengeRequired(Forbidden):
     then repeat the request."""
 
     code = "challenge_required"
+
+
+class NotAnOperator(Forbidden):
+    """Operator routes are for accounts that hold an operator role."""
+
+    code = "not_an_operator"
+
+
+class PasskeyRequired(Forbidden):
+    """Operators sign in with a passkey (phishing-resistant, user verification on the device)."""
+
+    code = "passkey_required"
+
+
+class OperatorRoleRequired(Forbidden):
+    """The operator's roles do not grant this action (support reads; risk decides)."""
+
+    code = "operator_role_required"
+
+
+class InvalidReason(InvalidInput):
+    """An operator's decision needs a reason: 1 to 500 printable characters."""
+
+    code = "invalid_reason"

@@ -15,6 +15,7 @@ from zeropay.domain.authenticators import Authenticator, Device
 from zeropay.domain.flows import Flow
 from zeropay.domain.ledger import Account, AccountKind, BalanceChange, Transfer
 from zeropay.domain.lockout import FactorState
+from zeropay.domain.operators import Role
 from zeropay.domain.payments import Payment
 from zeropay.domain.records import ApiKey, Notification, Refund, User
 from zeropay.domain.risk.engine import RiskDecision
@@ -326,6 +327,7 @@ class RiskStore(Protocol):
 
     def save_records(self, bodies: dict[RecordKey, Document], now: datetime) -> None: ...
     def read_record(self, key: RecordKey) -> Document | None: ...
+    def purge_idle(self, idle_before: datetime, *, limit: int) -> int: ...
     def add_assessment(self, assessment: StoredAssessment) -> None: ...
     def assessment(self, assessment_id: str, *, lock: bool = False) -> StoredAssessment | None: ...
     def set_state(self, assessment_id: str, *, state: str, now: datetime) -> None: ...
@@ -335,6 +337,44 @@ class RiskStore(Protocol):
         ...
 
     def recent(self, user_subject: str, *, limit: int) -> list[StoredAssessment]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoleGrant:
+    user_id: str
+    role: Role
+    granted_at: datetime
+    granted_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeldForReview:
+    """A payment in the operators' queue: who pays whom how much, and the risk decision that
+    held it (None when no stored decision names the payment)."""
+
+    payment: Payment
+    merchant_name: str
+    decision: StoredAssessment | None
+
+
+class OperatorStore(Protocol):
+    def roles_of(self, user_id: str) -> frozenset[Role]: ...
+    def grant(self, user_id: str, role: Role, *, granted_by: str, now: datetime) -> bool:
+        """False when the user already held the role."""
+        ...
+
+    def revoke(self, user_id: str, role: Role) -> bool:
+        """False when the user did not hold the role."""
+        ...
+
+    def grants(self, *, limit: int) -> list[RoleGrant]: ...
+    def in_review(self, *, limit: int, starting_after: Payment | None) -> list[HeldForReview]:
+        """Payments in review, oldest first (by creation, then id), after ``starting_after``."""
+        ...
+
+    def decisions_about(self, payment_id: str, *, limit: int) -> list[StoredAssessment]:
+        """The risk decisions whose ``ref`` is the payment, newest first."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -370,3 +410,5 @@ class UnitOfWork(Protocol):
     def replay(self) -> ReplayStore: ...
     @property
     def risk(self) -> RiskStore: ...
+    @property
+    def operators(self) -> OperatorStore: ...

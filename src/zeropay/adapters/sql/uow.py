@@ -14,6 +14,7 @@ from zeropay.adapters.sql.auth_records import (
     ReplayRepository,
 )
 from zeropay.adapters.sql.database import run_in_transaction
+from zeropay.adapters.sql.operator_records import OperatorRepository
 from zeropay.adapters.sql.records import (
     AuditRepository,
     IdempotencyRepository,
@@ -52,6 +53,7 @@ class SqlUnitOfWork:
         self.authenticators = AuthenticatorRepository(connection)
         self.replay = ReplayRepository(connection)
         self.risk = RiskRepository(connection)
+        self.operators = OperatorRepository(connection)
 
 
 def _conforms(uow: SqlUnitOfWork) -> UnitOfWork:
