@@ -207,9 +207,7 @@ def smtp_inbox() -> Iterator[SmtpInbox]:
 
 
 @pytest.fixture
-def mfa_settings(
-    settings: Settings, smtp_inbox: SmtpInbox, tmp_path: Path
-) -> Settings:
+def mfa_settings(settings: Settings, smtp_inbox: SmtpInbox, tmp_path: Path) -> Settings:
     """The shipped default authentication policy, mail over real SMTP, texts to a dev sink."""
     return replace(
         settings,
@@ -254,9 +252,7 @@ def risky(mfa_settings: Settings, clock: FixedClock, smtp_inbox: SmtpInbox) -> I
     built = _built(
         replace(mfa_settings, risk_enabled=True, trusted_proxies=(ip_network(PROXY),)), clock
     )
-    with TestClient(
-        create_app(built), base_url="http://localhost", client=(PROXY, 50000)
-    ) as c:
+    with TestClient(create_app(built), base_url="http://localhost", client=(PROXY, 50000)) as c:
         yield Mfa(c, built, smtp_inbox)
     built.engine.dispose()
 

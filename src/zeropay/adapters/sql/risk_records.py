@@ -2,20 +2,19 @@
 each event that changes it, and every live decision with the event it decided.
 
 Records are locked in one order everywhere (sorted by kind, then subject), so two events that
-share a device and an IP cannot deadlock. A record that does not exist yet is inserted before it
-is locked: a FOR UPDATE that finds no row locks nothing.
+share a device and an IP cannot deadlock. A record that does not exist yet is created by the
+same statement that locks it (a FOR UPDATE that finds no row would lock nothing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import TextClause, select, text, tuple_, update
 from sqlalchemy.engine import Row
 
 from zeropay.adapters.sql import tables as t
@@ -46,39 +45,48 @@ def _assessment(row: Row[Any]) -> StoredAssessment:
     )
 
 
+@lru_cache(maxsize=8)
+def _upsert_returning(n: int) -> TextClause:
+    """Create the records that do not exist and lock all of them, in one statement: an upsert
+    whose update changes nothing still takes the row lock (PostgreSQL), rows are taken in the
+    order given (sorted by kind, then subject, so two events cannot deadlock), and each row
+    comes back with its document. SQLite runs the same text (3.35+); its transaction already
+    holds the database's write lock."""
+    rows = ", ".join(f"(:k{i}, :s{i}, '{{}}', :now)" for i in range(n))
+    sql = (
+        "INSERT INTO risk_records (kind, subject, body, updated_at) VALUES "  # noqa: S608
+        + rows  # bind placeholders only: n is a count
+        + " ON CONFLICT (kind, subject) DO UPDATE SET updated_at = risk_records.updated_at"
+        " RETURNING kind, subject, body"
+    )
+    return text(sql)
+
+
+_ADD = t.risk_assessments.insert()  # built once; its compiled form is cached
+
+_SAVE = text(
+    "UPDATE risk_records SET body = :b, updated_at = :now WHERE kind = :k AND subject = :s"
+)
+
+
 class RiskRepository(_Repo):
     def lock_records(self, keys: Sequence[RecordKey], now: datetime) -> dict[RecordKey, Document]:
         ordered = sorted(set(keys))
         if not ordered:
             return {}
-        r = t.risk_records.c
-        insert = (pg_insert if self._locking else sqlite_insert)(t.risk_records)
-        self.c.execute(
-            insert.values(
-                [{"kind": k, "subject": s, "body": "{}", "updated_at": now} for k, s in ordered]
-            ).on_conflict_do_nothing(index_elements=["kind", "subject"])
-        )
-        stmt = (
-            select(r.kind, r.subject, r.body)
-            .where(tuple_(r.kind, r.subject).in_(ordered))
-            .order_by(r.kind, r.subject)
-        )
-        rows = self.c.execute(self._for_update(stmt)).all()
+        params: dict[str, object] = {"now": now}
+        for i, (kind, subject) in enumerate(ordered):
+            params[f"k{i}"], params[f"s{i}"] = kind, subject
+        rows = self.c.execute(_upsert_returning(len(ordered)), params).all()
         return {(row.kind, row.subject): orjson.loads(row.body or _EMPTY) for row in rows}
 
     def save_records(self, bodies: dict[RecordKey, Document], now: datetime) -> None:
         if not bodies:
             return
-        r = t.risk_records.c
-        stmt = (
-            update(t.risk_records)
-            .where(and_(r.kind == bindparam("k"), r.subject == bindparam("s")))
-            .values(body=bindparam("b"), updated_at=now)
-        )
         self.c.execute(
-            stmt,
+            _SAVE,
             [
-                {"k": k, "s": s, "b": orjson.dumps(body).decode()}
+                {"k": k, "s": s, "b": orjson.dumps(body).decode(), "now": now}
                 for (k, s), body in sorted(bodies.items())
             ],
         )
@@ -116,7 +124,8 @@ class RiskRepository(_Repo):
     def add_assessment(self, assessment: StoredAssessment) -> None:
         d = assessment.decision
         self.c.execute(
-            t.risk_assessments.insert().values(
+            _ADD,
+            dict(
                 id=assessment.id,
                 user_subject=assessment.user_subject,
                 event_type=assessment.event_type,
@@ -129,7 +138,7 @@ class RiskRepository(_Repo):
                 event=orjson.dumps(assessment.event).decode(),
                 state=assessment.state,
                 created_at=assessment.created_at,
-            )
+            ),
         )
 
     def assessment(self, assessment_id: str, *, lock: bool = False) -> StoredAssessment | None:
