@@ -213,6 +213,7 @@ payments = Table(
         name="status",
     ),
     Index("ix_payments_merchant_created", "merchant_id", "created_at", "id"),
+    Index("ix_payments_status_created", "status", "created_at", "id"),  # the review queue
 )
 
 refunds = Table(

@@ -85,10 +85,14 @@ def upgrade() -> None:
     with op.batch_alter_table("payments") as batch_op:
         batch_op.drop_constraint(op.f("ck_payments_status"), type_="check")
         batch_op.create_check_constraint(op.f("ck_payments_status"), f"status IN ({NEW_STATUSES})")
+        batch_op.create_index(
+            "ix_payments_status_created", ["status", "created_at", "id"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("payments") as batch_op:
+        batch_op.drop_index("ix_payments_status_created")
         batch_op.drop_constraint(op.f("ck_payments_status"), type_="check")
         batch_op.create_check_constraint(op.f("ck_payments_status"), f"status IN ({OLD_STATUSES})")
     with op.batch_alter_table("merchants") as batch_op:
