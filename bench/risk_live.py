@@ -76,7 +76,7 @@ from zeropay.bootstrap import Container, build, risk_setup
 from zeropay.config import Settings
 from zeropay.domain.factors import Factor
 from zeropay.domain.risk.engine import Action, RiskDecision, decide, learn, passed
-from zeropay.domain.risk.events import RiskEvent, event_as_input, parse_event, parse_holds
+from zeropay.domain.risk.events import RiskEvent, parse_event, parse_holds
 from zeropay.domain.risk.state import (
     MemoryRiskState,
     RiskView,
@@ -89,10 +89,9 @@ from zeropay.domain.risk.state import (
     load_payee,
     load_user,
 )
-from zeropay.services import audit
 from zeropay.services.context import AppContext, RiskSetup, UnitOfWork
-from zeropay.services.ports import StoredAssessment
 from zeropay.services.risk import Assessed, Settled, assess, settle
+from zeropay.services.risk import record as record_decision
 from zeropay.services.risk import _keys as record_keys  # the live path's keys: the same rows
 from zeropay.services.risk_replay import located
 from zeropay.services.risk_simulation import generate
@@ -195,7 +194,7 @@ class Made:
 
     event: RiskEvent
     decision: RiskDecision
-    state: str
+    state: Settled
 
 
 class LiveBench:
@@ -236,7 +235,7 @@ class LiveBench:
             Action.ALLOW: Settled.PASSED,
             Action.CHALLENGE: Settled.PENDING,
         }.get(decision.action, Settled.SETTLED)
-        return Made(assessed.event, decision, state.value)
+        return Made(assessed.event, decision, state)
 
     def same_statements(self, made: Made, *, timed: bool) -> None:
         ctx = self.ctx
@@ -246,33 +245,7 @@ class LiveBench:
             now = ctx.now()
             docs = uow.risk.lock_records(record_keys(event), now)
             uow.risk.save_records(docs, now)
-            decision = made.decision
-            uow.risk.add_assessment(
-                StoredAssessment(
-                    id=event.id,
-                    user_subject=event.user,
-                    event_type=event.type.value,
-                    ref=None,
-                    decision=decision,
-                    event=event_as_input(event),
-                    state=made.state,
-                    created_at=now,
-                )
-            )
-            if decision.action is not Action.ALLOW:
-                audit.record(
-                    ctx,
-                    uow,
-                    f"risk.{decision.action.value}",
-                    actor=event.user,
-                    subject=event.id,
-                    assessment=event.id,
-                    kind=event.type.value,
-                    score=decision.score,
-                    reasons=list(decision.reasons),
-                    factors=[f.value for f in decision.factors],
-                    config_version=decision.config_version,
-                )
+            record_decision(ctx, uow, event, made.decision, ref=None, state=made.state, now=now)
 
         self.baseline(lambda: ctx.run(work), keep=timed)
 

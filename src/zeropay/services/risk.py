@@ -167,6 +167,21 @@ def assess(
         learn_outcome(event, decision, got_through=True, view=view, config=config)
         state = Settled.PASSED
     _save(uow, event, view, now)
+    record(ctx, uow, event, decision, ref=ref, state=state, now=now)
+    return Assessed(event, decision)
+
+
+def record(
+    ctx: AppContext,
+    uow: UnitOfWork,
+    event: RiskEvent,
+    decision: RiskDecision,
+    *,
+    ref: str | None,
+    state: Settled,
+    now: datetime,
+) -> None:
+    """Keep the decision with its event; one that did not allow is a security event too."""
     uow.risk.add_assessment(
         StoredAssessment(
             id=event.id,
@@ -193,7 +208,6 @@ def assess(
             factors=[f.value for f in decision.factors],
             config_version=decision.config_version,
         )
-    return Assessed(event, decision)
 
 
 def settle(
