@@ -21,6 +21,7 @@ from zeropay.adapters.sql.database import make_engine
 from zeropay.adapters.sql.uow import reader, transactor
 from zeropay.config import Settings
 from zeropay.domain.errors import ConfigurationError
+from zeropay.domain.exemptions import Profile, parse_profile
 from zeropay.domain.limits import SpendingLimits, builtin_profile
 from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.policy import AuthPolicy, parse_policy
@@ -47,6 +48,21 @@ def read_policy_file(path: Path) -> AuthPolicy:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"authentication policy {path}: cannot read it: {exc}") from exc
     return parse_policy(document)
+
+
+EXEMPTION_PROFILES = ("default", "psd2")
+
+
+def load_exemption_profile(name: str) -> Profile:
+    """A shipped SCA exemption profile (``policies/exemptions-NAME.toml``)."""
+    if name not in EXEMPTION_PROFILES:
+        raise ConfigurationError(
+            f"exemption profile must be one of {', '.join(EXEMPTION_PROFILES)}"
+        )
+    text = (
+        resources.files("zeropay").joinpath(f"policies/exemptions-{name}.toml").read_text("utf-8")
+    )
+    return parse_profile(name, tomllib.loads(text))
 
 
 def load_risk_config(path: Path | None = None) -> RiskConfig:
