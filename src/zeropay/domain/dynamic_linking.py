@@ -1,0 +1,61 @@
+"""Dynamic linking (PSD2 RTS Art. 5): what a payment confirmation proves is bound to one payment,
+its amount, its currency and its payee, so the proof is worthless for anything else.
+
+The server builds the canonical transaction data from its own records at every step -- when it
+issues a challenge and again when an answer arrives -- and never from what the client sends.
+The encoding is unambiguous (a version tag, then each field length-prefixed), so no two
+different transactions share bytes:
+
+    b"zeropay-txn-v1" || for each of (payment id, amount in minor units as decimal ASCII,
+    currency, payee id, nonce): 4-byte big-endian length || the field's bytes (UTF-8; the nonce
+    raw)
+
+- a passkey answers a WebAuthn challenge equal to SHA-256 of these bytes;
+- a bound device key signs these bytes;
+- an OCRA device answers a question derived from them (``domain.ocra``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from zeropay.domain.errors import invariant
+from zeropay.domain.money import Money
+
+VERSION = b"zeropay-txn-v1"
+NONCE_BYTES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    payment_id: str
+    amount: Money
+    payee: str  # the merchant id
+    nonce: bytes  # fresh per confirmation flow: two flows for one payment never share a proof
+
+    def __post_init__(self) -> None:
+        invariant(len(self.nonce) == NONCE_BYTES, "a confirmation nonce has 16 bytes")
+        invariant(self.amount.amount_minor > 0, "a confirmed amount is positive")
+
+
+def _field(raw: bytes) -> bytes:
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def canonical(txn: Transaction) -> bytes:
+    return VERSION + b"".join(
+        _field(part)
+        for part in (
+            txn.payment_id.encode(),
+            str(txn.amount.amount_minor).encode("ascii"),
+            txn.amount.currency.code.encode("ascii"),
+            txn.payee.encode(),
+            txn.nonce,
+        )
+    )
+
+
+def digest(txn: Transaction) -> bytes:
+    """SHA-256 of the canonical bytes: the WebAuthn challenge of a passkey confirmation."""
+    return hashlib.sha256(canonical(txn)).digest()
