@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -126,3 +128,35 @@ def verify_proof(
     if not ctx.read(record):
         raise ProofInvalid("this DPoP proof was used before", reason="replayed")
     return VerifiedProof(claims=claims, jwk=jwk)
+
+
+TXN_SIGNATURE_BYTES = 64  # ES256 as WebCrypto makes it: r || s, 32 bytes each (IEEE P1363)
+
+
+def verify_transaction_signature(public_jwk_json: str, data: bytes, signature: object) -> None:
+    """The bound device key's signature over the canonical transaction data
+    (``domain.dynamic_linking.canonical``): ECDSA P-256 with SHA-256, r || s, base64url. The
+    key is the device's own (its DPoP key; in a browser a non-extractable WebCrypto key that
+    signs with ``crypto.subtle.sign({name: "ECDSA", hash: "SHA-256"}, key, data)``)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    if not isinstance(signature, str) or len(signature) > 128:
+        raise ProofInvalid("the signature is base64url text", reason="malformed")
+    try:
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    except (ValueError, binascii.Error):
+        raise ProofInvalid("the signature is base64url text", reason="malformed") from None
+    if len(raw) != TXN_SIGNATURE_BYTES:
+        raise ProofInvalid("an ES256 signature has 64 bytes (r || s)", reason="malformed")
+    key = jwt.PyJWK(json.loads(public_jwk_json), algorithm="ES256").key
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    try:
+        key.verify(der, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise ProofInvalid(
+            "the device's signature does not match this transaction", reason="signature"
+        ) from None
