@@ -80,3 +80,7 @@ invariant(
     <= FORWARDED_FOR_LENGTH_MAX,
     "the length cap never cuts a chain of well-formed hops short of the entry cap",
 )
+
+# -- OCRA (RFC 6287) ------------------------------------------------------------------------------
+OCRA_SUITE_LENGTH_MAX = 64  # the longest suite RFC 6287 §6 allows has 46 characters
+OCRA_DRIFT_STEPS_MAX = 2  # time steps either side of now an OCRA code may be computed at
