@@ -35,7 +35,7 @@ from zeropay.domain.operators import (
 from zeropay.domain.payments import CaptureMethod, Payment, PaymentEvent, transition
 from zeropay.domain.risk.engine import Action
 from zeropay.domain.sessions import Session
-from zeropay.services import audit, notices
+from zeropay.services import audit, notices, payments
 from zeropay.services.accounts import email_index, parse_email
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.payments import resolve_hold
@@ -295,7 +295,7 @@ def _decide(
         elif payment.capture_method is CaptureMethod.AUTOMATIC:
             captured = resolve_hold(ctx, uow, payment, TransferKind.POST_PENDING)
             after = transition(payment, event, now, captured=captured)
-        uow.payments.save(payment, after)
+        payments.save(ctx, uow, payment, after)
         audit.record(
             ctx,
             uow,

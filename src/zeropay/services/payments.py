@@ -5,6 +5,7 @@ cases can deadlock."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -30,7 +31,57 @@ from zeropay.domain.payments import (
 from zeropay.domain.records import Refund
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.idempotency import Hook
+from zeropay.services.ports import PaymentEventRecord
 from zeropay.services.risk import PaymentCheck, Verdict
+
+# The merchant event a payment's change makes; a change not listed makes none.
+_EVENT_OF_STATUS = {
+    PaymentStatus.SUCCEEDED: "payment.succeeded",
+    PaymentStatus.AUTHORIZED: "payment.authorized",
+    PaymentStatus.IN_REVIEW: "payment.in_review",
+    PaymentStatus.DECLINED: "payment.failed",
+    PaymentStatus.EXPIRED: "payment.failed",
+    PaymentStatus.CANCELED: "payment.canceled",
+}
+
+
+def save(ctx: AppContext, uow: UnitOfWork, before: Payment, after: Payment) -> None:
+    """Save a payment's change and, in the same transaction, the merchant event it makes (a
+    transactional outbox): committed together or not at all."""
+    uow.payments.save(before, after)
+    kind = _EVENT_OF_STATUS.get(after.status) if after.status is not before.status else None
+    if kind is None and after.amount_refunded_minor > before.amount_refunded_minor:
+        kind = "payment.refunded"
+    if kind is None:
+        return
+    now = ctx.now()
+    event_id = ctx.new_id("evt")
+    body = {
+        "id": event_id,
+        "type": kind,
+        "created": now.isoformat().replace("+00:00", "Z"),
+        "data": {
+            "payment": {
+                "id": after.id,
+                "amount": after.amount.amount_minor,
+                "currency": after.amount.currency.code,
+                "status": after.status.value,
+                "amount_captured": after.amount_captured_minor,
+                "amount_refunded": after.amount_refunded_minor,
+                "reference": after.reference,
+            }
+        },
+    }
+    uow.payment_events.add(
+        PaymentEventRecord(
+            id=event_id,
+            merchant_id=after.merchant_id,
+            payment_id=after.id,
+            type=kind,
+            body=json.dumps(body, separators=(",", ":"), sort_keys=True),
+            created_at=now,
+        )
+    )
 
 
 def create(
@@ -198,7 +249,7 @@ def _take(
     )
     change = plan_transfer(debit=wallet, credit=merchant, amount=amount, pending=held)
     after = replace(after, payer_id=payer_id, spend_period=period)
-    uow.payments.save(payment, after)
+    save(ctx, uow, payment, after)
     # The shared rows come last, so their locks are held only for the few statements left
     # before the commit: the payer's monthly counter, then both accounts (by id).
     if not uow.spend.add(
@@ -263,7 +314,7 @@ def capture(
         amount = _in_currency_of(payment, amount_minor)
         captured = resolve_hold(ctx, uow, payment, TransferKind.POST_PENDING, amount)
         after = transition(payment, PaymentEvent.CAPTURE, ctx.now(), captured=captured)
-        uow.payments.save(payment, after)
+        save(ctx, uow, payment, after)
         return after
 
     return ctx.run(work, on_commit)
@@ -277,7 +328,7 @@ def cancel(
         after = transition(payment, PaymentEvent.CANCEL, ctx.now())
         if payment.status is PaymentStatus.AUTHORIZED:
             resolve_hold(ctx, uow, payment, TransferKind.VOID_PENDING)
-        uow.payments.save(payment, after)
+        save(ctx, uow, payment, after)
         return after
 
     return ctx.run(work, on_commit)
@@ -299,7 +350,7 @@ def expire_holds(ctx: AppContext, *, batch: int = bounds.HOLD_EXPIRY_BATCH) -> i
                 continue
             after = transition(payment, PaymentEvent.EXPIRE, ctx.now())
             resolve_hold(ctx, uow, payment, TransferKind.EXPIRE_PENDING)
-            uow.payments.save(payment, after)
+            save(ctx, uow, payment, after)
             done += 1
         return done
 
@@ -345,7 +396,7 @@ def refund(
             amount_refunded_minor=payment.amount_refunded_minor + give.amount_minor,
             updated_at=now,
         )
-        uow.payments.save(payment, after)
+        save(ctx, uow, payment, after)
         made = Refund(
             id=refund_id,
             payment_id=payment.id,

@@ -377,6 +377,21 @@ class OperatorStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentEventRecord:
+    id: str
+    merchant_id: str
+    payment_id: str
+    type: str
+    body: str
+    created_at: datetime
+
+
+class PaymentEventStore(Protocol):
+    def add(self, event: PaymentEventRecord) -> None: ...
+    def of_payment(self, payment_id: str) -> list[PaymentEventRecord]: ...
+
+
 class UnitOfWork(Protocol):
     """One open transaction and the stores that read and write inside it."""
 
@@ -412,3 +427,5 @@ class UnitOfWork(Protocol):
     def risk(self) -> RiskStore: ...
     @property
     def operators(self) -> OperatorStore: ...
+    @property
+    def payment_events(self) -> PaymentEventStore: ...

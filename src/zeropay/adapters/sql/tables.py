@@ -485,3 +485,30 @@ operator_roles = Table(
     Column("granted_by", String(160), nullable=False),
     CheckConstraint("role IN ('support', 'risk')", name="role"),
 )
+
+# ---- merchant events ----------------------------------------------------------------------------
+
+# What happened to a payment, written in the transaction that changed it (a transactional
+# outbox): a payment that commits always has its event, one that does not never has. The id is
+# the event's stable identity, for deliveries and de-duplication by the merchant.
+payment_events = Table(
+    "payment_events",
+    metadata,
+    # The order events were written in: per payment, the order the merchant should apply them.
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", String(ID), nullable=False, unique=True),
+    Column("merchant_id", String(ID), ForeignKey("merchants.id"), nullable=False),
+    Column("payment_id", String(ID), ForeignKey("payments.id"), nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("body", Text, nullable=False),  # JSON, exactly as it is delivered
+    Column("created_at", TS, nullable=False),
+    CheckConstraint(
+        "type IN ('payment.succeeded', 'payment.authorized', 'payment.in_review', "
+        "'payment.failed', 'payment.canceled', 'payment.refunded')",
+        name="type",
+    ),
+    Index("ix_payment_events_merchant_seq", "merchant_id", "seq"),
+    Index("ix_payment_events_payment_seq", "payment_id", "seq"),
+)

@@ -14,6 +14,7 @@ from zeropay.adapters.sql.auth_records import (
     ReplayRepository,
 )
 from zeropay.adapters.sql.database import run_in_transaction
+from zeropay.adapters.sql.event_records import PaymentEventRepository
 from zeropay.adapters.sql.operator_records import OperatorRepository
 from zeropay.adapters.sql.records import (
     AuditRepository,
@@ -53,6 +54,7 @@ class SqlUnitOfWork:
         self.authenticators = AuthenticatorRepository(connection)
         self.replay = ReplayRepository(connection)
         self.risk = RiskRepository(connection)
+        self.payment_events = PaymentEventRepository(connection)
         self.operators = OperatorRepository(connection)
 
 
