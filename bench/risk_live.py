@@ -90,8 +90,7 @@ from zeropay.domain.risk.state import (
     load_user,
 )
 from zeropay.services.context import AppContext, RiskSetup, UnitOfWork
-from zeropay.services.risk import Assessed, Settled, assess, settle
-from zeropay.services.risk import _keys as record_keys  # the live path's keys: the same rows
+from zeropay.services.risk import Assessed, Settled, assess, record_keys, settle
 from zeropay.services.risk import record as record_decision
 from zeropay.services.risk_replay import located
 from zeropay.services.risk_simulation import generate

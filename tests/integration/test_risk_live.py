@@ -380,3 +380,24 @@ def test_a_challenge_failed_five_times_counts_as_failures_and_lets_nothing_throu
     r = phone.call("GET", "/v1/wallet")
     usd = [b for b in r.json()["balances"] if b["currency"] == "USD"][0]
     assert usd["available"] == 10_000 - 900
+
+
+def test_a_challenge_the_payer_cannot_answer_holds_the_payment_for_an_operator(risky):
+    # Signed up in a browser, never bound a phone: no passkey, no authenticator app.
+    browser = risky.device("Firefox", "linux", ip=SEOUL)
+    risky.sign_up(browser, "oz@example.com")
+    r = browser.call("POST", "/v1/wallet/topups", {"amount": 10_000, "currency": "USD"})
+    assert r.status_code == 201, r.text
+    shop = _merchant(risky, "Book Shop", "5942")
+    assert _confirm(browser, _bill(risky, shop, 900)).json()["status"] == "succeeded"
+    browser.ip = LONDON  # the engine would ask for the passkey, which this payer does not have
+    payment = _bill(risky, shop, 900)
+    r = _confirm(browser, payment)
+    assert r.status_code == 200 and r.json()["status"] == "in_review", r.text
+    [decided] = [d for d in _decisions(risky) if d.ref == payment]
+    assert (decided.action, decided.state) == ("challenge", "settled")
+    with risky.container.engine.connect() as c:
+        body = c.execute(
+            select(t.risk_records.c.body).where(t.risk_records.c.kind == "user")
+        ).scalar_one()
+    assert json.loads(body)["failures"] == []  # nobody was asked, so nobody failed

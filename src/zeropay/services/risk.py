@@ -17,7 +17,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from zeropay.domain import bounds
 from zeropay.domain.errors import ChallengeRequired, NotFound, RiskBlocked
 from zeropay.domain.flows import Flow, start_flow
 from zeropay.domain.payments import PaymentStatus
@@ -55,7 +54,7 @@ RECENT_DECISIONS_SHOWN = 20
 
 
 class Settled(StrEnum):
-    SETTLED = "settled"  # allow or final: nothing more to learn (a review or block grants nothing)
+    SETTLED = "settled"  # final with nothing more to learn: a review or a block grants nothing
     PENDING = "pending"  # a challenge (or a payment not yet committed) waits for its outcome
     PASSED = "passed"
     FAILED = "failed"
@@ -95,7 +94,7 @@ def live_event(
         id=ctx.new_id("rsk"),
         at_s=ctx.now().timestamp(),
         type=kind,
-        user=user[: bounds.ID_LENGTH_MAX * 4],
+        user=user,
         device=device if device is not None else (proof.jkt if proof is not None else None),
         ip=requester.ip or None,
         user_agent=requester.user_agent or None,
@@ -107,7 +106,8 @@ def live_event(
 # ---- records ------------------------------------------------------------------------------------
 
 
-def _keys(event: RiskEvent) -> list[RecordKey]:
+def record_keys(event: RiskEvent) -> list[RecordKey]:
+    """The records an event reads and changes: its user, and its device, IP and payee if any."""
     keys: list[RecordKey] = [("user", event.user)]
     if event.device is not None:
         keys.append(("device", event.device))
@@ -119,13 +119,13 @@ def _keys(event: RiskEvent) -> list[RecordKey]:
 
 
 def _locked_view(uow: UnitOfWork, event: RiskEvent, now: datetime) -> RiskView:
-    docs = uow.risk.lock_records(_keys(event), now)
-    device, ip, payee = ("device", event.device), ("ip", event.ip), ("payee", event.payee)
+    docs = uow.risk.lock_records(record_keys(event), now)
+    device, ip, payee = event.device, event.ip, event.payee
     return RiskView(
         user=load_user(docs[("user", event.user)]),
-        device=load_device(docs[device]) if event.device is not None else None,  # type: ignore[index]
-        ip=load_ip(docs[ip]) if event.ip is not None else None,  # type: ignore[index]
-        payee=load_payee(docs[payee]) if event.payee is not None else None,  # type: ignore[index]
+        device=load_device(docs[("device", device)]) if device is not None else None,
+        ip=load_ip(docs[("ip", ip)]) if ip is not None else None,
+        payee=load_payee(docs[("payee", payee)]) if payee is not None else None,
     )
 
 
@@ -306,7 +306,8 @@ class PaymentCheck:
             ctx, uow, made, session=self.session, requester=self.requester, ref=payment_id
         )
         if flow is None:  # nothing the payer holds answers it: an operator decides instead
-            settle(ctx, self.setup, uow, made.id, passed=False)
+            # Not a failed challenge (nobody was asked): it ends like a review, teaching nothing.
+            uow.risk.set_state(made.id, state=Settled.SETTLED.value, now=ctx.now())
             return Verdict.REVIEW, None
         from zeropay.services.authn import flow_json  # the flow's public shape
 
@@ -338,9 +339,9 @@ def challenge_flow(
     available = available_factors(uow, session.user_id, requester, point=AccessPoint.STEP_UP)
     policy_paths = plan_paths(ctx.policy, AccessPoint.STEP_UP, available)
     asked = (tuple(made.decision.factors),)
-    paths: tuple[Path, ...] = risk_paths(
-        (*policy_paths, *asked), (), made.decision.factors, available
-    )
+    # The policy's paths the payer can take; ``risk_paths`` adds the asked factors as a path of
+    # their own only when the payer holds them all.
+    paths: tuple[Path, ...] = risk_paths(policy_paths, (), made.decision.factors, available)
     if not paths:
         return None
     binding = {"session_id": session.id, "risk": made.id, "ref": ref}
