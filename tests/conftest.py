@@ -122,8 +122,11 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     # authentication policy where a password signs in (the MFA tests use the shipped default).
     # The live risk engine is off here, so these tests see the rules they are about; the
     # risk tests (tests/integration/test_risk_live.py) turn it on.
+    # SCA exemptions are off too (every payment goes through unless the risk engine asks);
+    # the SCA tests (the ``sca`` fixture) turn the shipped profiles on.
     return Settings(
         risk_enabled=False,
+        sca_profile="off",
         database_url=database_url,
         key_file=tmp_path / "keys.json",
         policy_profile="core",

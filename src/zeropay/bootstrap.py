@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import tomllib
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from zeropay.adapters.passwords import Argon2PasswordHasher, shipped_common_pass
 from zeropay.adapters.sms import DevSmsSink, HttpSmsGateway
 from zeropay.adapters.sql.database import make_engine
 from zeropay.adapters.sql.uow import reader, transactor
+from zeropay.adapters.webhook_http import HttpWebhookSender, SystemResolver
 from zeropay.config import Settings
 from zeropay.domain.errors import ConfigurationError
 from zeropay.domain.exemptions import Profile, parse_profile
@@ -27,8 +29,18 @@ from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.policy import AuthPolicy, parse_policy
 from zeropay.domain.risk.config import RiskConfig, parse_risk_config
 from zeropay.domain.sessions import SessionPolicy
-from zeropay.services.context import AppContext, Durations, RelyingParty, RiskSetup
-from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher, SmsSender
+from zeropay.services.context import AppContext, Durations, RelyingParty, RiskSetup, WebhookSetup
+from zeropay.services.ports import (
+    Clock,
+    KeyRing,
+    Mailer,
+    PasswordHasher,
+    Resolver,
+    SmsSender,
+    WebhookSender,
+)
+
+log = logging.getLogger("zeropay")
 
 
 def load_auth_policy(settings: Settings) -> AuthPolicy:
@@ -63,6 +75,16 @@ def load_exemption_profile(name: str) -> Profile:
         resources.files("zeropay").joinpath(f"policies/exemptions-{name}.toml").read_text("utf-8")
     )
     return parse_profile(name, tomllib.loads(text))
+
+
+def exemption_profile(settings: Settings) -> Profile | None:
+    if settings.sca_profile == "off":
+        log.warning(
+            "ZEROPAY_SCA_PROFILE=off: no SCA exemption policy; payments skip SCA unless the "
+            "risk engine asks for it. For development only."
+        )
+        return None
+    return load_exemption_profile(settings.sca_profile)
 
 
 def load_risk_config(path: Path | None = None) -> RiskConfig:
@@ -103,6 +125,23 @@ def sms_sender(settings: Settings) -> SmsSender | None:
     return None
 
 
+def webhook_setup(
+    settings: Settings, *, sender: WebhookSender | None, resolver: Resolver | None
+) -> WebhookSetup:
+    """The webhook sender and resolver; the development escape hatch, announced loudly."""
+    if settings.webhook_allow_local:
+        logging.getLogger("zeropay.webhooks").warning(
+            "ZEROPAY_WEBHOOK_ALLOW_LOCAL is on: webhooks may be sent over plain http and to "
+            "this machine's own addresses (loopback), which production refuses as SSRF. For "
+            "development and tests only."
+        )
+    return WebhookSetup(
+        sender=sender if sender is not None else HttpWebhookSender(),
+        resolver=resolver if resolver is not None else SystemResolver(),
+        allow_local=settings.webhook_allow_local,
+    )
+
+
 @dataclass(frozen=True)
 class Container:
     settings: Settings
@@ -119,6 +158,8 @@ def build(
     engine: Engine | None = None,
     mailer: Mailer | None = None,
     sms: SmsSender | None = None,
+    webhook_sender: WebhookSender | None = None,
+    resolver: Resolver | None = None,
 ) -> Container:
     engine = engine or make_engine(settings.database_url, pool_size=settings.threads + 2)
     ctx = AppContext(
@@ -166,6 +207,8 @@ def build(
         sms=sms if sms is not None else sms_sender(settings),
         public_origins=settings.public_origins or settings.rp_origins,
         risk=risk_setup(settings),
+        webhooks=webhook_setup(settings, sender=webhook_sender, resolver=resolver),
+        exemptions=exemption_profile(settings),
     )
     return Container(settings=settings, engine=engine, ctx=ctx)
 

@@ -67,9 +67,16 @@ class Settings:
     dev_sms_file: Path | None = None  # set: texts go to this file, shown at GET /dev/sms
     risk_enabled: bool = True  # the live risk engine scores logins, payments, registrations
     risk_config_file: Path | None = None  # unset: the shipped zeropay/policies/risk.toml
+    # SCA exemptions (policies/exemptions-NAME.toml): "default" (low value by cumulative
+    # amount), "psd2" (by count), or "off" (no exemption policy: only the risk engine asks for
+    # SCA -- development and the payments-core tests).
+    sca_profile: str = "default"
     # The proxies whose X-Forwarded-For is believed (domain.network). Unset: none, the peer is
     # the client.
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Development and tests only: webhooks may go over plain http and to this machine's own
+    # addresses, which the SSRF rules refuse in production. Logged loudly at start.
+    webhook_allow_local: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -120,8 +127,20 @@ class Settings:
             dev_sms_file=Path(f) if (f := g("ZEROPAY_DEV_SMS_FILE")) else None,
             risk_enabled=_on_off(g("ZEROPAY_RISK"), "ZEROPAY_RISK"),
             risk_config_file=Path(r) if (r := g("ZEROPAY_RISK_CONFIG")) else None,
+            sca_profile=_sca_profile(g("ZEROPAY_SCA_PROFILE")),
             trusted_proxies=_trusted_proxies(g("ZEROPAY_TRUSTED_PROXIES")),
+            webhook_allow_local=_flag(
+                g("ZEROPAY_WEBHOOK_ALLOW_LOCAL"), "ZEROPAY_WEBHOOK_ALLOW_LOCAL"
+            ),
         )
+
+
+def _sca_profile(raw: str | None) -> str:
+    if not raw:
+        return Settings.sca_profile
+    if raw not in {"default", "psd2", "off"}:
+        raise ConfigError(f"ZEROPAY_SCA_PROFILE must be default, psd2 or off, got {raw!r}")
+    return raw
 
 
 def _on_off(raw: str | None, name: str, *, default: bool = True) -> bool:
@@ -157,3 +176,12 @@ def _trusted_proxies(raw: str | None) -> tuple[IPNetwork, ...]:
         except ValueError as exc:
             raise ConfigError(f"{name}: {entry!r} is refused: {exc}") from None
     return tuple(out)
+
+
+def _flag(raw: str | None, name: str) -> bool:
+    """An opt-in switch, off unless set to 1 (or on)."""
+    if raw is None or raw in {"", "0", "off"}:
+        return False
+    if raw in {"1", "on"}:
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")

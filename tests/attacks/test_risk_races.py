@@ -9,17 +9,15 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime
 
 import pytest
 from sqlalchemy import select
 
 from zeropay.adapters.sql import tables as t
 from zeropay.bootstrap import risk_setup
-from zeropay.domain.risk.engine import Action, RiskDecision
+from zeropay.domain.risk.engine import Action
 from zeropay.domain.risk.events import EventType, RiskEvent
 from zeropay.services import risk
-from zeropay.services.ports import StoredAssessment
 
 POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 THREADS = 24
@@ -79,40 +77,3 @@ def test_events_racing_on_shared_records_are_each_counted(container, setup, back
     assert sum(1 for kind, _ in docs if kind == "user") == THREADS
     # So many accounts on one device, paying one payee at once: the later ones were stopped.
     assert Action.ALLOW.value in actions and set(actions) - {Action.ALLOW.value}
-
-
-@POSTGRES_ONLY
-def test_a_passed_challenge_is_claimed_by_one_of_many_racing_confirmations(container, backend):
-    ctx = container.ctx
-    now: datetime = ctx.now()
-    passed = StoredAssessment(
-        id="rsk_passed",
-        user_subject="user1",
-        event_type="payment",
-        ref="pay_1",
-        decision=RiskDecision(Action.CHALLENGE, 45, ("new_device",), (), "risk-test"),
-        event={},
-        state="passed",
-        created_at=now,
-    )
-    ctx.run(lambda uow: uow.risk.add_assessment(passed))
-    # Not another user's, not for another payment.
-    assert (
-        ctx.run(lambda uow: uow.risk.claim_passed(ref="pay_1", user_subject="u2", now=now)) is None
-    )
-    assert (
-        ctx.run(lambda uow: uow.risk.claim_passed(ref="pay_2", user_subject="user1", now=now))
-        is None
-    )
-    barrier = threading.Barrier(THREADS)
-
-    def claim(_: int) -> str | None:
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(timeout=10)
-        return ctx.run(
-            lambda uow: uow.risk.claim_passed(ref="pay_1", user_subject="user1", now=now)
-        )
-
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        claimed = [c for c in pool.map(claim, range(THREADS)) if c is not None]
-    assert claimed == ["rsk_passed"]

@@ -539,7 +539,7 @@ def test_with_the_risk_engine_off_the_queue_and_user_views_still_work_without_sc
         payer_id=_user_id(payer),
         risk_check=_HoldForReview(),  # type: ignore[arg-type]
     )
-    assert held.status.value == "in_review"
+    assert held.payment.status.value == "in_review"
     analyst = _operator(mfa, "risk@example.com", "risk")
     [item] = _queue(analyst)["data"]
     assert item["id"] == payment_id and item["risk"] is None

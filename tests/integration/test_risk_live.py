@@ -52,6 +52,24 @@ def _confirm(device: Device, payment_id: str) -> Any:
     return device.call("POST", f"/v1/checkout/{payment_id}/confirm")
 
 
+def _outcome(r: Any) -> str:
+    """A refusal's code, else the payment's status."""
+    body = r.json()
+    return str(body.get("code") or body["status"])
+
+
+def _flow(r: Any) -> dict[str, Any]:
+    """The confirmation flow a payment that needs SCA asks the payer to answer."""
+    assert r.status_code == 200 and r.json()["status"] == "requires_action", r.text
+    return dict(r.json()["next_action"]["flow"])
+
+
+def _usd(device: Device) -> dict[str, Any]:
+    r = device.call("GET", "/v1/wallet")
+    assert r.status_code == 200, r.text
+    return dict(next(b for b in r.json()["balances"] if b["currency"] == "USD"))
+
+
 class Decision(NamedTuple):
     ref: str | None
     event_type: str
@@ -178,18 +196,15 @@ def test_a_session_used_from_another_continent_minutes_later_must_show_the_finge
     )
     payment = _bill(risky, shop, 900)
     r = _confirm(stolen, payment)
-    assert r.status_code == 403, r.text
-    problem = r.json()
-    assert problem["code"] == "challenge_required"
-    assert problem["factors"] == ["passkey"]
+    flow = _flow(r)
+    assert flow["paths"] == [["passkey"]]
+    assert r.json()["authentication"]["reasons"] == ["risk_challenge"]
     [decided] = [d for d in _decisions(risky) if d.ref == payment]
     assert "impossible_travel" in decided.reasons
-    # Confirming again without answering asks again; the money has not moved.
-    assert _confirm(stolen, payment).json()["code"] == "challenge_required"
-    r = stolen.call("GET", "/v1/wallet")
-    assert r.status_code == 200
-    usd = [b for b in r.json()["balances"] if b["currency"] == "USD"][0]
-    assert usd["available"] == 10_000 - 900
+    # Confirming again without answering returns the same flow; the money is held, not moved.
+    assert _flow(_confirm(stolen, payment))["id"] == flow["id"]
+    usd = _usd(stolen)
+    assert (usd["available"], usd["held"], usd["posted"]) == (10_000 - 1_800, 900, 10_000 - 900)
 
 
 def test_the_owner_answers_a_challenge_with_the_passkey_and_the_same_payment_goes_through_once(
@@ -200,16 +215,19 @@ def test_the_owner_answers_a_challenge_with_the_passkey_and_the_same_payment_goe
     assert _confirm(phone, _bill(risky, shop, 900)).status_code == 200
     phone.ip = LONDON  # a flight later than it looks: the engine asks
     payment = _bill(risky, shop, 900)
-    r = _confirm(phone, payment)
-    assert r.status_code == 403 and r.json()["code"] == "challenge_required", r.text
-    flow = r.json()["flow"]
-    r = _answer_with_passkey(risky, phone, flow)
+    flow = _flow(_confirm(phone, payment))
+    r = phone.call("POST", f"/v1/auth/flows/{flow['id']}/passkey-options", token="")
+    credential = phone.authenticator.get(r.json()["publicKey"])
+    r = risky.step(phone, flow["id"], "passkey", credential=credential)
     assert r.status_code == 200 and r.json()["flow"]["status"] == "complete", r.text
-    r = _confirm(phone, payment)
-    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
-    # The answered challenge was spent by that confirmation: another payment asks afresh.
-    states = [d.state for d in _decisions(risky) if d.ref == payment]
-    assert states == ["used"]
+    assert r.json()["payment"]["status"] == "succeeded"  # the flow's last step paid
+    assert [d.state for d in _decisions(risky) if d.ref == payment] == ["passed"]
+    # Once: the payment is paid, and the same answer sent again is refused.
+    again = _confirm(phone, payment)
+    assert again.status_code == 409 and again.json()["code"] == "invalid_state", again.text
+    r = risky.step(phone, flow["id"], "passkey", credential=credential)
+    assert r.status_code == 409 and r.json()["code"] == "flow_ended", r.text
+    assert _usd(phone)["posted"] == 10_000 - 1_800
 
 
 # ---- card testing and cash-out ------------------------------------------------------------------
@@ -220,11 +238,10 @@ def test_a_burst_of_small_payments_to_many_payees_is_stopped(risky):
     outcomes = []
     for n in range(9):
         shop = _merchant(risky, f"Shop {n}", "5999")
-        r = _confirm(phone, _bill(risky, shop, 100 + n))
-        outcomes.append(r.json().get("code") or r.json()["status"])
+        outcomes.append(_outcome(_confirm(phone, _bill(risky, shop, 100 + n))))
     assert outcomes[:4] == ["succeeded"] * 4
     stopped = [o for o in outcomes if o != "succeeded"]
-    assert stopped and set(stopped) <= {"challenge_required", "risk_blocked"}
+    assert stopped and set(stopped) <= {"requires_action", "risk_blocked"}
     reasons = {r for d in _decisions(risky) if d.action != "allow" for r in d.reasons}
     assert reasons & {"velocity_user", "velocity_device"}
 
@@ -242,20 +259,19 @@ def test_gift_cards_bought_in_a_row_are_challenged_and_then_held_for_an_operator
     for n in range(7):
         cards = _merchant(risky, f"Gift cards {n}", "5947")
         payment = _bill(risky, cards, 60_000, "KRW")
-        r = _confirm(phone, payment)
-        body = r.json()
-        seen.append(body.get("code") or body["status"])
+        seen.append(_outcome(_confirm(phone, payment)))
         # A challenge asks for the owner's finger on the passkey: the thief, who holds the
         # session and the device key, walks away from it and tries the next card.
     assert seen[:2] == ["succeeded", "succeeded"]
-    assert "challenge_required" in seen
+    assert "requires_action" in seen
     assert seen[-1] in {"in_review", "risk_blocked"}
     held = [d for d in _decisions(risky) if d.action == "review"]
     assert held and all("cashout_mcc" in d.reasons for d in held)
     # Held, not spent and not lost: the money of each payment in review is reserved.
     r = phone.call("GET", "/v1/wallet")
     krw = [b for b in r.json()["balances"] if b["currency"] == "KRW"][0]
-    paid_or_held = 4_500 + 60_000 * (seen.count("succeeded") + seen.count("in_review"))
+    taken = sum(seen.count(s) for s in ("succeeded", "in_review", "requires_action"))
+    paid_or_held = 4_500 + 60_000 * taken
     assert krw["available"] == 500_000 - paid_or_held
 
 
@@ -334,22 +350,21 @@ def test_a_cloned_passkey_reaches_the_engine_as_a_clone_signal(risky):
     assert "first_factor_failed" in cloned.reasons
 
 
-def test_a_challenge_answered_for_one_payment_is_spent_by_that_payment_only(risky):
+def test_a_challenge_answered_for_one_payment_pays_that_payment_only(risky):
     phone = _payer(risky, "mo@example.com")
     shop = _merchant(risky, "Book Shop", "5942")
     assert _confirm(phone, _bill(risky, shop, 900)).status_code == 200
     phone.ip = LONDON
     first, second = _bill(risky, shop, 900), _bill(risky, shop, 900)
-    r = _confirm(phone, first)
-    assert r.json()["code"] == "challenge_required", r.text
-    assert _answer_with_passkey(risky, phone, r.json()["flow"]).status_code == 200
+    flow = _flow(_confirm(phone, first))
+    assert flow["transaction"]["payment_id"] == first
+    r = _answer_with_passkey(risky, phone, flow)
+    assert r.status_code == 200 and r.json()["payment"]["id"] == first, r.text
     # The second payment gets a decision of its own (London is now where the owner is, as the
-    # passkey proved), and leaves the first payment's answer unspent.
+    # passkey proved).
     assert _confirm(phone, second).json()["status"] == "succeeded"
     assert [d.action for d in _decisions(risky) if d.ref == second] == ["allow"]
     assert [d.state for d in _decisions(risky) if d.ref == first] == ["passed"]
-    assert _confirm(phone, first).json()["status"] == "succeeded"
-    assert [d.state for d in _decisions(risky) if d.ref == first] == ["used"]
     again = _confirm(phone, first)  # already paid: the payment's own rules refuse it
     assert again.status_code == 409 and again.json()["code"] == "invalid_state", again.text
 
@@ -360,7 +375,8 @@ def test_a_challenge_failed_five_times_counts_as_failures_and_lets_nothing_throu
     assert _confirm(phone, _bill(risky, shop, 900)).status_code == 200
     phone.ip = LONDON
     payment = _bill(risky, shop, 900)
-    flow = _confirm(phone, payment).json()["flow"]
+    flow = _flow(_confirm(phone, payment))
+    assert _usd(phone)["held"] == 900
     for _ in range(5):
         # The thief has the phone but not the owner's finger: no user verification.
         r = phone.call("POST", f"/v1/auth/flows/{flow['id']}/passkey-options", token="")
@@ -369,17 +385,17 @@ def test_a_challenge_failed_five_times_counts_as_failures_and_lets_nothing_throu
         assert r.status_code == 401, r.text
     [decided] = [d for d in _decisions(risky) if d.ref == payment]
     assert decided.state == "failed"
-    # The failed challenge taught the engine nothing about London, and counts as a failure.
-    r = _confirm(phone, payment)
-    assert r.status_code == 403 and r.json()["code"] == "challenge_required", r.text
+    # The flow failed: the hold is released and the payment can be confirmed afresh, with a
+    # new flow (the engine still asks: the failure taught it nothing about London).
+    usd = _usd(phone)
+    assert (usd["available"], usd["held"]) == (10_000 - 900, 0)
+    fresh = _flow(_confirm(phone, payment))
+    assert fresh["id"] != flow["id"]
     with risky.container.engine.connect() as c:
         body = c.execute(
             select(t.risk_records.c.body).where(t.risk_records.c.kind == "user")
         ).scalar_one()
     assert len(json.loads(body)["failures"]) == 1
-    r = phone.call("GET", "/v1/wallet")
-    usd = [b for b in r.json()["balances"] if b["currency"] == "USD"][0]
-    assert usd["available"] == 10_000 - 900
 
 
 def test_a_challenge_the_payer_cannot_answer_holds_the_payment_for_an_operator(risky):

@@ -24,7 +24,7 @@ from zeropay.api.deps import (
 )
 from zeropay.api.schemas import Strict
 from zeropay.domain import bounds
-from zeropay.services import authn, enrollment, questions
+from zeropay.services import authn, enrollment, questions, totp
 from zeropay.services.context import AppContext, urlsafe
 
 router = APIRouter()
@@ -71,6 +71,10 @@ class LabelIn(Strict):
     label: Annotated[StrictStr, Field(max_length=bounds.LABEL_LENGTH_MAX)] | None = None
 
 
+class OcraIn(LabelIn):
+    suite: Annotated[StrictStr, Field(max_length=bounds.OCRA_SUITE_LENGTH_MAX)] | None = None
+
+
 class PasskeyConfirm(LabelIn):
     credential: dict[str, Any]
 
@@ -98,6 +102,8 @@ def outcome_response(ctx: AppContext, done: authn.Outcome, *, use_cookie: bool) 
         body["session"] = render.session(done.session, current=True)
     if done.device is not None:
         body["device"] = enrollment.device_json(done.device, current_device_id=done.device.id)
+    if done.payment is not None:
+        body["payment"] = render.payment(done.payment)
     csrf = urlsafe(ctx.random_bytes(24)) if done.token and use_cookie else None
     if done.token is not None:
         body["token_type"] = "DPoP" if done.session and done.session.jkt else "Bearer"
@@ -237,6 +243,28 @@ def confirm_totp(
     ctx: Ctx, session: CurrentSession, authenticator_id: str, body: CodeIn
 ) -> Response:
     enrollment.confirm_totp(ctx, session, authenticator_id, body.code)
+    return Response(status_code=204)
+
+
+@router.post("/v1/me/factors/ocra", status_code=201, tags=["factors"])
+def enroll_ocra(ctx: Ctx, session: CurrentSession, body: OcraIn) -> dict[str, Any]:
+    """Start an OCRA app (payment confirmation codes, RFC 6287): keep ``seed_base32`` (or
+    ``seed_hex``), then confirm with the app's code over ``test_question``. Shown once."""
+    made = enrollment.enroll_ocra(ctx, session, label=body.label, suite=body.suite)
+    return {
+        "id": made.authenticator_id,
+        "suite": made.suite,
+        "seed_base32": totp.seed_base32(made.seed),
+        "seed_hex": made.seed.hex(),
+        "test_question": made.test_question,
+    }
+
+
+@router.post("/v1/me/factors/ocra/{authenticator_id}/confirm", status_code=204, tags=["factors"])
+def confirm_ocra(
+    ctx: Ctx, session: CurrentSession, authenticator_id: str, body: CodeIn
+) -> Response:
+    enrollment.confirm_ocra(ctx, session, authenticator_id, body.code)
     return Response(status_code=204)
 
 

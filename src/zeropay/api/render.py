@@ -10,8 +10,10 @@ from zeropay.domain.payments import Payment
 from zeropay.domain.records import ApiKey, Refund
 from zeropay.domain.sessions import Session
 from zeropay.services.operators import Review
-from zeropay.services.ports import HeldForReview
+from zeropay.services.payments import Confirmation
+from zeropay.services.ports import HeldForReview, ScaDecisionRecord
 from zeropay.services.risk import decision_json
+from zeropay.services.sca import decision_json as decision_json_sca
 from zeropay.services.wallet import Movement
 
 
@@ -29,11 +31,29 @@ def payment(p: Payment) -> dict[str, Any]:
         "reference": p.reference,
         "capture_method": p.capture_method.value,
         "status": p.status.value,
+        "series_ref": p.series_ref,
         "amount_captured": p.amount_captured_minor,
         "amount_refunded": p.amount_refunded_minor,
         "created_at": ts(p.created_at),
         "updated_at": ts(p.updated_at),
     }
+
+
+def confirmation(c: Confirmation, now: datetime) -> dict[str, Any]:
+    """A confirmation's answer: the payment, how SCA was decided (``authentication``) and, when
+    the payer must confirm, the flow to answer (``next_action``)."""
+    from zeropay.services.authn import flow_json  # render is imported by authn's routes
+
+    out = payment(c.payment)
+    if c.sca is not None:
+        out["authentication"] = sca_decision(c.sca)
+    if c.flow is not None:
+        out["next_action"] = {"type": "confirm_payment", "flow": flow_json(c.flow, now)}
+    return out
+
+
+def sca_decision(d: ScaDecisionRecord) -> dict[str, Any]:
+    return decision_json_sca(d)
 
 
 def refund(r: Refund) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from zeropay.api.deps import (
 from zeropay.api.problems import render_error
 from zeropay.api.schemas import (
     ApiKeyCreate,
+    BeneficiaryIn,
     Capture,
     Credentials,
     PaymentCreate,
@@ -30,7 +31,7 @@ from zeropay.api.schemas import (
 from zeropay.domain import bounds
 from zeropay.domain.money import parse_money
 from zeropay.domain.payments import CaptureMethod
-from zeropay.services import accounts, authn, merchants, payments, risk, wallet
+from zeropay.services import accounts, authn, merchants, payments, risk, sca, wallet
 from zeropay.services import idempotency as idem
 from zeropay.services.context import AppContext
 
@@ -205,9 +206,11 @@ def confirm(
     key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Pay a merchant's payment request from the wallet. The risk engine decides first: a
-    payment may go through, be held for an operator (``status: in_review``, funds held), ask
-    for more (403 ``challenge_required`` with the flow to answer, then confirm again) or be
-    refused (403 ``risk_blocked``)."""
+    payment may be held for an operator (``status: in_review``, funds held) or refused (403
+    ``risk_blocked``). Then SCA: an exempt payment goes through at once (``authentication``
+    names the exemption); otherwise the funds are held, the payment is ``requires_action`` and
+    ``next_action.flow`` is the confirmation flow to answer, bound to this amount and payee
+    (``POST /v1/auth/flows/{id}/steps``); its last step moves the money."""
     check = risk.PaymentCheck(ctx, ctx.risk, session, who) if ctx.risk is not None else None
     return _answer(
         ctx,
@@ -219,13 +222,37 @@ def confirm(
             ctx,
             payment_id=payment_id,
             payer_id=session.user_id,
+            session=session,
+            requester=who,
             device_id=session.device_id,
             risk_check=check,
             on_commit=hook,
         ),
-        render_result=render.payment,
+        render_result=lambda c: render.confirmation(c, ctx.now()),
         status=200,
     )
+
+
+@router.get("/v1/me/sca", tags=["payer"])
+def my_sca(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
+    """Strong customer authentication for my payments: exempt payments since my last SCA and
+    how many more may skip it, my trusted payees, and each recent decision -- which exemption
+    applied or why SCA was required."""
+    return sca.overview(ctx, session.user_id)
+
+
+@router.post("/v1/me/trusted-beneficiaries", status_code=201, tags=["payer"])
+def trust_payee(ctx: Ctx, session: CurrentSession, body: BeneficiaryIn) -> Response:
+    """Trust a merchant: payments to it may skip SCA (PSD2 RTS Art. 13). Needs a strong sign-in
+    or step-up in the last few minutes (403 ``recent_auth_required`` otherwise)."""
+    added = sca.add_trusted(ctx, session, body.merchant_id)
+    return Response(status_code=201 if added else 200)
+
+
+@router.delete("/v1/me/trusted-beneficiaries/{merchant_id}", status_code=204, tags=["payer"])
+def untrust_payee(ctx: Ctx, session: CurrentSession, merchant_id: str) -> Response:
+    sca.remove_trusted(ctx, session, merchant_id)
+    return Response(status_code=204)
 
 
 # ---- merchant ---------------------------------------------------------------------------------
@@ -254,6 +281,7 @@ def create_payment(
             description=body.description,
             reference=body.reference,
             capture_method=CaptureMethod(body.capture_method),
+            series_ref=body.series_ref,
             on_commit=hook,
         ),
         render_result=render.payment,

@@ -51,6 +51,11 @@ class PaymentCreate(MoneyIn):
     description: Description = Field(description="What the payer sees and confirms")
     reference: Reference | None = Field(default=None, description="The merchant's own reference")
     capture_method: Literal["automatic", "manual"] = "automatic"
+    series_ref: Reference | None = Field(
+        default=None,
+        description="The merchant's id for a recurring series (same amount, same payer): after "
+        "the payer confirms the first with SCA, the rest may skip it (PSD2 RTS Art. 14)",
+    )
 
 
 class Capture(Strict):
@@ -62,6 +67,10 @@ class RefundCreate(Strict):
         default=None, description="Minor units; all that is left by default"
     )
     reason: Reason | None = None
+
+
+class BeneficiaryIn(Strict):
+    merchant_id: StrictStr = Field(max_length=bounds.ID_LENGTH_MAX)
 
 
 class TopUp(MoneyIn):

@@ -66,6 +66,7 @@ class AuthenticatorKind(StrEnum):
     TOTP = "totp"
     PASSKEY = "passkey"
     SMS = "sms_otp"
+    OCRA = "ocra"  # RFC 6287 seed for payment confirmation codes; its suite in ``ocra_suite``
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +82,12 @@ class Authenticator:
     public_key: bytes | None = None
     sign_count: int = 0
     clone_signals: int = 0
-    last_step: int | None = None
+    last_step: int | None = None  # TOTP and OCRA: the last time step accepted (replay record)
     device_id: str | None = None
     last_used_at: datetime | None = None
     pending_secret: bytes | None = None
     pending_expires_at: datetime | None = None
+    ocra_suite: str | None = None  # OCRA: the RFC 6287 suite its codes are computed under
 
 
 def sign_count_is_clone_signal(stored: int, received: int) -> bool:

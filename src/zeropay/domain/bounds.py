@@ -82,5 +82,50 @@ invariant(
 )
 
 # -- OCRA (RFC 6287) ------------------------------------------------------------------------------
+# What a client says its device signed: base64url of the canonical transaction data (ids, amount,
+# currency, nonce: a few hundred bytes at most).
+SIGNED_TRANSACTION_LENGTH_MAX = 1024
 OCRA_SUITE_LENGTH_MAX = 64  # the longest suite RFC 6287 §6 allows has 46 characters
 OCRA_DRIFT_STEPS_MAX = 2  # time steps either side of now an OCRA code may be computed at
+
+# -- merchant webhooks ----------------------------------------------------------------------------
+WEBHOOK_URL_LENGTH_MAX = 2048  # what browsers and most servers accept in a request line
+WEBHOOK_ENDPOINTS_PER_MERCHANT_MAX = 16  # active endpoints; each event is sent to every one
+WEBHOOK_SECRETS_VALID_MAX = 3  # signing secrets at once: one v1 each in every delivery's header
+WEBHOOK_OVERLAP_S_MAX = 7 * 86400  # how long a rotated-out secret may keep signing
+WEBHOOK_FANOUT_BATCH = 500  # outbox events read per fan-out transaction
+WEBHOOK_FANOUT_ROUNDS_MAX = 20  # fan-out transactions per run of the job, while behind
+WEBHOOK_FANOUT_GAPS_MAX = 200  # sequence gaps watched for a late commit
+# A gap in payment_events.seq is an event whose transaction has not committed yet, or one that
+# rolled back. It is watched this long; a transaction still open after that is not waited for.
+WEBHOOK_FANOUT_GAP_WAIT_S = 600
+WEBHOOK_DELIVERY_BATCH = 50  # attempts per run of the delivery job
+WEBHOOK_DELIVERY_RUN_S = 30  # a run claims no new delivery after this long
+WEBHOOK_ATTEMPT_TIMEOUT_S = 5  # each of connect, TLS, write and every read
+WEBHOOK_ATTEMPT_DEADLINE_S = 15  # one whole attempt, whatever the receiver trickles
+WEBHOOK_LEASE_S = 60  # a claimed delivery is another worker's to take after this
+WEBHOOK_RESPONSE_BYTES_MAX = 4096  # read of a receiver's answer, then the connection is closed
+WEBHOOK_ATTEMPTS_LISTED_MAX = 30  # attempts shown with each delivery, newest first
+WEBHOOK_EVENT_DELIVERIES_MAX = WEBHOOK_ENDPOINTS_PER_MERCHANT_MAX * 4  # listed for one event
+
+invariant(
+    WEBHOOK_ATTEMPT_TIMEOUT_S < WEBHOOK_ATTEMPT_DEADLINE_S,
+    "a single slow step fails before the whole attempt's deadline",
+)
+invariant(
+    2 * WEBHOOK_ATTEMPT_DEADLINE_S <= WEBHOOK_LEASE_S,
+    "a lease outlives the attempt it covers, so no other worker sends the delivery meanwhile",
+)
+invariant(
+    WEBHOOK_DELIVERY_RUN_S + WEBHOOK_ATTEMPT_DEADLINE_S < 120,
+    "a delivery run ends well inside the job lease (services.jobs.JOB_LEASE_S)",
+)
+invariant(
+    WEBHOOK_FANOUT_BATCH * WEBHOOK_ENDPOINTS_PER_MERCHANT_MAX <= 10_000,
+    "one fan-out transaction writes a bounded number of deliveries",
+)
+invariant(PAGE_SIZE_MAX <= WEBHOOK_FANOUT_BATCH, "a page of events is never bigger than a batch")
+
+# -- the platform's fraud rate (PSD2 RTS Art. 18-20; domain.fraud) --------------------------------
+FRAUD_DAYS_CLOSED_PER_RUN = 100  # days the fraud job closes per run: a whole 90-day window fits
+FRAUD_QUARTERS_KEPT = 8  # closed quarters read for the Art. 20 streak and shown in the history

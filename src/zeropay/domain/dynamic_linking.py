@@ -17,11 +17,13 @@ different transactions share bytes:
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from zeropay.domain.errors import invariant
-from zeropay.domain.money import Money
+from zeropay.domain.money import Money, currency
 
 VERSION = b"zeropay-txn-v1"
 NONCE_BYTES = 16
@@ -59,3 +61,38 @@ def canonical(txn: Transaction) -> bytes:
 def digest(txn: Transaction) -> bytes:
     """SHA-256 of the canonical bytes: the WebAuthn challenge of a passkey confirmation."""
     return hashlib.sha256(canonical(txn)).digest()
+
+
+# ---- a confirmation flow's binding -------------------------------------------------------------
+# A confirmation flow keeps the transaction it was issued for in its binding (strings), so the
+# server can rebuild the canonical data at every step and compare it with the payment row.
+
+_BINDING_KEYS = ("payment_id", "amount_minor", "currency", "payee", "nonce")
+
+
+def binding_of(txn: Transaction) -> dict[str, str]:
+    return {
+        "payment_id": txn.payment_id,
+        "amount_minor": str(txn.amount.amount_minor),
+        "currency": txn.amount.currency.code,
+        "payee": txn.payee,
+        "nonce": base64.urlsafe_b64encode(txn.nonce).decode(),
+    }
+
+
+def bound_transaction(binding: Mapping[str, str]) -> Transaction:
+    """The transaction a confirmation flow was issued for (its binding was written by
+    ``binding_of``; a flow without one is a bug)."""
+    invariant(all(k in binding for k in _BINDING_KEYS), "a confirmation flow binds a transaction")
+    return Transaction(
+        payment_id=binding["payment_id"],
+        amount=Money(int(binding["amount_minor"]), currency(binding["currency"])),
+        payee=binding["payee"],
+        nonce=base64.urlsafe_b64decode(binding["nonce"]),
+    )
+
+
+def same_terms(a: Transaction, b: Transaction) -> bool:
+    """Same payment, amount, currency and payee (the nonce aside): what the payer saw still
+    holds."""
+    return (a.payment_id, a.amount, a.payee) == (b.payment_id, b.amount, b.payee)

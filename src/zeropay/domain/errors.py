@@ -8,6 +8,8 @@
           |    |    +-- UnknownCurrency
           |    |    +-- WeakPassword
           |    |    +-- InvalidReason        an operator's decision without a usable reason
+          |    |    +-- UrlRefused           a webhook URL that could reach inside (SSRF)
+          |    |    +-- InvalidOverlap       a secret rotation's overlap out of bounds
           |    +-- NotFound
           |    +-- Conflict                 the resource is not in a state that allows this
           |    |    +-- CurrencyMismatch
@@ -18,11 +20,16 @@
           |    |    +-- FlowEnded            the flow is complete, failed or expired
           |    |    +-- IdempotencyRequestInFlight
           |    |    +-- TransferIdReused
+          |    |    +-- TransactionChanged   the payment's amount, currency or payee is not what
+          |    |                             the confirmation was issued for (dynamic linking)
+          |    |    +-- FraudReportExists    this payment was already reported as fraud this way
           |    +-- LimitExceeded
           |    |    +-- PaymentLimitExceeded
           |    |    +-- MonthlyLimitExceeded
           |    |    +-- RefundExceedsPayment
           |    |    +-- TopUpLimitExceeded
+          |    |    +-- FraudReportExceedsPayment  a fraud report above what was captured
+          |    |    +-- WebhookLimitExceeded too many endpoints, or secrets in one overlap
           |    +-- InsufficientFunds
           |    +-- FundingDeclined
           |    +-- AuthenticationFailed     never says which element failed (PSD2 RTS 4(3)(a))
@@ -32,7 +39,7 @@
           |    +-- Forbidden
           |    |    +-- RecentAuthRequired   a sensitive action needs a strong login < 5 min old
           |    |    +-- RiskBlocked          the risk engine refused the action
-          |    |    +-- ChallengeRequired    the risk engine asks for more factors first
+          |    |    +-- ScaUnavailable       SCA is required and the payer holds no way to do it
           |    |    +-- NotAnOperator        an operator route, and the account holds no role
           |    |    +-- PasskeyRequired      an operator session not signed in with a passkey
           |    |    +-- OperatorRoleRequired the operator's roles do not grant the action
@@ -205,11 +212,18 @@ class RiskBlocked(Forbidden):
     code = "risk_blocked"
 
 
-class ChallengeRequired(Forbidden):
-    """The risk engine asks for more: answer the flow in ``flow`` (it names the ``factors``),
-    then repeat the request."""
+class ScaUnavailable(Forbidden):
+    """This payment needs strong customer authentication and the payer holds no factor that
+    confirms a payment from this device (a passkey, this device bound, or an OCRA app)."""
 
-    code = "challenge_required"
+    code = "sca_unavailable"
+
+
+class TransactionChanged(Conflict):
+    """A confirmation answered for a transaction other than the payment as it stands (PSD2 RTS
+    Art. 5): the flow has ended and the funds were released; confirm the payment afresh."""
+
+    code = "transaction_changed"
 
 
 class NotAnOperator(Forbidden):
@@ -234,3 +248,35 @@ class InvalidReason(InvalidInput):
     """An operator's decision needs a reason: 1 to 500 printable characters."""
 
     code = "invalid_reason"
+
+
+class UrlRefused(InvalidInput):
+    """A webhook URL that is malformed or could reach inside the platform (SSRF); ``reason``
+    says which rule refused it (``domain.webhooks``)."""
+
+    code = "webhook_url_refused"
+
+
+class InvalidOverlap(InvalidInput):
+    """How long the old webhook secret keeps signing after a rotation: whole seconds in bounds."""
+
+    code = "invalid_overlap"
+
+
+class WebhookLimitExceeded(LimitExceeded):
+    """Too many active webhook endpoints for one merchant, or too many secrets in one overlap."""
+
+    code = "webhook_limit_exceeded"
+
+
+class FraudReportExists(Conflict):
+    """A payment is reported as fraud once per kind (a refund flagged fraudulent, a chargeback):
+    the platform's fraud rate counts each report once."""
+
+    code = "fraud_report_exists"
+
+
+class FraudReportExceedsPayment(LimitExceeded):
+    """A fraud report is at most what the payment captured (``limit_minor``)."""
+
+    code = "fraud_report_exceeds_payment"

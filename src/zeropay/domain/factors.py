@@ -28,6 +28,8 @@ class Factor(StrEnum):
     SECURITY_QUESTION = "security_question"
     RECOVERY_CODE = "recovery_code"
     BOUND_DEVICE_APPROVAL = "bound_device_approval"
+    # A code over the transaction (RFC 6287) from a device without a secure key store.
+    OCRA = "ocra"
 
 
 K, P, INH = FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION, FactorCategory.INHERENCE
@@ -44,6 +46,7 @@ CATEGORIES: dict[Factor, frozenset[FactorCategory]] = {
     Factor.SECURITY_QUESTION: frozenset({K}),
     Factor.RECOVERY_CODE: frozenset({P}),
     Factor.BOUND_DEVICE_APPROVAL: frozenset({P}),
+    Factor.OCRA: frozenset({P}),
 }
 
 # SMS is a restricted channel (NIST 800-63B §5.1.3.3): by default it never stands alone as the
@@ -53,7 +56,14 @@ RESTRICTED: frozenset[Factor] = frozenset({Factor.SMS_OTP})
 # Factors a user enrolls and keeps (the others are checked against the account itself: the
 # password, the verified email address, the bound devices).
 ENROLLABLE: frozenset[Factor] = frozenset(
-    {Factor.TOTP, Factor.PASSKEY, Factor.SMS_OTP, Factor.SECURITY_QUESTION, Factor.RECOVERY_CODE}
+    {
+        Factor.TOTP,
+        Factor.PASSKEY,
+        Factor.SMS_OTP,
+        Factor.SECURITY_QUESTION,
+        Factor.RECOVERY_CODE,
+        Factor.OCRA,
+    }
 )
 
 

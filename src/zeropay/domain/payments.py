@@ -6,6 +6,12 @@
     authorized --expire--> expired                  the hold ran out; funds released
     requires_confirmation | authorized --cancel--> canceled    a hold is voided
     succeeded --refund--> succeeded                 in full or in parts, never above captured
+    requires_confirmation --challenge--> requires_action   SCA is required: funds are held while
+                                                    the payer answers the confirmation flow
+    requires_action --authenticate--> succeeded | authorized   the flow passed (as confirm would)
+    requires_action --abandon--> requires_confirmation   the flow failed, expired or met a
+                                                    changed transaction; the hold is voided
+    requires_action --cancel--> canceled            the merchant gave up; the hold is voided
     requires_confirmation --review--> in_review     the risk engine held it: funds are held
     in_review --approve--> succeeded | authorized   an operator let it through (as confirm would)
     in_review --decline--> declined                 an operator refused it; the hold is voided
@@ -27,6 +33,7 @@ from zeropay.domain.money import Money
 
 class PaymentStatus(StrEnum):
     REQUIRES_CONFIRMATION = "requires_confirmation"
+    REQUIRES_ACTION = "requires_action"  # SCA in progress: a confirmation flow and a hold
     IN_REVIEW = "in_review"
     AUTHORIZED = "authorized"
     SUCCEEDED = "succeeded"
@@ -48,6 +55,9 @@ class PaymentEvent(StrEnum):
     REVIEW = "review"
     APPROVE = "approve"
     DECLINE = "decline"
+    CHALLENGE = "challenge"
+    AUTHENTICATE = "authenticate"
+    ABANDON = "abandon"
 
 
 _NEXT: dict[tuple[PaymentStatus, PaymentEvent, CaptureMethod | None], PaymentStatus] = {
@@ -69,8 +79,23 @@ _NEXT: dict[tuple[PaymentStatus, PaymentEvent, CaptureMethod | None], PaymentSta
     (PaymentStatus.IN_REVIEW, PaymentEvent.DECLINE, None): PaymentStatus.DECLINED,
     (PaymentStatus.IN_REVIEW, PaymentEvent.EXPIRE, None): PaymentStatus.EXPIRED,
     (PaymentStatus.IN_REVIEW, PaymentEvent.CANCEL, None): PaymentStatus.CANCELED,
+    (PaymentStatus.REQUIRES_CONFIRMATION, PaymentEvent.CHALLENGE, None): (
+        PaymentStatus.REQUIRES_ACTION
+    ),
+    (PaymentStatus.REQUIRES_ACTION, PaymentEvent.AUTHENTICATE, CaptureMethod.AUTOMATIC): (
+        PaymentStatus.SUCCEEDED
+    ),
+    (PaymentStatus.REQUIRES_ACTION, PaymentEvent.AUTHENTICATE, CaptureMethod.MANUAL): (
+        PaymentStatus.AUTHORIZED
+    ),
+    (PaymentStatus.REQUIRES_ACTION, PaymentEvent.ABANDON, None): (
+        PaymentStatus.REQUIRES_CONFIRMATION
+    ),
+    (PaymentStatus.REQUIRES_ACTION, PaymentEvent.CANCEL, None): PaymentStatus.CANCELED,
 }
-_BY_CAPTURE_METHOD = frozenset({PaymentEvent.CONFIRM, PaymentEvent.APPROVE})
+_BY_CAPTURE_METHOD = frozenset(
+    {PaymentEvent.CONFIRM, PaymentEvent.APPROVE, PaymentEvent.AUTHENTICATE}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +113,15 @@ class Payment:
     amount_captured_minor: int = 0
     amount_refunded_minor: int = 0
     spend_period: str | None = None  # the month this payment counted against the payer's limit
+    # A merchant's recurring series (PSD2 RTS Art. 14): same payee, same amount, SCA on the first.
+    series_ref: str | None = None
+    # Holds placed on the payer's wallet so far: a payment whose confirmation flow failed holds
+    # again when it is confirmed afresh, and every hold is a transfer of its own.
+    hold_seq: int = 0
 
     def __post_init__(self) -> None:
         invariant(self.amount.amount_minor > 0, "payment amount is positive")
+        invariant(self.hold_seq >= 0, "hold numbers count up from zero")
         invariant(
             0
             <= self.amount_refunded_minor
@@ -104,7 +135,9 @@ class Payment:
         return Money(self.amount_captured_minor - self.amount_refunded_minor, self.amount.currency)
 
     def hold_transfer_id(self) -> str:
-        return f"{self.id}:hold"
+        """The payment's current (latest) hold."""
+        invariant(self.hold_seq >= 0, "hold numbers count up from zero")
+        return f"{self.id}:hold" if self.hold_seq <= 1 else f"{self.id}:hold.{self.hold_seq}"
 
     def charge_transfer_id(self) -> str:
         return f"{self.id}:charge"

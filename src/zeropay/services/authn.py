@@ -26,15 +26,24 @@ from zeropay.domain.authenticators import (
     Device,
     parse_label,
 )
+from zeropay.domain.dynamic_linking import (
+    NONCE_BYTES,
+    binding_of,
+    bound_transaction,
+    canonical,
+    digest,
+)
 from zeropay.domain.errors import (
     AuthenticationFailed,
     Conflict,
+    DomainError,
     FactorLocked,
     Forbidden,
     InvalidInput,
     NotFound,
     ProofInvalid,
     RateLimited,
+    TransactionChanged,
     invariant,
 )
 from zeropay.domain.factors import Factor, parse_factor
@@ -50,15 +59,32 @@ from zeropay.domain.flows import (
     start_flow,
     transition,
 )
+from zeropay.domain.payments import Payment
 from zeropay.domain.policy import AccessPoint, plan_paths, risk_paths
 from zeropay.domain.risk.engine import Action, RiskDecision
 from zeropay.domain.risk.events import EventType
 from zeropay.domain.sessions import AuthMethod, Session, new_session
-from zeropay.services import accounts, audit, factor_checks, mail, notices, passkeys, risk
+from zeropay.services import (
+    accounts,
+    audit,
+    factor_checks,
+    mail,
+    notices,
+    passkeys,
+    payments,
+    risk,
+)
 from zeropay.services.accounts import Registered, email_index, hash_token, parse_email
 from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 from zeropay.services.device_keys import VerifiedProof
-from zeropay.services.factor_checks import CODE_DIGITS, FAILED, Checked, Requester, code_hash
+from zeropay.services.factor_checks import (
+    CODE_DIGITS,
+    FAILED,
+    Checked,
+    Requester,
+    TransactionMismatch,
+    code_hash,
+)
 from zeropay.services.ports import StoredFlow
 
 SESSION_TOKEN_BYTES = 32  # 256 bits; OWASP ASVS asks for at least 128
@@ -74,6 +100,8 @@ class Outcome:
     session: Session | None = None
     device: Device | None = None
     blocked: RiskDecision | None = None  # the risk engine refused (the flow has failed)
+    payment: Payment | None = None  # a payment confirmation flow that passed: the payment
+    refusal: DomainError | None = None  # raised once the transaction that ended the flow commits
 
 
 # ---- starting a flow --------------------------------------------------------------------------
@@ -127,6 +155,8 @@ def available_factors(
         out.add(Factor.TOTP)
     if AuthenticatorKind.SMS in kinds:
         out.add(Factor.SMS_OTP)
+    if AuthenticatorKind.OCRA in kinds:
+        out.add(Factor.OCRA)
     # "Passkey with user verification on a bound device": at login the passkey counts only
     # from a device bound to this user; registering a device creates its passkey.
     if point is AccessPoint.DEVICE_REGISTRATION or (
@@ -433,13 +463,24 @@ def passkey_options(ctx: AppContext, flow_id: object, requester: Requester) -> d
     """WebAuthn options for the flow's passkey step: creation options when a device is being
     registered, request options otherwise. The challenge is stored and answers one ceremony."""
     stored = _load(ctx, flow_id, requester)
-    challenge = ctx.random_bytes(passkeys.CHALLENGE_BYTES)
+    random_challenge = ctx.random_bytes(passkeys.CHALLENGE_BYTES)
+    nonce = ctx.random_bytes(NONCE_BYTES)
 
-    def work(uow: UnitOfWork) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any] | None:
         now = ctx.now()
         current = _locked(uow, stored.flow.id)
         flow = current.flow
         check_step(flow, Factor.PASSKEY, now)
+        challenge = random_challenge
+        if flow.point is AccessPoint.PAYMENT_CONFIRMATION:
+            if not payments.terms_hold(ctx, uow, flow):
+                return None
+            # Dynamic linking: the challenge is the transaction's digest. Each ceremony gets a
+            # fresh nonce, so an assertion made for an earlier one is worth nothing now.
+            txn = replace(bound_transaction(flow.binding), nonce=nonce)
+            flow = replace(flow, binding={**flow.binding, **binding_of(txn)})
+            current = replace(current, flow=flow)
+            challenge = digest(txn)
         uow.flows.save(replace(current, challenge=challenge), now)
         mine = (
             [
@@ -460,13 +501,19 @@ def passkey_options(ctx: AppContext, flow_id: object, requester: Requester) -> d
                 user_name=flow.binding.get("device_name", "ZeroPay"),
                 exclude=[a.credential_id for a in mine if a.credential_id],
             )
-        return passkeys.authentication_options(
+        options = passkeys.authentication_options(
             ctx.relying_party,
             challenge=challenge,
             allow=[a.credential_id for a in mine if a.credential_id],
         )
+        if flow.point is AccessPoint.PAYMENT_CONFIRMATION:
+            options["transaction"] = transaction_json(flow)
+        return options
 
-    return ctx.run(work)
+    options = ctx.run(work)
+    if options is None:
+        raise _changed()
+    return options
 
 
 def request_approval(ctx: AppContext, flow_id: object, requester: Requester) -> StoredFlow:
@@ -591,9 +638,16 @@ def submit(
     until = now + timedelta(seconds=STEP_LEASE_S)
     if not ctx.read(lambda uow: uow.flows.claim_step(stored.flow.id, now, until)):
         raise Conflict("another answer to this flow is being checked", reason="step_in_progress")
+    paying = stored.flow.point is AccessPoint.PAYMENT_CONFIRMATION
     try:
+        # The server checks its own record of the payment at every step, before any proof.
+        if paying and not ctx.run(lambda uow: payments.terms_hold(ctx, uow, stored.flow)):
+            raise _changed()
         try:
             checked = factor_checks.check(ctx, stored, chosen, payload, requester)
+        except TransactionMismatch:
+            ctx.run(lambda uow: payments.tampered(ctx, uow, stored.flow, None, what="proof"))
+            raise _changed() from None
         except (AuthenticationFailed, FactorLocked) as exc:
             # A locked factor answers like a wrong one: a stranger cannot tell an account that
             # exists and is locked from one that does not exist; the owner was alerted at the
@@ -608,9 +662,19 @@ def submit(
         done = ctx.run(lambda uow: _pass(ctx, uow, stored.flow.id, chosen, checked, requester))
         if done.blocked is not None:
             raise risk.refuse(done.blocked)  # after the commit: the attempt counts
+        if done.refusal is not None:
+            raise done.refusal  # after the commit: the flow has ended, the funds are released
         return done
     finally:
         ctx.read(lambda uow: uow.flows.release_step(stored.flow.id, until))
+
+
+def _changed() -> TransactionChanged:
+    return TransactionChanged(
+        "the payment is not the one this confirmation was for; nothing was paid and the funds "
+        "are released: open the payment again and confirm what it says now",
+        reason="transaction_changed",
+    )
 
 
 def _fail(
@@ -631,6 +695,8 @@ def _fail(
     _risk_of_failure(ctx, uow, current.flow, factor, requester, clone=clone)
     if after.flow.state is FlowState.FAILED:
         _settle(ctx, uow, after.flow, passed=False)
+        if after.flow.point is AccessPoint.PAYMENT_CONFIRMATION:
+            payments.abandon_confirmation(ctx, uow, after.flow)  # the funds are released
         audit.record(
             ctx,
             uow,
@@ -806,6 +872,13 @@ def _finish(ctx: AppContext, uow: UnitOfWork, stored: StoredFlow, requester: Req
         point=flow.point.value,
         factors=[f.value for f in flow.done_factors],
     )
+    if flow.point is AccessPoint.PAYMENT_CONFIRMATION:
+        paid = payments.complete_confirmation(ctx, uow, flow)
+        if paid is None:
+            failed = replace(stored, flow=replace(flow, state=FlowState.FAILED))
+            uow.flows.save(failed, now)
+            return Outcome(stored=failed, refusal=_changed())
+        return Outcome(stored=stored, payment=paid)
     if flow.point is AccessPoint.STEP_UP:
         session = uow.sessions.get(flow.binding["session_id"])
         invariant(session is not None and session.user_id == user_id, "step-up of own session")
@@ -932,6 +1005,8 @@ def flow_json(
             "factor": stored.code_factor,
             "expires_at": stored.code_expires_at.isoformat(),
         }
+    if flow.point is AccessPoint.PAYMENT_CONFIRMATION:
+        out["transaction"] = transaction_json(flow)
     if stored.approval_state is not None:
         out["approval"] = {"state": stored.approval_state}
         if stored.approval_state == "requested":  # only the flow's own device reads this
@@ -948,4 +1023,22 @@ def approval_json(stored: StoredFlow) -> dict[str, Any]:
         "ip": b.get("ip"),
         "issued_at": stored.flow.issued_at.isoformat(),
         "expires_at": stored.flow.expires_at.isoformat(),
+    }
+
+
+def transaction_json(flow: Flow) -> dict[str, Any]:
+    """What a confirmation flow asks the payer to confirm, and the bytes each way of answering
+    proves: ``canonical`` (what a device key signs), ``challenge`` (its SHA-256, the passkey
+    challenge) and ``question`` (its hex, whose first digits are the OCRA question)."""
+    txn = bound_transaction(flow.binding)
+    data = canonical(txn)
+    return {
+        "payment_id": txn.payment_id,
+        "amount": txn.amount.amount_minor,
+        "currency": txn.amount.currency.code,
+        "payee": txn.payee,
+        "nonce": _b64(txn.nonce).rstrip("="),
+        "canonical": _b64(data).rstrip("="),
+        "challenge": _b64(digest(txn)).rstrip("="),
+        "question": digest(txn).hex(),
     }

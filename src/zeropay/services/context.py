@@ -13,12 +13,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from zeropay.domain.exemptions import Profile
 from zeropay.domain.limits import PolicyProfile
 from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.policy import AuthPolicy
 from zeropay.domain.risk.config import RiskConfig
 from zeropay.domain.sessions import SessionPolicy
-from zeropay.services.ports import Clock, KeyRing, Mailer, PasswordHasher, SmsSender, UnitOfWork
+from zeropay.services.ports import (
+    Clock,
+    KeyRing,
+    Mailer,
+    PasswordHasher,
+    Resolver,
+    SmsSender,
+    UnitOfWork,
+    WebhookSender,
+)
 from zeropay.services.risk_replay import Locate
 
 T = TypeVar("T")
@@ -52,6 +62,17 @@ class RiskSetup:
 
 
 @dataclass(frozen=True)
+class WebhookSetup:
+    """How merchant webhooks leave: the sender and the resolver (no sender: deliveries wait, as
+    mail waits without a mailer), and the development escape hatch that lets plain http and
+    this machine's own addresses through (ZEROPAY_WEBHOOK_ALLOW_LOCAL; never in production)."""
+
+    sender: WebhookSender | None = None
+    resolver: Resolver | None = None
+    allow_local: bool = False
+
+
+@dataclass(frozen=True)
 class AppContext:
     clock: Clock
     keyring: KeyRing
@@ -72,6 +93,10 @@ class AppContext:
     # The origins clients reach the API at: a DPoP proof's htu names one of them.
     public_origins: tuple[str, ...] = ("http://localhost:8000",)
     risk: RiskSetup | None = None
+    webhooks: WebhookSetup = field(default_factory=WebhookSetup)
+    # The SCA exemption profile (PSD2 RTS Art. 13-18); None: every payment goes through unless
+    # the risk engine asks for SCA (development and the payments-core tests only).
+    exemptions: Profile | None = None
 
     @property
     def policy(self) -> AuthPolicy:

@@ -3,13 +3,17 @@
 Each check raises ``AuthenticationFailed`` with one message whatever was wrong (PSD2 RTS Art.
 4(3)(a)) and runs under the factor's lockout. What can be used once is used up by the check itself
 in one conditional statement shared by all processes: the code in play, the WebAuthn challenge,
-the TOTP step, the recovery code.
+the TOTP or OCRA time step, the recovery code.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from zeropay.domain import bounds
 from zeropay.domain.authenticators import (
@@ -17,17 +21,25 @@ from zeropay.domain.authenticators import (
     AuthenticatorKind,
     sign_count_is_clone_signal,
 )
-from zeropay.domain.errors import AuthenticationFailed, InvalidInput, invariant
+from zeropay.domain.dynamic_linking import bound_transaction, canonical
+from zeropay.domain.errors import AuthenticationFailed, InvalidInput, ProofInvalid, invariant
 from zeropay.domain.factors import Factor
 from zeropay.domain.flows import ADDRESSED
+from zeropay.domain.ocra import parse_payment_suite
+from zeropay.domain.ocra import verify as verify_ocra
 from zeropay.domain.policy import AccessPoint
-from zeropay.services import audit, lockouts, passkeys, questions, totp
-from zeropay.services.context import AppContext, UnitOfWork
-from zeropay.services.device_keys import VerifiedProof
+from zeropay.services import audit, lockouts, ocra_codes, passkeys, questions, totp
+from zeropay.services.context import AppContext, RelyingParty, UnitOfWork
+from zeropay.services.device_keys import VerifiedProof, verify_transaction_signature
 from zeropay.services.ports import StoredFlow
 
 CODE_DIGITS = 8  # 26.6 bits; NIST 800-63B §5.1.3.2 asks at least 20 for out-of-band codes
 FAILED = "the factor was not accepted"  # one message for every failure (PSD2 RTS Art. 4(3)(a))
+
+
+class TransactionMismatch(AuthenticationFailed):
+    """A genuine proof over another transaction than the payment's (PSD2 RTS Art. 5): the
+    confirmation flow ends at once instead of counting a failed attempt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +164,57 @@ def _accept_step(ctx: AppContext, authenticator_id: str, step: int) -> bool:
 
 
 def _seed(ctx: AppContext, app: Authenticator) -> bytes:
-    invariant(app.secret_ciphertext is not None, "an active TOTP app has its seed")
+    invariant(app.secret_ciphertext is not None, "an active TOTP or OCRA app has its seed")
     assert app.secret_ciphertext is not None
     return ctx.keyring.decrypt(
         app.secret_ciphertext, table="authenticators", column="secret", row_id=app.id
     )
+
+
+def _check_ocra(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    """A code from one of the user's OCRA apps over the question of this flow's transaction."""
+    flow = stored.flow
+    # An OCRA code proves a transaction, not who is signing in: at any other point it is
+    # worth nothing, whatever a policy file says.
+    if flow.point is not AccessPoint.PAYMENT_CONFIRMATION:
+        raise AuthenticationFailed(FAILED)
+    apps = ctx.read(
+        lambda uow: [
+            a for a in uow.authenticators.of_user(user_id) if a.kind is AuthenticatorKind.OCRA
+        ]
+    )
+    for app in apps:
+        suite = parse_payment_suite(app.ocra_suite)
+        try:
+            code = totp.parse_code(payload.get("code"), suite.digits)
+        except InvalidInput:
+            raise AuthenticationFailed(FAILED) from None
+        # The question comes from the flow's own binding, never from the client (dynamic
+        # linking, PSD2 RTS Art. 5): a code made for another amount or payee matches nothing.
+        question = ocra_codes.flow_question(flow.binding, suite)
+        try:
+            verified = verify_ocra(
+                suite,
+                _seed(ctx, app),
+                code,
+                expected_question=question,
+                now=ctx.now(),
+                drift_steps=ocra_codes.DRIFT_STEPS,
+                step_last_used=app.last_step,
+            )
+        except AuthenticationFailed:
+            continue
+        invariant(verified.time_step is not None, "an app suite has a time step")
+        # Accept the step once, across processes; a racing twin of this request loses here.
+        if verified.time_step is not None and _accept_step(ctx, app.id, verified.time_step):
+            return
+    raise AuthenticationFailed(FAILED)
 
 
 def _check_security_question(
@@ -204,11 +262,37 @@ def _check_device_key(
     payload: Mapping[str, object],
     requester: Requester,
 ) -> None:
-    """The DPoP proof on this request was signed by a device bound to this user."""
+    """The DPoP proof on this request was signed by a device bound to this user; to confirm a
+    payment, the device key also signs the canonical transaction data (dynamic linking)."""
     proof = requester.proof
     device = ctx.read(lambda uow: uow.devices.by_jkt(proof.jkt)) if proof else None
     if device is None or device.user_id != user_id or device.status != "active":
         raise AuthenticationFailed(FAILED)
+    if stored.flow.point is not AccessPoint.PAYMENT_CONFIRMATION:
+        return
+    expected = canonical(bound_transaction(stored.flow.binding))
+    signature = payload.get("signature")
+    signed = _signed_data(payload.get("signed"))
+    try:
+        verify_transaction_signature(device.public_jwk, signed or expected, signature)
+    except ProofInvalid:
+        raise AuthenticationFailed(FAILED) from None
+    if signed is not None and signed != expected:
+        # The device really signed a transaction, and not this one: what it was shown is not
+        # what the server holds (malware, or a page that lies). Not a wrong guess: the flow ends.
+        raise TransactionMismatch(FAILED)
+
+
+def _signed_data(raw: object) -> bytes | None:
+    """What the client says its device signed (optional; base64url of the canonical bytes)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) > bounds.SIGNED_TRANSACTION_LENGTH_MAX:
+        raise AuthenticationFailed(FAILED)
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (ValueError, binascii.Error):
+        raise AuthenticationFailed(FAILED) from None
 
 
 _CHECKS = {
@@ -216,6 +300,7 @@ _CHECKS = {
     Factor.EMAIL_OTP: _check_code,
     Factor.SMS_OTP: _check_code,
     Factor.TOTP: _check_totp,
+    Factor.OCRA: _check_ocra,
     Factor.SECURITY_QUESTION: _check_security_question,
     Factor.RECOVERY_CODE: _check_recovery_code,
     Factor.BOUND_DEVICE_APPROVAL: _check_approval,
@@ -255,15 +340,17 @@ def _check_passkey(
         raise AuthenticationFailed(FAILED)  # a flow for an unknown address signs no one in
     jkt = requester.proof.jkt if requester.proof else None
     device = ctx.read(lambda uow: uow.devices.by_jkt(jkt)) if jkt else None
-    if flow.point is AccessPoint.LOGIN and (
+    if flow.point in _FROM_BOUND_DEVICE and (
         device is None or device.user_id != known.user_id or device.status != "active"
     ):
-        raise AuthenticationFailed(FAILED)  # a passkey logs in only from a bound device
+        raise AuthenticationFailed(FAILED)  # a passkey logs in or pays only from a bound device
     invariant(known.public_key is not None, "an active passkey has its public key")
     assert known.public_key is not None
     public_key = known.public_key
 
     def check() -> Checked:
+        if flow.point is AccessPoint.PAYMENT_CONFIRMATION:
+            _refuse_other_transaction(rp, credential, challenge, public_key)
         assertion = passkeys.verify_assertion(
             rp, credential, expected_challenge=challenge, public_key=public_key
         )
@@ -274,6 +361,24 @@ def _check_passkey(
         return Checked(user_id=known.user_id, passkey_id=known.id, sign_count=assertion.sign_count)
 
     return lockouts.guarded(ctx, user_id=known.user_id, factor=Factor.PASSKEY.value, check=check)
+
+
+_FROM_BOUND_DEVICE = frozenset({AccessPoint.LOGIN, AccessPoint.PAYMENT_CONFIRMATION})
+
+
+def _refuse_other_transaction(
+    rp: RelyingParty, credential: dict[str, Any], challenge: bytes, public_key: bytes
+) -> None:
+    """A payment's passkey challenge is the digest of its transaction. An assertion that is
+    genuine but signs another challenge confirms another transaction: the flow ends."""
+    signed = passkeys.challenge_of(credential)
+    if signed is None or hmac.compare_digest(signed, challenge):
+        return
+    try:
+        passkeys.verify_assertion(rp, credential, expected_challenge=signed, public_key=public_key)
+    except AuthenticationFailed:
+        return  # not even a valid assertion: an ordinary failure
+    raise TransactionMismatch(FAILED)
 
 
 def _record_clone(ctx: AppContext, uow: UnitOfWork, known: Authenticator, received: int) -> None:

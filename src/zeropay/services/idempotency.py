@@ -19,7 +19,6 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from zeropay.domain.errors import (
-    ChallengeRequired,
     DomainError,
     IdempotencyKeyReused,
     IdempotencyRequestInFlight,
@@ -99,10 +98,6 @@ def run(
 
     try:
         call(store)
-    except ChallengeRequired:
-        # Not an answer: the same request, repeated once the challenge is met, goes through.
-        ctx.run(lambda uow: uow.idempotency.release(scope=request.scope, key=request.key))
-        raise
     except DomainError as exc:
         status, body = render_error(exc)
         ctx.run(

@@ -168,3 +168,19 @@ def verify_assertion(
 
 def encode_id(credential_id: bytes) -> str:
     return bytes_to_base64url(credential_id)
+
+
+def challenge_of(credential: dict[str, Any]) -> bytes | None:
+    """The challenge an assertion claims to answer (from its clientDataJSON), before anything
+    is verified; None when it cannot be read. Only to tell *which* transaction a proof is
+    about: the verification that follows decides whether it is genuine."""
+    response = credential.get("response")
+    raw = response.get("clientDataJSON") if isinstance(response, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        client_data = json.loads(base64url_to_bytes(raw))
+        challenge = client_data.get("challenge") if isinstance(client_data, dict) else None
+        return base64url_to_bytes(challenge) if isinstance(challenge, str) else None
+    except ValueError:
+        return None

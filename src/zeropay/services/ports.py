@@ -5,21 +5,37 @@ Adapters implement them; ``bootstrap.py`` chooses which. Nothing here knows abou
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from zeropay.domain.audit import AuditRecord
 from zeropay.domain.authenticators import Authenticator, Device
+from zeropay.domain.exemptions import Counters
 from zeropay.domain.flows import Flow
+from zeropay.domain.fraud import ClosedPeriod, FraudReport, PeriodKind, Totals
 from zeropay.domain.ledger import Account, AccountKind, BalanceChange, Transfer
 from zeropay.domain.lockout import FactorState
+from zeropay.domain.money import Money
 from zeropay.domain.operators import Role
 from zeropay.domain.payments import Payment
 from zeropay.domain.records import ApiKey, Notification, Refund, User
 from zeropay.domain.risk.engine import RiskDecision
 from zeropay.domain.sessions import AuthMethod, Session
+from zeropay.domain.webhooks import (
+    Attempt,
+    ClaimedDelivery,
+    Delivery,
+    Endpoint,
+    FanoutCursor,
+    OutboxEvent,
+    Outcome,
+    SecretPeriod,
+    SeqGap,
+    StoredSecret,
+    WebhookUrl,
+)
 
 
 class SmsSender(Protocol):
@@ -331,11 +347,6 @@ class RiskStore(Protocol):
     def add_assessment(self, assessment: StoredAssessment) -> None: ...
     def assessment(self, assessment_id: str, *, lock: bool = False) -> StoredAssessment | None: ...
     def set_state(self, assessment_id: str, *, state: str, now: datetime) -> None: ...
-    def claim_passed(self, *, ref: str, user_subject: str, now: datetime) -> str | None:
-        """A passed challenge for ``ref``, turned ``used`` in one conditional statement: its
-        id, the first time; None after."""
-        ...
-
     def recent(self, user_subject: str, *, limit: int) -> list[StoredAssessment]: ...
 
 
@@ -392,6 +403,174 @@ class PaymentEventStore(Protocol):
     def of_payment(self, payment_id: str) -> list[PaymentEventRecord]: ...
 
 
+# ---- merchant webhooks --------------------------------------------------------------------------
+
+
+class WebhookStore(Protocol):
+    """Endpoints and secrets, the fan-out cursor over ``payment_events``, deliveries and their
+    attempt log. Every read a merchant makes is scoped by its id."""
+
+    def lock_merchant(self, merchant_id: str) -> bool: ...
+    def active_endpoint_count(self, merchant_id: str) -> int: ...
+    def add_endpoint(self, endpoint: Endpoint, secret: StoredSecret) -> None: ...
+    def endpoint(
+        self, merchant_id: str, endpoint_id: str, *, lock: bool = False
+    ) -> Endpoint | None: ...
+    def endpoints(
+        self, merchant_id: str, *, limit: int, starting_after: str | None
+    ) -> list[Endpoint]: ...
+    def active_endpoints(self, merchant_ids: Collection[str]) -> list[Endpoint]: ...
+    def disable_endpoint(self, endpoint_id: str, now: datetime) -> int: ...
+    def add_secret(self, endpoint_id: str, secret: StoredSecret) -> None: ...
+    def secret_periods(self, endpoint_id: str) -> list[SecretPeriod]: ...
+    def set_secret_expiry(self, endpoint_id: str, expiries: Mapping[str, datetime]) -> None: ...
+    def purge_expired_secrets(self, endpoint_id: str, now: datetime) -> int: ...
+    def lock_fanout(self) -> FanoutCursor: ...
+    def save_fanout(self, cursor: FanoutCursor, now: datetime) -> None: ...
+    def events_after(self, seq: int, *, limit: int) -> list[OutboxEvent]: ...
+    def events_in_gaps(self, gaps: Sequence[SeqGap], *, limit: int) -> list[OutboxEvent]: ...
+    def add_deliveries(self, deliveries: Sequence[Delivery]) -> int: ...
+    def claim_due(
+        self, now: datetime, *, owner: str, until: datetime, limit: int
+    ) -> list[ClaimedDelivery]: ...
+    def finish_attempt(
+        self, attempt: Attempt, outcome: Outcome, *, owner: str, now: datetime
+    ) -> bool: ...
+    def delivery(self, merchant_id: str, delivery_id: str) -> Delivery | None: ...
+    def deliveries_of_endpoint(
+        self, endpoint_id: str, *, limit: int, starting_after: Delivery | None
+    ) -> list[Delivery]: ...
+    def deliveries_of_event(
+        self, merchant_id: str, event_id: str, *, limit: int
+    ) -> list[Delivery]: ...
+    def attempts_of(
+        self, delivery_ids: Collection[str], *, limit_each: int
+    ) -> dict[str, list[Attempt]]: ...
+    def delivery_for(self, event_id: str, endpoint_id: str, *, lock: bool) -> Delivery | None: ...
+    def restart_delivery(self, delivery_id: str, now: datetime) -> None: ...
+    def events(
+        self, merchant_id: str, *, limit: int, starting_after: str | None
+    ) -> list[PaymentEventRecord]: ...
+    def event(self, merchant_id: str, event_id: str) -> PaymentEventRecord | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAnswer:
+    """What one POST to a receiver came to: its HTTP status, or the class of error that left
+    none (``timeout``, ``connect_failed``, ...), and how long it took."""
+
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class WebhookSender(Protocol):
+    def post(
+        self, *, url: WebhookUrl, address: str, headers: Mapping[str, str], body: bytes
+    ) -> WebhookAnswer:
+        """POST ``body`` to ``url`` over a connection to ``address`` (already checked: no
+        other lookup is made), following no redirect and reading a bounded answer. A
+        receiver's fault is an answer, never an exception."""
+        ...
+
+
+class Resolver(Protocol):
+    def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses ``host`` resolves to now; empty when it does not resolve."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScaDecisionRecord:
+    """One confirmation's SCA decision: the exemption that applied, or why SCA was required."""
+
+    id: str
+    payment_id: str
+    user_id: str
+    exemption: str | None
+    reasons: tuple[str, ...]
+    profile: str
+    flow_id: str | None
+    outcome: str  # exempt | challenged | authenticated | failed
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRecord:
+    merchant_id: str
+    series_ref: str
+    user_id: str
+    amount: Money
+    first_payment_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedBeneficiary:
+    merchant_id: str
+    merchant_name: str
+    created_at: datetime
+
+
+class ScaStore(Protocol):
+    def lock_counters(self, user_id: str, now: datetime) -> tuple[Counters, datetime | None]: ...
+    def read_counters(self, user_id: str) -> tuple[Counters, datetime | None]: ...
+    def save_counters(
+        self, user_id: str, counters: Counters, *, last_sca_at: datetime | None, now: datetime
+    ) -> None: ...
+    def add_decision(self, decision: ScaDecisionRecord) -> None: ...
+    def set_outcome(self, decision_id: str, outcome: str, now: datetime) -> None: ...
+    def decision_of_flow(self, flow_id: str) -> ScaDecisionRecord | None: ...
+    def open_decision(self, payment_id: str) -> ScaDecisionRecord | None:
+        """The payment's latest decision that started a confirmation still ``challenged``."""
+        ...
+
+    def decisions_of(self, user_id: str, *, limit: int) -> list[ScaDecisionRecord]: ...
+    def trusted(self, user_id: str) -> list[TrustedBeneficiary]: ...
+    def is_trusted(self, user_id: str, merchant_id: str) -> bool: ...
+    def add_trusted(
+        self, user_id: str, merchant_id: str, session_id: str, now: datetime
+    ) -> bool: ...
+    def remove_trusted(self, user_id: str, merchant_id: str) -> bool: ...
+    def series(self, merchant_id: str, series_ref: str, user_id: str) -> SeriesRecord | None: ...
+    def add_series(self, series: SeriesRecord) -> None: ...
+
+
+class FraudStore(Protocol):
+    """Fraud reports and the closed days and quarters of the platform's fraud rate."""
+
+    def add_report(self, report: FraudReport) -> bool:
+        """False when the payment already has a report of this kind."""
+        ...
+
+    def reports_of(self, payment_id: str) -> list[FraudReport]: ...
+    def captured_between(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Value captured (payments' money posted to merchants) in [start, end), per currency."""
+        ...
+
+    def fraud_between(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Value of fraud reported in [start, end) (what each report counted), per currency."""
+        ...
+
+    def close(self, period: ClosedPeriod, now: datetime) -> bool:
+        """Store a period's figures; False when it was closed already."""
+        ...
+
+    def closed(self, kind: PeriodKind, *, since: datetime) -> set[datetime]:
+        """The starts of the periods of ``kind`` closed from ``since`` on."""
+        ...
+
+    def newest_closed(self, kind: PeriodKind) -> datetime | None: ...
+    def day_totals(self, first: datetime, last: datetime) -> Totals:
+        """The closed days from ``first`` to ``last`` (inclusive), added up per currency."""
+        ...
+
+    def quarters(self, *, since: datetime) -> list[ClosedPeriod]:
+        """The closed quarters from ``since`` on, newest first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One open transaction and the stores that read and write inside it."""
 
@@ -429,3 +608,9 @@ class UnitOfWork(Protocol):
     def operators(self) -> OperatorStore: ...
     @property
     def payment_events(self) -> PaymentEventStore: ...
+    @property
+    def webhooks(self) -> WebhookStore: ...
+    @property
+    def sca(self) -> ScaStore: ...
+    @property
+    def fraud(self) -> FraudStore: ...

@@ -17,10 +17,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from zeropay.domain.errors import ChallengeRequired, NotFound, RiskBlocked
-from zeropay.domain.flows import Flow, start_flow
+from zeropay.domain.errors import NotFound, RiskBlocked
+from zeropay.domain.factors import Factor
 from zeropay.domain.payments import PaymentStatus
-from zeropay.domain.policy import AccessPoint, Path, plan_paths, risk_paths
 from zeropay.domain.risk.engine import (
     Action,
     RiskDecision,
@@ -47,7 +46,7 @@ from zeropay.domain.sessions import Session
 from zeropay.services import audit
 from zeropay.services.context import AppContext, RiskSetup, UnitOfWork
 from zeropay.services.factor_checks import Requester
-from zeropay.services.ports import RecordKey, StoredAssessment, StoredFlow
+from zeropay.services.ports import RecordKey, StoredAssessment
 from zeropay.services.risk_replay import located
 
 RECENT_DECISIONS_SHOWN = 20
@@ -58,7 +57,6 @@ class Settled(StrEnum):
     PENDING = "pending"  # a challenge (or a payment not yet committed) waits for its outcome
     PASSED = "passed"
     FAILED = "failed"
-    USED = "used"  # a passed payment challenge that its confirmation has spent
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +245,7 @@ def refuse(decision: RiskDecision) -> RiskBlocked:
 
 class Verdict(StrEnum):
     ALLOW = "allow"
+    CHALLENGE = "challenge"  # confirm with SCA, on a path with the named factors
     REVIEW = "review"
 
 
@@ -254,14 +253,17 @@ class Verdict(StrEnum):
 class PaymentCheck:
     """The engine's say on one payment confirmation, in two parts around the payment's own
     transaction: ``before`` decides (in a transaction of its own, so a refusal still counts as
-    an attempt) and raises for a challenge or a block; ``after`` learns the outcome inside the
-    payment's transaction, so only a payment that commits teaches the engine anything."""
+    an attempt) and raises for a block; ``after`` learns the outcome inside the payment's
+    transaction, so only a payment that commits teaches the engine anything. A challenge
+    becomes the payment's confirmation flow, which settles the decision when it ends."""
 
     ctx: AppContext
     setup: RiskSetup
     session: Session
     requester: Requester
     assessment_id: str | None = None
+    factors: tuple[Factor, ...] = ()  # what a challenge asks for
+    clean: bool = False  # allowed with no signal at all (RTS Art. 18(2): TRA may apply)
 
     def before(self, payment_id: str) -> Verdict:
         outcome: tuple[Verdict | None, Exception | None] = self.ctx.run(
@@ -279,9 +281,8 @@ class PaymentCheck:
         if payment is None or (payment.payer_id is not None and payment.payer_id != payer):
             raise NotFound("no such payment", payment_id=payment_id[:40])
         if payment.status is not PaymentStatus.REQUIRES_CONFIRMATION:
-            return Verdict.ALLOW, None  # the payment's own rules refuse it, with their code
-        if uow.risk.claim_passed(ref=payment_id, user_subject=payer, now=ctx.now()):
-            return Verdict.ALLOW, None  # the challenge for this payment was answered
+            # The payment's own rules answer: a confirmation in progress, or a refusal.
+            return Verdict.ALLOW, None
         event = live_event(
             ctx,
             self.setup,
@@ -297,68 +298,25 @@ class PaymentCheck:
         match made.decision.action:
             case Action.ALLOW:
                 self.assessment_id = made.id
+                self.clean = not made.decision.reasons
                 return Verdict.ALLOW, None
             case Action.REVIEW:
                 return Verdict.REVIEW, None
             case Action.BLOCK:
                 return None, refuse(made.decision)
-        flow = challenge_flow(
-            ctx, uow, made, session=self.session, requester=self.requester, ref=payment_id
-        )
-        if flow is None:  # nothing the payer holds answers it: an operator decides instead
-            # Not a failed challenge (nobody was asked): it ends like a review, teaching nothing.
-            uow.risk.set_state(made.id, state=Settled.SETTLED.value, now=ctx.now())
-            return Verdict.REVIEW, None
-        from zeropay.services.authn import flow_json  # the flow's public shape
-
-        return None, ChallengeRequired(
-            "confirm it is you: answer the flow, then confirm the payment again",
-            factors=[f.value for f in made.decision.factors],
-            reasons=list(made.decision.reasons),
-            flow=flow_json(StoredFlow(flow=flow), ctx.now()),
-        )
+        self.assessment_id = made.id
+        self.factors = tuple(made.decision.factors)
+        return Verdict.CHALLENGE, None
 
     def after(self, uow: UnitOfWork, *, got_through: bool) -> None:
         if self.assessment_id is not None:
             settle(self.ctx, self.setup, uow, self.assessment_id, passed=got_through)
 
-
-def challenge_flow(
-    ctx: AppContext,
-    uow: UnitOfWork,
-    made: Assessed,
-    *,
-    session: Session,
-    requester: Requester,
-    ref: str,
-) -> Flow | None:
-    """A step-up flow of the session that asks for the challenge's factors (or, when the payer
-    lacks one, for a path with a factor a thief would not hold); None if nothing answers it."""
-    from zeropay.services.authn import available_factors  # authn imports this module
-
-    available = available_factors(uow, session.user_id, requester, point=AccessPoint.STEP_UP)
-    policy_paths = plan_paths(ctx.policy, AccessPoint.STEP_UP, available)
-    asked = (tuple(made.decision.factors),)
-    # The policy's paths the payer can take; ``risk_paths`` adds the asked factors as a path of
-    # their own only when the payer holds them all.
-    paths: tuple[Path, ...] = risk_paths(policy_paths, (), made.decision.factors, available)
-    if not paths:
-        return None
-    binding = {"session_id": session.id, "risk": made.id, "ref": ref}
-    if requester.proof is not None:
-        binding["jkt"] = requester.proof.jkt
-    flow = start_flow(
-        flow_id=ctx.new_id("flw"),
-        point=AccessPoint.STEP_UP,
-        rule=ctx.policy.point(AccessPoint.STEP_UP),
-        paths=paths,
-        user_id=session.user_id,
-        now=ctx.now(),
-        binding=binding,
-        asked=asked,
-    )
-    uow.flows.add(StoredFlow(flow=flow), ctx.now())
-    return flow
+    def unanswerable(self, uow: UnitOfWork) -> None:
+        """The challenge asks for what the payer does not hold: an operator decides instead.
+        Not a failed challenge (nobody was asked), so it ends like a review, teaching nothing."""
+        if self.assessment_id is not None:
+            uow.risk.set_state(self.assessment_id, state=Settled.SETTLED.value, now=self.ctx.now())
 
 
 # ---- what the user and operators see ------------------------------------------------------------

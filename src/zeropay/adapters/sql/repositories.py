@@ -79,6 +79,7 @@ _SAVE_PAYMENT = (
         amount_captured_minor=bindparam("n_amount_captured_minor"),
         amount_refunded_minor=bindparam("n_amount_refunded_minor"),
         spend_period=bindparam("n_spend_period"),
+        hold_seq=bindparam("n_hold_seq"),
         updated_at=bindparam("n_updated_at"),
     )
 )
@@ -337,6 +338,8 @@ def _payment(row: Row) -> Payment:
         amount_captured_minor=row.amount_captured_minor,
         amount_refunded_minor=row.amount_refunded_minor,
         spend_period=row.spend_period,
+        series_ref=row.series_ref,
+        hold_seq=row.hold_seq,
     )
 
 
@@ -347,6 +350,7 @@ def _payment_values(p: Payment) -> dict[str, object]:
         "amount_captured_minor": p.amount_captured_minor,
         "amount_refunded_minor": p.amount_refunded_minor,
         "spend_period": p.spend_period,
+        "hold_seq": p.hold_seq,
         "updated_at": p.updated_at,
     }
 
@@ -373,6 +377,7 @@ class PaymentRepository(_Repo):
                 description=p.description,
                 reference=p.reference,
                 capture_method=p.capture_method.value,
+                series_ref=p.series_ref,
                 created_at=p.created_at,
                 **_payment_values(p),
             )

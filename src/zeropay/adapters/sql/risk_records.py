@@ -154,23 +154,6 @@ class RiskRepository(_Repo):
             .values(state=state, settled_at=now)
         )
 
-    def claim_passed(self, *, ref: str, user_subject: str, now: datetime) -> str | None:
-        a = t.risk_assessments.c
-        found = self.c.execute(
-            select(a.id)
-            .where(a.ref == ref, a.user_subject == user_subject, a.state == "passed")
-            .order_by(a.created_at.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        if found is None:
-            return None
-        claimed = self.c.execute(
-            update(t.risk_assessments)
-            .where(a.id == found, a.state == "passed")
-            .values(state="used", settled_at=now)
-        ).rowcount
-        return str(found) if claimed == 1 else None
-
     def recent(self, user_subject: str, *, limit: int) -> list[StoredAssessment]:
         a = t.risk_assessments.c
         rows = self.c.execute(

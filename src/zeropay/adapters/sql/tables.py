@@ -199,17 +199,20 @@ payments = Table(
     Column("amount_captured_minor", BigInteger, nullable=False),
     Column("amount_refunded_minor", BigInteger, nullable=False),
     Column("spend_period", String(7)),
+    Column("series_ref", String(bounds.REFERENCE_LENGTH_MAX)),  # a recurring series (Art. 14)
+    Column("hold_seq", Integer, nullable=False, server_default="0"),  # holds placed so far
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     CheckConstraint("amount_minor > 0", name="positive"),
+    CheckConstraint("hold_seq >= 0", name="hold_seq"),
     CheckConstraint(
         "amount_refunded_minor >= 0 AND amount_refunded_minor <= amount_captured_minor "
         "AND amount_captured_minor <= amount_minor",
         name="refund_within_capture",
     ),
     CheckConstraint(
-        "status IN ('requires_confirmation', 'in_review', 'authorized', 'succeeded', "
-        "'canceled', 'declined', 'expired')",
+        "status IN ('requires_confirmation', 'requires_action', 'in_review', 'authorized', "
+        "'succeeded', 'canceled', 'declined', 'expired')",
         name="status",
     ),
     Index("ix_payments_merchant_created", "merchant_id", "created_at", "id"),
@@ -351,6 +354,7 @@ authenticators = Table(
     Column("clone_signals", Integer, nullable=False),
     # TOTP: the last accepted time step; only a later step is accepted (replay record).
     Column("last_step", BigInteger),
+    Column("ocra_suite", String(bounds.OCRA_SUITE_LENGTH_MAX)),  # OCRA: RFC 6287 suite
     Column("device_id", String(ID), ForeignKey("devices.id")),
     # While pending: the WebAuthn challenge or the keyed hash of the SMS code that confirms it.
     Column("pending_secret", LargeBinary(64)),
@@ -358,7 +362,7 @@ authenticators = Table(
     Column("created_at", TS, nullable=False),
     Column("last_used_at", TS),
     Column("removed_at", TS),
-    CheckConstraint("kind IN ('totp', 'passkey', 'sms_otp')", name="kind"),
+    CheckConstraint("kind IN ('totp', 'passkey', 'sms_otp', 'ocra')", name="kind"),
     CheckConstraint("status IN ('pending', 'active', 'removed')", name="status"),
     CheckConstraint("sign_count >= 0 AND clone_signals >= 0", name="counts"),
 )
@@ -491,6 +495,63 @@ operator_roles = Table(
 # What happened to a payment, written in the transaction that changed it (a transactional
 # outbox): a payment that commits always has its event, one that does not never has. The id is
 # the event's stable identity, for deliveries and de-duplication by the merchant.
+# ---- SCA exemptions (PSD2 RTS Art. 13, 14, 16) ------------------------------------------------
+
+# The payer's exempt payments since the last successful SCA: one row per payer, locked by every
+# confirmation, so two racing payments cannot both be the fifth.
+sca_counters = Table(
+    "sca_counters",
+    metadata,
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("exempt_count", Integer, nullable=False),
+    Column("spent", Text, nullable=False),  # JSON: {"EUR": 2500, ...} minor units per currency
+    Column("last_sca_at", TS),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("exempt_count >= 0", name="count"),
+)
+
+# Every confirmation's decision: which exemption applied, or why SCA was required.
+sca_decisions = Table(
+    "sca_decisions",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("payment_id", String(ID), ForeignKey("payments.id"), nullable=False, index=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False),
+    Column("exemption", String(32)),
+    Column("reasons", Text, nullable=False),  # JSON list of stable reasons
+    Column("profile", String(32), nullable=False),
+    Column("flow_id", String(ID)),
+    Column("outcome", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint(
+        "outcome IN ('exempt', 'challenged', 'authenticated', 'failed')", name="outcome"
+    ),
+    Index("ix_sca_decisions_user_created", "user_id", "created_at"),
+)
+
+trusted_beneficiaries = Table(
+    "trusted_beneficiaries",
+    metadata,
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("merchant_id", String(ID), ForeignKey("merchants.id"), primary_key=True),
+    Column("session_id", String(ID), nullable=False),  # the session whose SCA added it
+    Column("created_at", TS, nullable=False),
+)
+
+recurring_series = Table(
+    "recurring_series",
+    metadata,
+    Column("merchant_id", String(ID), ForeignKey("merchants.id"), primary_key=True),
+    Column("series_ref", String(bounds.REFERENCE_LENGTH_MAX), primary_key=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("first_payment_id", String(ID), ForeignKey("payments.id"), nullable=False),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("amount_minor > 0", name="positive"),
+)
+
 payment_events = Table(
     "payment_events",
     metadata,
@@ -506,9 +567,154 @@ payment_events = Table(
     Column("created_at", TS, nullable=False),
     CheckConstraint(
         "type IN ('payment.succeeded', 'payment.authorized', 'payment.in_review', "
-        "'payment.failed', 'payment.canceled', 'payment.refunded')",
+        "'payment.failed', 'payment.canceled', 'payment.refunded', 'payment.requires_action')",
         name="type",
     ),
     Index("ix_payment_events_merchant_seq", "merchant_id", "seq"),
     Index("ix_payment_events_payment_seq", "payment_id", "seq"),
 )
+
+# ---- merchant webhooks --------------------------------------------------------------------------
+
+# Where a merchant wants its events. A disabled endpoint is kept (its log stays readable) and
+# receives nothing more.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("merchant_id", String(ID), ForeignKey("merchants.id"), nullable=False),
+    Column("url", String(bounds.WEBHOOK_URL_LENGTH_MAX), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("disabled_at", TS),
+    CheckConstraint("status IN ('active', 'disabled')", name="status"),
+    CheckConstraint(
+        "(status = 'disabled') = (disabled_at IS NOT NULL)", name="disabled_when_disabled"
+    ),
+    Index("ix_webhook_endpoints_merchant_created", "merchant_id", "created_at", "id"),
+)
+
+# Signing secrets, encrypted under the key ring and bound to their row. A rotation adds one and
+# gives the ones before it an end, so both sign while the merchant switches over.
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("endpoint_id", String(ID), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("secret_ciphertext", LargeBinary, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS),  # unset: signs until a rotation gives it an end
+    CheckConstraint("expires_at IS NULL OR expires_at >= created_at", name="period"),
+    Index("ix_webhook_secrets_endpoint_created", "endpoint_id", "created_at"),
+)
+
+# One event for one endpoint: made once by the fan-out (the unique pair is the guard against a
+# second), leased by one worker at a time, and started afresh by a manual redelivery.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("event_id", String(ID), ForeignKey("payment_events.id"), nullable=False),
+    Column("endpoint_id", String(ID), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("merchant_id", String(ID), ForeignKey("merchants.id"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),  # in the current schedule
+    Column("next_attempt_at", TS, nullable=False),
+    Column("leased_until", TS),
+    Column("lease_owner", String(64)),
+    Column("created_at", TS, nullable=False),
+    Column("finished_at", TS),  # delivered or given up
+    UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+    CheckConstraint("state IN ('pending', 'delivered', 'given_up')", name="state"),
+    CheckConstraint("attempts >= 0", name="attempts"),
+    CheckConstraint("(state = 'pending') = (finished_at IS NULL)", name="finished_when_done"),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),
+    Index("ix_webhook_deliveries_merchant_event", "merchant_id", "event_id"),
+)
+
+# Every attempt, as the merchant's delivery log shows it: an HTTP status, or the error class.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("delivery_id", String(ID), ForeignKey("webhook_deliveries.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("status_code", Integer),
+    Column("error", String(64)),
+    CheckConstraint("status_code IS NOT NULL OR error IS NOT NULL", name="answered_or_why_not"),
+    Index("ix_webhook_attempts_delivery_seq", "delivery_id", "seq"),
+)
+
+# One row: how far the fan-out has read payment_events, and the holes it jumped (JSON), which
+# a transaction that committed late may still fill (see domain.webhooks.advance_cursor).
+webhook_fanout = Table(
+    "webhook_fanout",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("gaps", Text, nullable=False),  # JSON: [[first_seq, last_seq, seen_at], ...]
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+# ---- the platform's fraud rate (PSD2 RTS Art. 18-20; domain.fraud) ------------------------------
+
+# A payment reported as fraud: a refund the merchant flagged fraudulent, or a chargeback. One per
+# payment and kind, so a report sent twice counts once; ``counted_minor`` is what the report adds
+# to the payment's fraud value (a payment is fraudulent once, however many ways it is reported).
+fraud_reports = Table(
+    "fraud_reports",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("payment_id", String(ID), ForeignKey("payments.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("counted_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reporter", String(16), nullable=False),
+    Column("reported_by", String(80), nullable=False),
+    Column("reason", String(bounds.OPERATOR_REASON_LENGTH_MAX)),
+    Column("reported_at", TS, nullable=False),
+    UniqueConstraint("payment_id", "kind", name="uq_fraud_reports_payment_kind"),
+    CheckConstraint("kind IN ('refund_fraud', 'chargeback')", name="kind"),
+    CheckConstraint("reporter IN ('merchant', 'operator', 'cli')", name="reporter"),
+    CheckConstraint(
+        "amount_minor > 0 AND counted_minor >= 0 AND counted_minor <= amount_minor",
+        name="amounts",
+    ),
+    Index("ix_fraud_reports_reported", "reported_at"),  # a day's or a quarter's reports
+)
+
+# A closed UTC day or calendar quarter. Its figures are final once stored; the primary key makes
+# closing it idempotent, whichever process gets there first.
+fraud_periods = Table(
+    "fraud_periods",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("starts_at", TS, primary_key=True),
+    Column("ends_at", TS, nullable=False),
+    Column("closed_at", TS, nullable=False),
+    CheckConstraint("kind IN ('day', 'quarter')", name="kind"),
+    CheckConstraint("ends_at > starts_at", name="span"),
+)
+
+# A closed period's value captured and value of fraud reported, per currency, in minor units.
+fraud_period_totals = Table(
+    "fraud_period_totals",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("starts_at", TS, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("captured_minor", BigInteger, nullable=False),
+    Column("fraud_minor", BigInteger, nullable=False),
+    ForeignKeyConstraint(["kind", "starts_at"], ["fraud_periods.kind", "fraud_periods.starts_at"]),
+    CheckConstraint("captured_minor >= 0 AND fraud_minor >= 0", name="non_negative"),
+)
+
+# Closing a day sums the payments captured in it: the ledger read by transfer code and time.
+Index("ix_ledger_transfers_code_created", ledger_transfers.c.code, ledger_transfers.c.created_at)

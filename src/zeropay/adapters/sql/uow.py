@@ -15,6 +15,7 @@ from zeropay.adapters.sql.auth_records import (
 )
 from zeropay.adapters.sql.database import run_in_transaction
 from zeropay.adapters.sql.event_records import PaymentEventRepository
+from zeropay.adapters.sql.fraud_records import FraudRepository
 from zeropay.adapters.sql.operator_records import OperatorRepository
 from zeropay.adapters.sql.records import (
     AuditRepository,
@@ -31,6 +32,8 @@ from zeropay.adapters.sql.repositories import (
     SpendRepository,
 )
 from zeropay.adapters.sql.risk_records import RiskRepository
+from zeropay.adapters.sql.sca_records import ScaRepository
+from zeropay.adapters.sql.webhook_records import WebhookRepository
 from zeropay.services.ports import UnitOfWork
 
 T = TypeVar("T")
@@ -56,6 +59,9 @@ class SqlUnitOfWork:
         self.risk = RiskRepository(connection)
         self.payment_events = PaymentEventRepository(connection)
         self.operators = OperatorRepository(connection)
+        self.webhooks = WebhookRepository(connection)
+        self.sca = ScaRepository(connection)
+        self.fraud = FraudRepository(connection)
 
 
 def _conforms(uow: SqlUnitOfWork) -> UnitOfWork:
