@@ -50,6 +50,12 @@ class FlowStep(Strict):
     code: Annotated[StrictStr, Field(max_length=32)] | None = None
     credential: dict[str, Any] | None = None
     answers: dict[StrictStr, StrictStr] | None = Field(default=None, max_length=8)
+    # device_key at a payment confirmation: the device's ES256 signature (r || s, base64url)
+    # over the canonical transaction data, and optionally the bytes it signed (base64url).
+    signature: Annotated[StrictStr, Field(max_length=128)] | None = None
+    signed: Annotated[StrictStr, Field(max_length=bounds.SIGNED_TRANSACTION_LENGTH_MAX)] | None = (
+        None
+    )
     # Pages ask for the session in a __Host- cookie (HttpOnly, Secure, SameSite=Strict).
     use_cookie: StrictBool = False
 
