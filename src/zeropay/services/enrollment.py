@@ -25,9 +25,11 @@ from zeropay.domain.errors import (
     InvalidInput,
     NotFound,
 )
+from zeropay.domain.ocra import parse_payment_suite
+from zeropay.domain.ocra import verify as verify_ocra
 from zeropay.domain.passwords import check_password_policy
 from zeropay.domain.sessions import Session, require_recent_auth
-from zeropay.services import audit, notices, passkeys, questions, totp
+from zeropay.services import audit, notices, ocra_codes, passkeys, questions, totp
 from zeropay.services.accounts import email_of
 from zeropay.services.context import AppContext, UnitOfWork
 
@@ -149,6 +151,89 @@ def _pending(
     ):
         raise NotFound("no such pending authenticator; start the enrollment again")
     return found
+
+
+# ---- OCRA (payment confirmation codes) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OcraEnrollment:
+    authenticator_id: str
+    suite: str
+    seed: bytes  # shown once, as base32 and hex, for the app to keep
+    test_question: str  # the app's first code answers it
+
+
+def enroll_ocra(
+    ctx: AppContext, session: Session, *, label: object = None, suite: object = None
+) -> OcraEnrollment:
+    """A pending OCRA app for confirming payments from a phone without a secure key store. The
+    seed is made here and shown once; the first code, over ``test_question``, activates it."""
+    _sensitive(ctx, session)
+    name = parse_label(label, field="label", default="Confirmation code app")
+    parsed = ocra_codes.parse_app_suite(suite)
+    seed = ctx.random_bytes(ocra_codes.SEED_BYTES)
+    question = ocra_codes.new_test_question(ctx.random_bytes, parsed)
+    authenticator_id = ctx.new_id("auth")
+    ciphertext = ctx.keyring.encrypt(
+        seed, table="authenticators", column="secret", row_id=authenticator_id
+    )
+
+    def work(uow: UnitOfWork) -> None:
+        _count_ok(uow, session.user_id)
+        now = ctx.now()
+        uow.authenticators.add(
+            Authenticator(
+                id=authenticator_id,
+                user_id=session.user_id,
+                kind=AuthenticatorKind.OCRA,
+                label=name,
+                status="pending",
+                created_at=now,
+                secret_ciphertext=ciphertext,
+                # Not a secret: it is shown with the seed, and only the seed makes its code.
+                pending_secret=question.encode("ascii"),
+                pending_expires_at=now + timedelta(seconds=ocra_codes.ENROLLMENT_TTL_S),
+                ocra_suite=parsed.text,
+            )
+        )
+
+    ctx.run(work)
+    return OcraEnrollment(authenticator_id, parsed.text, seed, question)
+
+
+def confirm_ocra(ctx: AppContext, session: Session, authenticator_id: object, code: object) -> None:
+    """The app's code over the test question at the current time step (one step of drift)
+    proves it holds the seed and computes this suite; the app is then active."""
+    _sensitive(ctx, session)
+    pending = _pending(ctx, session, authenticator_id, AuthenticatorKind.OCRA)
+    assert pending.secret_ciphertext is not None and pending.pending_secret is not None
+    suite = parse_payment_suite(pending.ocra_suite)
+    try:
+        checked = totp.parse_code(code, suite.digits)
+    except InvalidInput:
+        raise AuthenticationFailed("the factor was not accepted") from None
+    seed = ctx.keyring.decrypt(
+        pending.secret_ciphertext, table="authenticators", column="secret", row_id=pending.id
+    )
+    verify_ocra(
+        suite,
+        seed,
+        checked,
+        expected_question=pending.pending_secret.decode("ascii"),
+        now=ctx.now(),
+        drift_steps=ocra_codes.DRIFT_STEPS,
+    )
+
+    def work(uow: UnitOfWork) -> None:
+        # The test code is spent by the activation itself (pending to active, once), and it
+        # answers no transaction, so no time step is recorded: a payment in the same minute
+        # still goes through.
+        if not uow.authenticators.activate(pending.id, ctx.now()):
+            raise Conflict("this app was confirmed already", reason="not_pending")
+        _added(ctx, uow, session, "confirmation code app", pending.id)
+
+    ctx.run(work)
 
 
 # ---- passkeys -----------------------------------------------------------------------------------
@@ -501,6 +586,7 @@ def authenticator_json(a: Authenticator) -> dict[str, Any]:
         "created_at": a.created_at.isoformat(),
         "last_used_at": a.last_used_at.isoformat() if a.last_used_at else None,
         "clone_signals": a.clone_signals if a.kind is AuthenticatorKind.PASSKEY else None,
+        "suite": a.ocra_suite if a.kind is AuthenticatorKind.OCRA else None,  # never the seed
     }
 
 

@@ -263,6 +263,7 @@ def _authenticator(row: Row) -> Authenticator:
         last_used_at=aware(row.last_used_at),
         pending_secret=row.pending_secret,
         pending_expires_at=aware(row.pending_expires_at),
+        ocra_suite=row.ocra_suite,
     )
 
 
@@ -288,6 +289,7 @@ class AuthenticatorRepository(_Repo):
                         device_id=a.device_id,
                         pending_secret=a.pending_secret,
                         pending_expires_at=a.pending_expires_at,
+                        ocra_suite=a.ocra_suite,
                         created_at=a.created_at,
                     )
                 )
