@@ -8,6 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from support import ocra as ocra_app
+from support.mfa import signed_up
+
 
 def _raw_database(container, backend) -> bytes:
     """Every byte the database holds for us: the SQLite file, or a pg_dump of the database."""
@@ -50,6 +53,29 @@ def test_no_secret_or_email_is_stored_in_plaintext(api, container, backend):
     assert b"Corner Cafe" in raw  # the copy really holds our rows
     for secret in (email, "a long passphrase", token, key, key.split(".", 1)[1]):
         assert secret.encode() not in raw, secret
+
+
+def test_an_ocra_seed_is_stored_only_encrypted(mfa, backend):
+    """The seed of a payment confirmation app is shown once and kept only under the vault's key
+    (bound to its row): a database copy holds it in no form the enrollment showed."""
+    phone = signed_up(mfa, "ocra.owner@example.com")
+    r = phone.call("POST", "/v1/me/factors/ocra", {})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    app = ocra_app.from_enrollment(made)
+    code = app.code(app.test_question, mfa.now())
+    r = phone.call("POST", f"/v1/me/factors/ocra/{app.id}/confirm", {"code": code})
+    assert r.status_code == 204, r.text
+    with mfa.container.engine.connect() as c:
+        stored = c.execute(
+            text("SELECT status, secret_ciphertext FROM authenticators WHERE id = :i"),
+            {"i": app.id},
+        ).one()
+    assert stored.status == "active" and stored.secret_ciphertext  # the copy holds the row
+    raw = _raw_database(mfa.container, backend)
+    for form in (app.seed, made["seed_hex"].encode(), made["seed_base32"].encode()):
+        assert form not in raw, form
+    assert app.seed.hex().upper().encode() not in raw
 
 
 def test_an_unknown_email_costs_the_same_password_work_as_a_wrong_password(
