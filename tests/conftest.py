@@ -260,6 +260,29 @@ def risky(mfa_settings: Settings, clock: FixedClock, smtp_inbox: SmtpInbox) -> I
     built.engine.dispose()
 
 
+def _sca_app(
+    mfa_settings: Settings, clock: FixedClock, inbox: SmtpInbox, name: str
+) -> Iterator[Mfa]:
+    built = _built(replace(mfa_settings, sca_profile=name), clock)
+    with TestClient(create_app(built), base_url="http://localhost") as c:
+        yield Mfa(c, built, inbox)
+    built.engine.dispose()
+
+
+@pytest.fixture
+def psd2(mfa_settings: Settings, clock: FixedClock, smtp_inbox: SmtpInbox) -> Iterator[Mfa]:
+    """``mfa`` with the shipped ``psd2`` SCA exemptions (low value by count: 5 since the last
+    SCA); the risk engine stays off, so every decision is the exemptions' own."""
+    yield from _sca_app(mfa_settings, clock, smtp_inbox, "psd2")
+
+
+@pytest.fixture
+def cumulative(mfa_settings: Settings, clock: FixedClock, smtp_inbox: SmtpInbox) -> Iterator[Mfa]:
+    """``mfa`` with the shipped ``default`` SCA exemptions (low value by cumulative amount:
+    EUR 100 since the last SCA); the risk engine stays off."""
+    yield from _sca_app(mfa_settings, clock, smtp_inbox, "default")
+
+
 @pytest.fixture
 def api_for() -> Iterator[Any]:
     """An ``Api`` over an app built from another container (other settings, same database)."""

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -21,11 +21,18 @@ from zeropay.domain.exemptions import Counters
 from zeropay.domain.money import Money, currency
 from zeropay.services.ports import ScaDecisionRecord, SeriesRecord, TrustedBeneficiary
 
-_LOCK_COUNTERS = text(
-    "INSERT INTO sca_counters (user_id, exempt_count, spent, last_sca_at, updated_at)"
-    " VALUES (:user_id, 0, '{}', NULL, :now)"
-    " ON CONFLICT (user_id) DO UPDATE SET updated_at = sca_counters.updated_at"
-    " RETURNING exempt_count, spent, last_sca_at"
+_C = t.sca_counters.c
+# Typed like the table's columns: a textual statement otherwise binds and returns raw values,
+# and SQLite hands back its stored timestamps as strings.
+_LOCK_COUNTERS = (
+    text(
+        "INSERT INTO sca_counters (user_id, exempt_count, spent, last_sca_at, updated_at)"
+        " VALUES (:user_id, 0, '{}', NULL, :now)"
+        " ON CONFLICT (user_id) DO UPDATE SET updated_at = sca_counters.updated_at"
+        " RETURNING exempt_count, spent, last_sca_at"
+    )
+    .bindparams(bindparam("now", type_=_C.updated_at.type))
+    .columns(_C.exempt_count, _C.spent, _C.last_sca_at)
 )
 
 
