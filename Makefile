@@ -49,6 +49,8 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	# pgbench (the TPC-B yardstick) ships in Debian's postgresql-NN package, with the server.
+	command -v pgbench >/dev/null || (apt-get update -qq && apt-get install -y -qq postgresql)
 	$(BIN)/python -m bench
 
 clean:

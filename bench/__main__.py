@@ -543,9 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["payments", "auth", "risk", "risk-live"],
+        choices=["payments", "auth", "risk", "risk-live", "confirm"],
         default=None,
-        help="run one benchmark (default: payments, then auth, risk and risk-live)",
+        help="run one benchmark (default: payments, then auth, risk, risk-live and confirm)",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -562,6 +562,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import risk_live
 
         return risk_live.run(quick=args.quick, out=args.out)
+    if args.only == "confirm":
+        from bench import confirm
+
+        return confirm.run(quick=args.quick, out=args.out)
     if shutil.which("pgbench") is None:
         print("pgbench is not installed", file=sys.stderr)
         return 2
@@ -641,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench import risk_live
 
         failed = risk_live.run(quick=args.quick, out=args.out) != 0 or failed
+        from bench import confirm
+
+        failed = confirm.run(quick=args.quick, out=args.out) != 0 or failed
     return 1 if failed else 0
 
 
