@@ -1,4 +1,5 @@
-"""Passkeys in a real browser: headless Chromium drives the shipped pages against the real server.
+"""Passkeys in a real browser: headless Chromium drives the shipped pages against the real server:
+signing up, binding, signing in, and paying at the hosted checkout page.
 
 The server runs as ``make run`` runs it: ``zeropay serve`` on ``localhost`` with the shipped
 default authentication policy, WebAuthn for RP ID ``localhost`` at the server's origin, mail over
@@ -10,6 +11,7 @@ non-extractable WebCrypto key (DPoP) and keep the session in ``__Host-`` cookies
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -36,7 +38,7 @@ STRICT_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-PAGES = ("/", "/signup", "/login", "/bind", "/account")
+PAGES = ("/", "/signup", "/login", "/bind", "/account", "/pay/pay_01m6dsg7e0ps0m4jfgttnah98j")
 
 
 def _wait_for_port(port: int) -> None:
@@ -51,6 +53,7 @@ def _wait_for_port(port: int) -> None:
 @dataclass
 class Server:
     url: str
+    env: dict[str, str]
 
     def mail_code(self, email: str, seen: int) -> tuple[str, int]:
         """The code in the first message to ``email`` after the ``seen`` first ones, read from
@@ -101,6 +104,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 "ZEROPAY_SMTP_HOST": "127.0.0.1",
                 "ZEROPAY_SMTP_PORT": str(smtp_port),
                 "ZEROPAY_DEV_MAIL_DIR": str(mail_dir),
+                # The count rule: five small payments skip SCA, the sixth asks for it (a newly
+                # bound browser may pay only EUR 10 at a time, so the amount cannot ask for it).
+                "ZEROPAY_SCA_PROFILE": "psd2",
             }
             for unset in (
                 "ZEROPAY_POLICY_PROFILE",
@@ -110,7 +116,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             ):
                 env.pop(unset, None)  # the shipped defaults, mail job included
             with zeropay_server(env, host="localhost", port=port, url=url):
-                yield Server(url=url)
+                yield Server(url=url, env=env)
     finally:
         stop(devmail)
 
@@ -174,28 +180,28 @@ def phone(browser: Browser) -> Iterator[Phone]:
     context.close()
 
 
-def _sign_up(server: Server, phone: Phone) -> int:
+def _sign_up(server: Server, phone: Phone, email: str = EMAIL) -> int:
     page = phone.page
     page.goto(f"{server.url}/signup")
-    page.fill("#signup-email", EMAIL)
+    page.fill("#signup-email", email)
     page.fill("#signup-password", PASSWORD)
     page.click("#signup-form button[type=submit]")
     expect(page.locator("#signup-code-form")).to_be_visible()
-    code, seen = server.mail_code(EMAIL, 0)
+    code, seen = server.mail_code(email, 0)
     page.fill("#signup-code", code)
     page.click("#signup-code-form button[type=submit]")
     expect(page.locator("#signup-done")).to_be_visible()
     return seen
 
 
-def _bind(server: Server, phone: Phone, seen: int) -> None:
+def _bind(server: Server, phone: Phone, seen: int, email: str = EMAIL) -> None:
     page = phone.page
     page.click("#signup-bind")
     page.wait_for_url(f"{server.url}/bind")
-    expect(page.locator("#bind-email")).to_have_value(EMAIL)  # read from the signed-in session
+    expect(page.locator("#bind-email")).to_have_value(email)  # read from the signed-in session
     page.click("#bind-form button[type=submit]")
     expect(page.locator("#bind-code-form")).to_be_visible()
-    code, _ = server.mail_code(EMAIL, seen)
+    code, _ = server.mail_code(email, seen)
     page.fill("#bind-code", code)
     page.click("#bind-code-form button[type=submit]")  # the code, then the passkey is created
     page.wait_for_url(f"{server.url}/account")
@@ -296,3 +302,99 @@ def test_every_page_sends_a_strict_csp_and_refuses_to_be_framed(server, phone):
     ) as navigated:
         page.set_content(f'<iframe src="{server.url}/login"></iframe>')
     assert navigated.value.url.startswith("chrome-error://"), navigated.value.url
+
+
+# ---- paying at the hosted checkout page ----------------------------------------------------------
+
+PAYER = "bo@example.com"
+API_FROM_PAGE = """async ([method, path, body]) => {
+    const { api } = await import("/static/zeropay.js");
+    return (await api(method, path, body ?? undefined)).data;
+}"""
+
+
+def _merchant(server: Server) -> str:
+    made = subprocess.run(
+        [BIN / "zeropay", "merchant", "create", "Corner Cafe"],
+        env=server.env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return str(json.loads(made.stdout)["api_key"])
+
+
+def _bill(server: Server, key: str, amount: int) -> tuple[str, str]:
+    """A merchant's payment and the checkout link it shows the payer."""
+    auth = {"Authorization": f"Bearer {key}"}
+    r = httpx.post(
+        f"{server.url}/v1/payments",
+        headers=auth,
+        json={"amount": amount, "currency": "EUR", "description": "Flat white"},
+        timeout=5,
+    )
+    assert r.status_code == 201, r.text
+    payment_id = r.json()["id"]
+    r = httpx.get(f"{server.url}/v1/payments/{payment_id}/checkout-link", headers=auth, timeout=5)
+    assert r.status_code == 200, r.text
+    assert r.json()["qr_svg"].startswith("<svg")
+    return payment_id, str(r.json()["url"])
+
+
+def test_the_checkout_page_takes_a_small_payment_at_once_and_the_sixth_with_the_passkey(
+    server, phone, browser
+):
+    page = phone.page
+    seen = _sign_up(server, phone, PAYER)
+    _bind(server, phone, seen, PAYER)
+    topped = page.evaluate(
+        API_FROM_PAGE, ["POST", "/v1/wallet/topups", {"amount": 10_000, "currency": "EUR"}]
+    )
+    assert topped["balance"]["available"] == 10_000
+    key = _merchant(server)
+
+    # A payer who is not signed in on this browser is sent to sign in, and back.
+    first, link = _bill(server, key, 450)
+    stranger = browser.new_context()
+    other = stranger.new_page()
+    other.goto(link)
+    expect(other.locator("#pay-signed-out")).to_be_visible()
+    assert other.locator("#pay-login").get_attribute("href") == (f"/login?next=%2Fpay%2F{first}")
+    stranger.close()
+
+    # What the payer is shown before paying; a small payment needs no confirmation.
+    page.goto(link)
+    expect(page.locator("#pay-amount")).to_have_text("€4.50")
+    expect(page.locator("#pay-payee")).to_have_text("Corner Cafe")
+    expect(page.locator("#pay-description")).to_have_text("Flat white")
+    page.click("#pay")
+    expect(page.locator("#paid-text")).to_have_text("Paid €4.50 to Corner Cafe.")
+    expect(page.locator("#paid-how")).to_contain_text("a small payment")
+    for _ in range(4):  # four more small ones: five since the last SCA
+        paying, _ = _bill(server, key, 100)
+        paid = page.evaluate(API_FROM_PAGE, ["POST", f"/v1/checkout/{paying}/confirm", None])
+        assert paid["status"] == "succeeded" and paid["authentication"]["exemption"] == "low_value"
+
+    # The sixth asks for the passkey, over exactly this amount and payee.
+    sixth, link = _bill(server, key, 800)
+    signs_before = phone.credentials()[0]["signCount"]
+    page.goto(link)
+    page.click("#pay")
+    expect(page.locator("#confirm-card")).to_be_visible()
+    expect(page.locator("#confirm-amount")).to_have_text("€8.00")
+    expect(page.locator("#confirm-payee")).to_have_text("Corner Cafe")
+    expect(page.locator("#confirm-why")).to_contain_text("several small payments")
+    with page.expect_response(lambda r: r.url.endswith("/steps")) as answered:
+        page.click("#confirm-passkey")
+    assert answered.value.status == 200
+    expect(page.locator("#paid-text")).to_have_text("Paid €8.00 to Corner Cafe.")
+    expect(page.locator("#paid-how")).to_have_text("Confirmed with your passkey.")
+    assert phone.credentials()[0]["signCount"] > signs_before
+    r = httpx.get(
+        f"{server.url}/v1/payments/{sixth}", headers={"Authorization": f"Bearer {key}"}, timeout=5
+    )
+    assert r.json()["status"] == "succeeded" and r.json()["amount_captured"] == 800
+    sca = page.evaluate(API_FROM_PAGE, ["GET", "/v1/me/sca", None])
+    assert sca["since_last_sca"]["exempt_payments"] == 0  # the passkey reset the count
+    assert sca["decisions"][0]["outcome"] == "authenticated"
+    assert phone.csp_violations == []

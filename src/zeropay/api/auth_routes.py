@@ -181,7 +181,7 @@ def send_code(ctx: Ctx, flow_id: str, body: CodeRequest, who: CurrentRequester) 
 @router.post("/v1/auth/flows/{flow_id}/passkey-options", tags=["authentication"])
 def passkey_options(ctx: Ctx, flow_id: str, who: CurrentRequester) -> dict[str, Any]:
     """WebAuthn options for ``navigator.credentials.get`` (or ``create`` when registering)."""
-    return {"publicKey": authn.passkey_options(ctx, flow_id, who)}
+    return authn.passkey_options(ctx, flow_id, who)
 
 
 @router.post("/v1/auth/flows/{flow_id}/approval", tags=["authentication"])

@@ -31,6 +31,7 @@ PAGES = {
     "login": "Sign in to ZeroPay",
     "bind": "Bind this device",
     "account": "Your ZeroPay account",
+    "pay": "Pay with ZeroPay",
 }
 STATIC_TYPES = {
     "zeropay.js": "text/javascript; charset=utf-8",
@@ -96,6 +97,13 @@ def bind() -> HTMLResponse:
 @router.get("/account")
 def account() -> HTMLResponse:
     return _html("account")
+
+
+@router.get("/pay/{payment_id}")
+def pay(payment_id: str) -> HTMLResponse:
+    """The hosted checkout page of a payment: the page reads the id from its own address and
+    asks the API for everything it shows, so the same bytes serve every payment."""
+    return _html("pay")
 
 
 @router.get("/static/{name}")

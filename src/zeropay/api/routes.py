@@ -31,7 +31,7 @@ from zeropay.api.schemas import (
 from zeropay.domain import bounds
 from zeropay.domain.money import parse_money
 from zeropay.domain.payments import CaptureMethod
-from zeropay.services import accounts, authn, merchants, payments, risk, sca, wallet
+from zeropay.services import accounts, authn, merchants, payments, risk, sca, totp, wallet
 from zeropay.services import idempotency as idem
 from zeropay.services.context import AppContext
 
@@ -193,7 +193,11 @@ def top_up(
 def checkout(ctx: Ctx, session: CurrentSession, payment_id: str) -> dict[str, Any]:
     """What the payer is asked to pay: amount, currency, payee and description."""
     view = payments.checkout(ctx, payment_id=payment_id, payer_id=session.user_id)
-    return {**render.payment(view.payment), "merchant_name": view.merchant_name}
+    return {
+        **render.payment(view.payment),
+        "merchant_id": view.payment.merchant_id,
+        "merchant_name": view.merchant_name,
+    }
 
 
 @router.post("/v1/checkout/{payment_id}/confirm", tags=["payer"])
@@ -309,6 +313,16 @@ def get_payment(ctx: Ctx, merchant: CurrentMerchant, payment_id: str) -> dict[st
     return render.payment(
         payments.get(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
     )
+
+
+@router.get("/v1/payments/{payment_id}/checkout-link", tags=["merchant"])
+def checkout_link(ctx: Ctx, merchant: CurrentMerchant, payment_id: str) -> dict[str, Any]:
+    """The hosted checkout page of a payment: redirect the payer to ``url``, or show ``qr_svg``
+    (an SVG QR code of it) for a phone to scan. The payer confirms there with the wallet."""
+    merchant.require("payments:read")
+    paying = payments.get(ctx, merchant_id=merchant.merchant_id, payment_id=payment_id)
+    url = f"{ctx.public_origins[0]}/pay/{paying.id}"
+    return {"payment_id": paying.id, "url": url, "qr_svg": totp.qr_svg(url)}
 
 
 @router.post("/v1/payments/{payment_id}/cancel", tags=["merchant"])

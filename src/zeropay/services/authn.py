@@ -460,8 +460,10 @@ def _phone_of(ctx: AppContext, uow: UnitOfWork, user_id: str) -> str | None:
 
 
 def passkey_options(ctx: AppContext, flow_id: object, requester: Requester) -> dict[str, Any]:
-    """WebAuthn options for the flow's passkey step: creation options when a device is being
-    registered, request options otherwise. The challenge is stored and answers one ceremony."""
+    """WebAuthn options for the flow's passkey step (``publicKey``): creation options when a
+    device is being registered, request options otherwise. The challenge is stored and answers
+    one ceremony. At a payment confirmation, also the ``transaction`` the challenge is the
+    digest of (with this ceremony's nonce), for the wallet to check before it signs."""
     stored = _load(ctx, flow_id, requester)
     random_challenge = ctx.random_bytes(passkeys.CHALLENGE_BYTES)
     nonce = ctx.random_bytes(NONCE_BYTES)
@@ -494,21 +496,22 @@ def passkey_options(ctx: AppContext, flow_id: object, requester: Requester) -> d
             else []
         )
         if flow.point is AccessPoint.DEVICE_REGISTRATION:
-            return passkeys.registration_options(
+            made = passkeys.registration_options(
                 ctx.relying_party,
                 challenge=challenge,
                 user_id=flow.user_id or ctx.new_id("usr"),
                 user_name=flow.binding.get("device_name", "ZeroPay"),
                 exclude=[a.credential_id for a in mine if a.credential_id],
             )
+            return {"publicKey": made}
         options = passkeys.authentication_options(
             ctx.relying_party,
             challenge=challenge,
             allow=[a.credential_id for a in mine if a.credential_id],
         )
         if flow.point is AccessPoint.PAYMENT_CONFIRMATION:
-            options["transaction"] = transaction_json(flow)
-        return options
+            return {"publicKey": options, "transaction": transaction_json(flow)}
+        return {"publicKey": options}
 
     options = ctx.run(work)
     if options is None:

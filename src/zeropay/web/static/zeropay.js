@@ -283,8 +283,15 @@ function onSubmit(form, action) {
   });
 }
 
+// Where to go after signing in: back to the checkout that sent the payer here, else the account.
+// Only a checkout page of this origin: an open redirect would let any link pick the next page.
+function nextPage() {
+  const next = new URLSearchParams(location.search).get("next") || "";
+  return /^\/pay\/[a-z]+_[0-9a-z]{1,40}$/.test(next) ? next : "/account";
+}
+
 function signedIn() {
-  location.assign("/account");
+  location.assign(nextPage());
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -602,12 +609,155 @@ function accountActions() {
   });
 }
 
+// ---- the hosted checkout -------------------------------------------------------------------------
+
+function money(amountMinor, currency) {
+  const format = new Intl.NumberFormat(undefined, { style: "currency", currency });
+  const digits = format.resolvedOptions().maximumFractionDigits;
+  return format.format(amountMinor / 10 ** digits);
+}
+
+// The canonical transaction data (domain/dynamic_linking.py): "zeropay-txn-v1", then payment id,
+// amount (decimal), currency, payee and nonce, each with a 4-byte big-endian length.
+function canonicalFields(bytes) {
+  const tag = encoder.encode("zeropay-txn-v1");
+  if (bytes.length < tag.length || tag.some((b, i) => bytes[i] !== b)) return null;
+  const fields = [];
+  let at = tag.length;
+  while (at < bytes.length) {
+    if (at + 4 > bytes.length) return null;
+    const length = new DataView(bytes.buffer, bytes.byteOffset + at, 4).getUint32(0);
+    at += 4;
+    if (at + length > bytes.length) return null;
+    fields.push(bytes.slice(at, at + length));
+    at += length;
+  }
+  if (fields.length !== 5) return null;
+  const text = new TextDecoder();
+  return {
+    paymentId: text.decode(fields[0]),
+    amount: Number(text.decode(fields[1])),
+    currency: text.decode(fields[2]),
+    payee: text.decode(fields[3]),
+  };
+}
+
+// What you see is what you sign: before the passkey or the device key proves anything, check
+// that the bytes it will prove are this payment, this amount, this currency and this payee.
+async function checkTransaction(txn, shown) {
+  const bytes = new Uint8Array(fromB64u(txn.canonical));
+  const fields = canonicalFields(bytes);
+  const same = fields && fields.paymentId === shown.id && fields.amount === shown.amount &&
+    fields.currency === shown.currency && fields.payee === shown.merchant_id;
+  const digest = b64u(await crypto.subtle.digest("SHA-256", bytes));
+  if (!same || digest !== txn.challenge) {
+    throw new PageError("This confirmation is not for the payment shown. Nothing was paid.");
+  }
+  return bytes;
+}
+
+const EXEMPTIONS = {
+  low_value: "a small payment",
+  trusted_beneficiary: "a payee you trust",
+  recurring: "a repeat of a payment you confirmed",
+  transaction_risk_analysis: "a low-risk payment",
+};
+
+const SCA_REASONS = {
+  risk_challenge: "something about this payment looks unusual",
+  above_low_value_ceiling: "the amount is above the small-payment limit",
+  low_value_cumulative_reached: "your small payments since the last confirmation add up",
+  low_value_count_reached: "you made several small payments since the last confirmation",
+};
+
+async function payPage() {
+  const paymentId = decodeURIComponent(location.pathname.split("/").pop());
+  let shown;
+  try {
+    shown = (await api("GET", `/v1/checkout/${encodeURIComponent(paymentId)}`)).data;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      byId("pay-login").href = `/login?next=${encodeURIComponent(location.pathname)}`;
+      byId("pay-signed-out").hidden = false;
+      return;
+    }
+    throw error;
+  }
+  byId("pay-amount").textContent = money(shown.amount, shown.currency);
+  byId("pay-payee").textContent = shown.merchant_name;
+  byId("pay-description").textContent = shown.description;
+  byId("pay-state").textContent = shown.status.replaceAll("_", " ");
+  byId("pay-card").hidden = false;
+  const payable = ["requires_confirmation", "requires_action"].includes(shown.status);
+  byId("pay").hidden = !payable;
+  if (!payable) return;
+  let flow = null;
+  const paid = (payment, how) => {
+    byId("pay-card").hidden = true;
+    byId("confirm-card").hidden = true;
+    byId("paid-text").textContent = payment.status === "in_review"
+      ? `${money(payment.amount, payment.currency)} is reserved while we check this payment.`
+      : `Paid ${money(payment.amount, payment.currency)} to ${shown.merchant_name}.`;
+    byId("paid-how").textContent = how;
+    byId("paid-card").hidden = false;
+    say("");
+  };
+  byId("pay").addEventListener("click", (event) => {
+    busy(event.currentTarget, async () => {
+      const answer = (await api("POST", `/v1/checkout/${encodeURIComponent(paymentId)}/confirm`))
+        .data;
+      const auth = answer.authentication;
+      if (answer.status !== "requires_action") {
+        const why = auth && auth.exemption
+          ? `No confirmation was needed: ${EXEMPTIONS[auth.exemption] || auth.exemption}.` : "";
+        return paid(answer, why);
+      }
+      flow = answer.next_action.flow;
+      await checkTransaction(flow.transaction, shown);
+      byId("confirm-amount").textContent = money(flow.transaction.amount,
+        flow.transaction.currency);
+      byId("confirm-payee").textContent = shown.merchant_name;
+      const reasons = (auth ? auth.reasons : []).map((r) => SCA_REASONS[r] || r);
+      byId("confirm-why").textContent = reasons.length ? `We ask because ${reasons.join("; ")}.`
+        : "";
+      byId("confirm-passkey").hidden = !flow.next.includes("passkey");
+      byId("confirm-device-form").hidden = !flow.next.includes("device_key");
+      byId("pay-card").hidden = true;
+      byId("confirm-card").hidden = false;
+    });
+  });
+  byId("confirm-passkey").addEventListener("click", (event) => {
+    busy(event.currentTarget, async () => {
+      const path = `/v1/auth/flows/${encodeURIComponent(flow.id)}`;
+      const options = (await api("POST", `${path}/passkey-options`)).data;
+      await checkTransaction(options.transaction, shown);
+      if (options.publicKey.challenge !== options.transaction.challenge) {
+        throw new PageError("This confirmation is not for the payment shown. Nothing was paid.");
+      }
+      say("Confirm with your fingerprint, face or screen lock…");
+      const credential = await usePasskey(options.publicKey);
+      const done = await step(flow.id, "passkey", { credential });
+      paid(done.data.payment, "Confirmed with your passkey.");
+    });
+  });
+  onSubmit(byId("confirm-device-form"), async (form) => {
+    const signed = await checkTransaction(flow.transaction, shown);
+    const { privateKey } = await deviceKey();
+    const signature = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, privateKey,
+      signed);
+    await step(flow.id, "device_key", { signature: b64u(signature), signed: b64u(signed) });
+    const done = await step(flow.id, "password", { password: form.get("password") });
+    paid(done.data.payment, "Confirmed with this device and your password.");
+  });
+}
+
 const PAGES = {
   home: () => {},
   signup: signupPage,
   login: () => { loginPage(); otpForm(); },
   bind: bindPage,
   account: () => { accountActions(); return busy(null, accountPage); },
+  pay: () => busy(null, payPage),
 };
 
 const page = PAGES[document.body.dataset.page];
