@@ -397,4 +397,11 @@ def test_the_checkout_page_takes_a_small_payment_at_once_and_the_sixth_with_the_
     sca = page.evaluate(API_FROM_PAGE, ["GET", "/v1/me/sca", None])
     assert sca["since_last_sca"]["exempt_payments"] == 0  # the passkey reset the count
     assert sca["decisions"][0]["outcome"] == "authenticated"
+    # The account page says which payments skipped the prompt, which asked for it, and why.
+    page.goto(f"{server.url}/account")
+    decisions = page.locator("#sca-decisions")
+    expect(decisions).to_contain_text("asked: you made several small payments")
+    expect(decisions).to_contain_text("(authenticated)")
+    expect(decisions).to_contain_text("skipped: a small payment")
+    expect(page.locator("#sca-standing")).to_contain_text("5 more small payment(s)")
     assert phone.csp_violations == []

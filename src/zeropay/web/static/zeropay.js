@@ -497,11 +497,13 @@ async function accountPage() {
     }
     throw error;
   }
-  const [factors, notices, risk] = await Promise.all([
+  const [factors, notices, risk, sca] = await Promise.all([
     api("GET", "/v1/me/factors"),
     api("GET", "/v1/me/notifications"),
     api("GET", "/v1/me/risk"),
+    api("GET", "/v1/me/sca"),
   ]);
+  showConfirmations(sca.data);
   const trustOf = new Map(risk.data.devices.map((d) => [d.id, d.trust]));
   const session = me.session;
   const current = factors.data.devices.find((d) => d.current);
@@ -544,6 +546,30 @@ async function accountPage() {
       if (!(error instanceof ApiError && error.status === 403)) throw error;
     });
   }
+}
+
+// Which payments skipped the fingerprint and why, which asked for it and why, and how many more
+// small ones may skip it before the next prompt.
+function showConfirmations(sca) {
+  const low = sca.low_value;
+  let standing = `${sca.since_last_sca.exempt_payments} payment(s) without confirmation since ` +
+    "the last one.";
+  if (low && low.exempt_payments_left !== undefined) {
+    standing += ` ${low.exempt_payments_left} more small payment(s) may skip it.`;
+  } else if (low && low.amount_left) {
+    const left = Object.entries(low.amount_left).map(([c, a]) => money(a, c)).join(", ");
+    standing += ` Small payments may skip it up to ${left} more.`;
+  }
+  byId("sca-standing").textContent = standing;
+  const list = byId("sca-decisions");
+  list.replaceChildren();
+  for (const d of sca.decisions) {
+    const what = d.exemption
+      ? `skipped: ${EXEMPTIONS[d.exemption] || d.exemption}`
+      : `asked: ${d.reasons.map((r) => SCA_REASONS[r] || r).join("; ")}`;
+    item(list, `${what} (${d.outcome})`, `${when(d.at)}, payment ${d.payment_id}`);
+  }
+  if (!sca.decisions.length) item(list, "No payments yet.");
 }
 
 // Flows on other devices that wait for this bound device to approve them (number matching).
