@@ -184,6 +184,9 @@ class Server:
             # second) is what the risk engine exists to challenge. The live decision's own cost
             # is measured by bench/risk_live.py.
             "ZEROPAY_RISK": "off",
+            # Likewise SCA exemptions: past the low-value limits every payment would wait for a
+            # confirmation flow. bench/confirm.py measures confirmation with SCA on.
+            "ZEROPAY_SCA_PROFILE": "off",
             "ZEROPAY_KEY_FILE": str(workdir / "keys.json"),
             "ZEROPAY_ARGON2_TIME_COST": "1",
             "ZEROPAY_ARGON2_MEMORY_KIB": "1024",

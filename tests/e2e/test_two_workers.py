@@ -38,6 +38,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
             # 500 confirmations by one payer at once is the burst the risk engine challenges
             # (tests/integration/test_risk_live.py); here the ledger's own rules are under test.
             "ZEROPAY_RISK": "off",
+            # Past the low-value limits each would wait for SCA (tests/attacks and
+            # tests/integration/test_sca_exemptions.py test that).
+            "ZEROPAY_SCA_PROFILE": "off",
             "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
             "ZEROPAY_ARGON2_TIME_COST": "1",
             "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
