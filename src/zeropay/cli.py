@@ -13,6 +13,7 @@ from zeropay.config import ConfigError, Settings
 
 if TYPE_CHECKING:
     from zeropay.bootstrap import Container
+    from zeropay.services.fraud import FraudStatus
 
 
 def _container(settings: Settings | None = None) -> Container:
@@ -298,6 +299,82 @@ def cmd_operator_list(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fraud_report(args: argparse.Namespace) -> int:
+    from zeropay.api.fraud_routes import report_json
+    from zeropay.services import fraud
+
+    made = fraud.report_from_cli(
+        _container().ctx,
+        payment_id=args.payment_id,
+        kind=args.kind,
+        amount_minor=args.amount,
+        reason=args.reason,
+        actor=f"cli:{os.environ.get('USER', 'operator')}",
+    )
+    print(json.dumps(report_json(made, operator_view=True), indent=2))
+    return 0
+
+
+def cmd_fraud_status(args: argparse.Namespace) -> int:
+    from zeropay.api.fraud_routes import status_json
+    from zeropay.bootstrap import load_exemption_profile
+    from zeropay.services import fraud
+
+    profile = load_exemption_profile(args.profile) if args.profile else None
+    status = fraud.status(_container().ctx, profile)
+    if args.json:
+        print(json.dumps(status_json(status), indent=2))
+    else:
+        print(_fraud_text(status))
+    return 0
+
+
+def _fraud_text(s: FraudStatus) -> str:
+    from fractions import Fraction
+
+    from zeropay.domain.fraud import FraudRate, quarter_name
+    from zeropay.domain.money import Money, currency
+
+    unit = currency(s.profile.tra_currency)
+
+    def money(minor: Fraction) -> str:
+        return str(Money(round(minor), unit))
+
+    def rate(r: FraudRate) -> str:
+        value = r.as_float()
+        return "fraud with no volume" if value == float("inf") else f"{value * 100:.4f} %"
+
+    lines = [f"profile {s.profile.name}: fraud rate by value, in {unit.code}"]
+    if s.window is None:
+        lines.append("  no day closed yet: run `zeropay jobs run`; TRA is off")
+    else:
+        first, last = (d.date().isoformat() for d in s.window)
+        lines.append(f"  90 closed days {first} to {last}: {rate(s.rate)}")
+        lines.append(
+            f"  {money(s.rate.fraud_minor)} fraud of {money(s.rate.captured_minor)} captured"
+        )
+        if not s.fresh:
+            lines.append("  stale (the closing job is behind): the rate is unknown, TRA is off")
+    if s.rate.unpriced:
+        lines.append(f"  left out, no rate in the profile: {', '.join(s.rate.unpriced)}")
+    if s.quarter_reference is not None:
+        lines.append(f"closed quarters, held to {s.quarter_reference * 100:.4f} %:")
+        for q in s.quarters:
+            verdict = "above" if q.above else "under"
+            lines.append(f"  {quarter_name(q.period.starts_at)}  {rate(q.rate)}  {verdict}")
+        lines.append(f"  above in a row: {s.quarters_above} (two switch TRA off, Art. 20)")
+    lines.append("transaction risk analysis:")
+    for band, on in s.bands:
+        ceiling = Money(band.ceiling_minor, unit)
+        lines.append(
+            f"  up to {ceiling} (reference {band.reference_rate * 100:.4f} %): "
+            f"{'on' if on else 'off'}"
+        )
+    if not s.bands:
+        lines.append("  not in this profile")
+    return "\n".join(lines)
+
+
 def cmd_devmail(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -314,6 +391,25 @@ def cmd_jobs_run(_args: argparse.Namespace) -> int:
     jobs.register(ctx)
     print(json.dumps(jobs.run_due(ctx, owner=f"cli-{os.getpid()}")))
     return 0
+
+
+def cmd_webhooks_deliver(args: argparse.Namespace) -> int:
+    """Fan new events out to endpoints and make the attempts that are due: once, or every few
+    seconds until stopped (a dedicated worker beside the servers' own jobs)."""
+    import time
+
+    from zeropay.services import webhooks
+
+    ctx = _container().ctx
+    owner = f"cli-{os.getpid()}"
+    while True:
+        done = webhooks.run_once(ctx, owner=owner)
+        if args.once:
+            print(json.dumps(done))
+            return 0
+        if any(done.values()):
+            print(json.dumps(done), flush=True)
+        time.sleep(args.interval)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -371,6 +467,21 @@ def parser() -> argparse.ArgumentParser:
     operator.add_parser("list", help="every operator role, oldest grant first").set_defaults(
         func=cmd_operator_list
     )
+    fraud = sub.add_parser(
+        "fraud", help="fraud reports and the fraud rate (transaction risk analysis)"
+    ).add_subparsers(dest="sub", required=True)
+    fraud_report = fraud.add_parser("report", help="report a payment as fraud")
+    fraud_report.add_argument("payment_id")
+    fraud_report.add_argument("--kind", required=True, choices=["chargeback", "refund_fraud"])
+    fraud_report.add_argument("--amount", type=int, help="minor units (default: all captured)")
+    fraud_report.add_argument("--reason", help="why, kept in the audit log")
+    fraud_report.set_defaults(func=cmd_fraud_report)
+    fraud_status = fraud.add_parser(
+        "status", help="the 90-day fraud rate, closed quarters and where TRA is on"
+    )
+    fraud_status.add_argument("--profile", help="an exemption profile (default: the configured)")
+    fraud_status.add_argument("--json", action="store_true")
+    fraud_status.set_defaults(func=cmd_fraud_status)
     devmail = sub.add_parser("devmail", help="a local SMTP server that keeps mail (development)")
     devmail.add_argument("--host", default="localhost")
     devmail.add_argument("--port", type=int, default=8025)
@@ -414,6 +525,13 @@ def parser() -> argparse.ArgumentParser:
     scoring.set_defaults(func=cmd_risk_score)
     job = sub.add_parser("jobs", help="background jobs").add_subparsers(dest="sub", required=True)
     job.add_parser("run", help="run due jobs once").set_defaults(func=cmd_jobs_run)
+    hooks = sub.add_parser("webhooks", help="merchant webhooks").add_subparsers(
+        dest="sub", required=True
+    )
+    deliver = hooks.add_parser("deliver", help="fan out new events and send due deliveries")
+    deliver.add_argument("--once", action="store_true", help="one round, then exit")
+    deliver.add_argument("--interval", type=float, default=2.0, help="seconds between rounds")
+    deliver.set_defaults(func=cmd_webhooks_deliver)
     return p
 
 

@@ -17,7 +17,7 @@ from zeropay.domain.operators import (
     require,
 )
 
-READS = {Permission.READ_REVIEWS, Permission.READ_RISK}
+READS = {Permission.READ_REVIEWS, Permission.READ_RISK, Permission.READ_FRAUD}
 
 
 def test_support_reads_the_queue_and_risk_views_and_decides_nothing():
@@ -28,6 +28,14 @@ def test_support_reads_the_queue_and_risk_views_and_decides_nothing():
         require([Role.SUPPORT], Permission.DECIDE_REVIEWS)
     assert refused.value.code == "operator_role_required"
     assert refused.value.details["reason"] == "decide_reviews"
+
+
+def test_support_reads_the_fraud_rate_and_cannot_report_fraud():
+    assert require([Role.SUPPORT], Permission.READ_FRAUD) is Role.SUPPORT
+    with pytest.raises(OperatorRoleRequired) as refused:
+        require([Role.SUPPORT], Permission.REPORT_FRAUD)
+    assert refused.value.details["reason"] == "report_fraud"
+    assert require([Role.RISK], Permission.REPORT_FRAUD) is Role.RISK
 
 
 def test_risk_reads_and_decides():

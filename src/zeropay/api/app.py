@@ -36,11 +36,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zeropay import __version__
 from zeropay.adapters.sms import DevSmsSink
 from zeropay.api.auth_routes import router as auth_router
+from zeropay.api.fraud_routes import router as fraud_router
 from zeropay.api.operator_routes import router as operator_router
 from zeropay.api.pages import SecurityHeaders
 from zeropay.api.pages import router as pages_router
 from zeropay.api.problems import problem, problem_body, render_error
 from zeropay.api.routes import router
+from zeropay.api.webhook_routes import router as webhook_router
 from zeropay.domain import bounds
 from zeropay.domain.errors import ZeroPayError
 from zeropay.services import jobs
@@ -257,6 +259,8 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(router)
     app.include_router(auth_router)
     app.include_router(operator_router)
+    app.include_router(fraud_router)
+    app.include_router(webhook_router)
     app.include_router(pages_router)
 
     @app.exception_handler(ZeroPayError)

@@ -19,13 +19,15 @@ Pure: counters, series and fraud rates come in as values; the caller stores them
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 
-from zeropay.domain.errors import ConfigurationError
-from zeropay.domain.money import Money
+from zeropay.domain.errors import ConfigurationError, UnknownCurrency
+from zeropay.domain.money import Money, currency
 
 
 class Exemption(StrEnum):
@@ -70,6 +72,9 @@ class Profile:
     recurring: bool = True
     tra_bands: tuple[TraBand, ...] = ()  # ascending ceilings; empty: no TRA
     tra_currency: str = "EUR"
+    # Minor units of each currency worth one unit of ``tra_currency`` (KRW = 1400: KRW 1,400 is
+    # taken as EUR 1). A currency without a rate cannot be placed in a band: no TRA for it.
+    tra_minor_per_unit: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +185,28 @@ def tra_allows(profile: Profile, fraud: FraudStanding | None, amount_minor: int 
     return False
 
 
+def tra_weight(profile: Profile, currency_code: str) -> Fraction | None:
+    """What one minor unit of ``currency_code`` is worth in minor units of the profile's TRA
+    currency, exactly (a ratio of whole numbers); None for a currency the profile has no rate
+    for."""
+    if currency_code == profile.tra_currency:
+        return Fraction(1)
+    per_unit = profile.tra_minor_per_unit.get(currency_code)
+    if per_unit is None:
+        return None
+    return Fraction(currency(profile.tra_currency).minor_per_major, per_unit)
+
+
+def amount_in_tra_currency(profile: Profile, amount: Money) -> int | None:
+    """``amount`` in minor units of the profile's TRA currency, for placing a payment in a band
+    (Art. 18): rounded up, so a payment is never placed below its value. None when the profile
+    has no rate for the currency: TRA is then unavailable for it."""
+    weight = tra_weight(profile, amount.currency.code)
+    if weight is None:
+        return None
+    return math.ceil(amount.amount_minor * weight)
+
+
 # ---- profiles from TOML --------------------------------------------------------------------------
 
 
@@ -206,14 +233,23 @@ def parse_profile(name: str, doc: Mapping[str, Any]) -> Profile:
         raise fail("low_value.count_max", "an integer from 1 to 100")
     if rule is LowValueRule.CUMULATIVE and set(ceiling) - set(cumulative):
         raise fail("low_value.cumulative_minor", "every currency with a ceiling needs one")
+    tra = doc.get("tra", {})
+    if not isinstance(tra, Mapping):
+        raise fail("tra", "a table")
     bands: list[TraBand] = []
-    for i, raw in enumerate(doc.get("tra", {}).get("bands", [])):
+    raw_bands = tra.get("bands", [])
+    if not isinstance(raw_bands, list):
+        raise fail("tra.bands", "a list of {ceiling_minor, reference_rate}")
+    for i, raw in enumerate(raw_bands):
+        if not isinstance(raw, Mapping):
+            raise fail(f"tra.bands[{i}]", "a table of ceiling_minor and reference_rate")
         c, r = raw.get("ceiling_minor"), raw.get("reference_rate")
         if type(c) is not int or c <= 0 or not isinstance(r, float) or not 0 < r < 1:
             raise fail(f"tra.bands[{i}]", "ceiling_minor > 0 and 0 < reference_rate < 1")
         if bands and c <= bands[-1].ceiling_minor:
             raise fail(f"tra.bands[{i}]", "ceilings ascend")
         bands.append(TraBand(c, r))
+    tra_currency, per_unit = _tra_rates(tra, fail)
     return Profile(
         name=name,
         low_value_rule=rule,
@@ -223,8 +259,28 @@ def parse_profile(name: str, doc: Mapping[str, Any]) -> Profile:
         trusted_beneficiaries=bool(doc.get("trusted_beneficiaries", True)),
         recurring=bool(doc.get("recurring", True)),
         tra_bands=tuple(bands),
-        tra_currency=str(doc.get("tra", {}).get("currency", "EUR")),
+        tra_currency=tra_currency,
+        tra_minor_per_unit=per_unit,
     )
+
+
+def _tra_rates(tra: Mapping[str, Any], fail: Any) -> tuple[str, dict[str, int]]:
+    """The TRA currency and ``[tra.minor_per_unit]``: for each other currency, how many of its
+    minor units are worth one unit of the TRA currency (whole numbers: no float holds money)."""
+    code = tra.get("currency", "EUR")
+    try:
+        unit = currency(code).minor_per_major
+    except UnknownCurrency:
+        raise fail("tra.currency", "an ISO 4217 code ZeroPay knows") from None
+    rates = _amounts(tra.get("minor_per_unit", {}), fail, "tra.minor_per_unit")
+    for other in rates:
+        try:
+            currency(other)
+        except UnknownCurrency:
+            raise fail(f"tra.minor_per_unit.{other}", "an ISO 4217 code ZeroPay knows") from None
+    if rates.get(code, unit) != unit:
+        raise fail(f"tra.minor_per_unit.{code}", f"the TRA currency itself is {unit} (one unit)")
+    return code, rates
 
 
 def _amounts(raw: object, fail: Any, key: str) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """Operators: accounts with a role, and what each role may do (least privilege).
 
-    support   reads the review queue and a user's risk view
-    risk      the same, and decides payments held for review (approve or decline)
+    support   reads the review queue, a user's risk view and the platform's fraud rate
+    risk      the same, decides payments held for review (approve or decline) and reports
+              payments as fraud (chargebacks, PSD2 RTS Art. 18-20)
 
 One table below grants permissions to roles; every operator route names the permission it needs
 and ``require`` checks it against the roles the operator holds now. A permission no role in the
@@ -29,15 +30,25 @@ class Permission(StrEnum):
     READ_REVIEWS = "read_reviews"  # the queue of payments held for review, and one of them
     READ_RISK = "read_risk"  # a user's device trust scores and recent risk decisions
     DECIDE_REVIEWS = "decide_reviews"  # approve (the money moves) or decline (it is released)
+    READ_FRAUD = "read_fraud"  # the platform's fraud rate, its quarters and where TRA is on
+    REPORT_FRAUD = "report_fraud"  # report a payment as fraud: it counts in the fraud rate
 
 
 # The one table of who may do what. Roles are listed from the least privileged up, so the role
 # ``require`` names for an action is the least one that allows it.
 PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
     {
-        Role.SUPPORT: frozenset({Permission.READ_REVIEWS, Permission.READ_RISK}),
+        Role.SUPPORT: frozenset(
+            {Permission.READ_REVIEWS, Permission.READ_RISK, Permission.READ_FRAUD}
+        ),
         Role.RISK: frozenset(
-            {Permission.READ_REVIEWS, Permission.READ_RISK, Permission.DECIDE_REVIEWS}
+            {
+                Permission.READ_REVIEWS,
+                Permission.READ_RISK,
+                Permission.DECIDE_REVIEWS,
+                Permission.READ_FRAUD,
+                Permission.REPORT_FRAUD,
+            }
         ),
     }
 )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from zeropay.domain import bounds
-from zeropay.services import mail, payments
+from zeropay.services import fraud, mail, payments, webhooks
 from zeropay.services.context import AppContext, UnitOfWork
 
 log = logging.getLogger("zeropay.jobs")
@@ -59,6 +59,11 @@ JOBS: tuple[Job, ...] = (
     Job("purge_replay_records", 300, _purge_replay_records),
     Job("send_email", 5, lambda ctx: mail.deliver_due(ctx)),
     Job("purge_risk_records", 3600, _purge_risk_records),
+    # The fraud rate's days and quarters (PSD2 RTS Art. 18-20), closed soon after they end.
+    Job("close_fraud_periods", 600, lambda ctx: fraud.close_periods(ctx)),
+    # Fan-out first: an event made since the last tick is delivered in this one.
+    Job("fan_out_webhooks", 5, lambda ctx: webhooks.fan_out(ctx).deliveries),
+    Job("deliver_webhooks", 5, lambda ctx: webhooks.deliver_due(ctx, owner="job")),
 )
 
 
