@@ -23,11 +23,12 @@ from zeropay.domain.exemptions import (
     Profile,
     ScaReason,
     Series,
+    amount_in_tra_currency,
     decide,
 )
 from zeropay.domain.payments import Payment
 from zeropay.domain.sessions import Session, require_recent_auth
-from zeropay.services import audit
+from zeropay.services import audit, fraud
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.ports import ScaDecisionRecord, SeriesRecord
 
@@ -101,9 +102,9 @@ def decide_for(
 def _tra_inputs(
     ctx: AppContext, uow: UnitOfWork, profile: Profile, payment: Payment
 ) -> tuple[FraudStanding | None, int | None]:
-    """The platform's fraud standing and the amount in the TRA currency. Until the fraud-rate
-    feed is wired, TRA is never available (the stricter answer)."""
-    return None, None
+    """The platform's fraud standing (rolling 90 days and closed quarters, ``services.fraud``)
+    and the payment's amount in the profile's TRA currency, which places it in a band."""
+    return fraud.standing(ctx, uow, profile), amount_in_tra_currency(profile, payment.amount)
 
 
 def record(
