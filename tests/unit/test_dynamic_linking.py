@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zeropay.domain.dynamic_linking import Transaction, canonical, digest
+from zeropay.domain.dynamic_linking import Transaction, canonical, digest, parse_canonical
 from zeropay.domain.money import parse_money
 
 BASE = Transaction(
@@ -47,3 +47,21 @@ def test_moving_characters_between_fields_never_gives_the_same_bytes(a, b, c, d)
     one = replace(BASE, payment_id=a, payee=b)
     two = replace(BASE, payment_id=c, payee=d)
     assert (canonical(one) == canonical(two)) == ((a, b) == (c, d))
+
+
+@given(ids, ids, st.integers(min_value=1, max_value=10**12), st.binary(min_size=16, max_size=16))
+def test_canonical_bytes_read_back_as_the_same_transaction(payment_id, payee, amount, nonce):
+    txn = Transaction(payment_id, parse_money(amount, "KRW"), payee, nonce)
+    assert parse_canonical(canonical(txn)) == txn
+
+
+def test_bytes_that_are_not_a_canonical_transaction_read_as_nothing():
+    good = canonical(BASE)
+    assert parse_canonical(b"") is None
+    assert parse_canonical(b"zeropay-txn-v2" + good[14:]) is None  # another version
+    assert parse_canonical(good[:-1]) is None  # cut short
+    assert parse_canonical(good + b"\x00") is None  # trailing bytes
+    assert parse_canonical(good.replace(b"EUR", b"XXX")) is None  # no such currency
+    assert parse_canonical(good.replace(b"1000", b"-100")) is None  # not an amount
+    short_nonce = good[: -20] + b"\x00\x00\x00\x0f" + bytes(15)
+    assert parse_canonical(short_nonce) is None

@@ -85,6 +85,9 @@ invariant(
 # What a client says its device signed: base64url of the canonical transaction data (ids, amount,
 # currency, nonce: a few hundred bytes at most).
 SIGNED_TRANSACTION_LENGTH_MAX = 1024
+# A confirmation flow remembers this many earlier passkey ceremonies (their nonces), so that an
+# answer to one of them is a stale answer, not a proof over another transaction.
+CONFIRMATION_NONCES_KEPT = 4
 OCRA_SUITE_LENGTH_MAX = 64  # the longest suite RFC 6287 §6 allows has 46 characters
 OCRA_DRIFT_STEPS_MAX = 2  # time steps either side of now an OCRA code may be computed at
 

@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from zeropay.domain.errors import invariant
+from zeropay.domain.errors import ZeroPayError, invariant
 from zeropay.domain.money import Money, currency
 
 VERSION = b"zeropay-txn-v1"
@@ -96,3 +96,31 @@ def same_terms(a: Transaction, b: Transaction) -> bool:
     """Same payment, amount, currency and payee (the nonce aside): what the payer saw still
     holds."""
     return (a.payment_id, a.amount, a.payee) == (b.payment_id, b.amount, b.payee)
+
+
+def parse_canonical(data: bytes) -> Transaction | None:
+    """The transaction in canonical bytes, or None when they are not a well-formed encoding --
+    to tell a proof over a stale nonce of this payment from one over another transaction."""
+    if not data.startswith(VERSION):
+        return None
+    fields: list[bytes] = []
+    at = len(VERSION)
+    while at < len(data) and len(fields) < len(_BINDING_KEYS):
+        length = int.from_bytes(data[at : at + 4], "big")
+        at += 4
+        if len(data) < at + length:
+            return None
+        fields.append(data[at : at + length])
+        at += length
+    if at != len(data) or len(fields) != len(_BINDING_KEYS):
+        return None
+    payment_id, amount, code, payee, nonce = fields
+    try:
+        return Transaction(
+            payment_id=payment_id.decode(),
+            amount=Money(int(amount.decode("ascii")), currency(code.decode("ascii"))),
+            payee=payee.decode(),
+            nonce=nonce,
+        )
+    except (ValueError, ZeroPayError):
+        return None

@@ -80,6 +80,7 @@ from zeropay.services.device_keys import VerifiedProof
 from zeropay.services.factor_checks import (
     CODE_DIGITS,
     FAILED,
+    PREVIOUS_NONCES,
     Checked,
     Requester,
     TransactionMismatch,
@@ -480,7 +481,9 @@ def passkey_options(ctx: AppContext, flow_id: object, requester: Requester) -> d
             # Dynamic linking: the challenge is the transaction's digest. Each ceremony gets a
             # fresh nonce, so an assertion made for an earlier one is worth nothing now.
             txn = replace(bound_transaction(flow.binding), nonce=nonce)
-            flow = replace(flow, binding={**flow.binding, **binding_of(txn)})
+            earlier = [*flow.binding.get(PREVIOUS_NONCES, "").split(), flow.binding["nonce"]]
+            kept = " ".join(earlier[-bounds.CONFIRMATION_NONCES_KEPT :])
+            flow = replace(flow, binding={**flow.binding, **binding_of(txn), PREVIOUS_NONCES: kept})
             current = replace(current, flow=flow)
             challenge = digest(txn)
         uow.flows.save(replace(current, challenge=challenge), now)

@@ -12,7 +12,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from zeropay.domain import bounds
@@ -21,7 +21,13 @@ from zeropay.domain.authenticators import (
     AuthenticatorKind,
     sign_count_is_clone_signal,
 )
-from zeropay.domain.dynamic_linking import bound_transaction, canonical
+from zeropay.domain.dynamic_linking import (
+    bound_transaction,
+    canonical,
+    digest,
+    parse_canonical,
+    same_terms,
+)
 from zeropay.domain.errors import AuthenticationFailed, InvalidInput, ProofInvalid, invariant
 from zeropay.domain.factors import Factor
 from zeropay.domain.flows import ADDRESSED
@@ -270,7 +276,8 @@ def _check_device_key(
         raise AuthenticationFailed(FAILED)
     if stored.flow.point is not AccessPoint.PAYMENT_CONFIRMATION:
         return
-    expected = canonical(bound_transaction(stored.flow.binding))
+    bound = bound_transaction(stored.flow.binding)
+    expected = canonical(bound)
     signature = payload.get("signature")
     signed = _signed_data(payload.get("signed"))
     try:
@@ -278,6 +285,9 @@ def _check_device_key(
     except ProofInvalid:
         raise AuthenticationFailed(FAILED) from None
     if signed is not None and signed != expected:
+        said = parse_canonical(signed)
+        if said is not None and same_terms(said, bound):
+            raise AuthenticationFailed(FAILED)  # this payment under an earlier nonce: stale
         # The device really signed a transaction, and not this one: what it was shown is not
         # what the server holds (malware, or a page that lies). Not a wrong guess: the flow ends.
         raise TransactionMismatch(FAILED)
@@ -350,7 +360,7 @@ def _check_passkey(
 
     def check() -> Checked:
         if flow.point is AccessPoint.PAYMENT_CONFIRMATION:
-            _refuse_other_transaction(rp, credential, challenge, public_key)
+            _refuse_other_transaction(rp, credential, challenge, public_key, flow.binding)
         assertion = passkeys.verify_assertion(
             rp, credential, expected_challenge=challenge, public_key=public_key
         )
@@ -363,17 +373,36 @@ def _check_passkey(
     return lockouts.guarded(ctx, user_id=known.user_id, factor=Factor.PASSKEY.value, check=check)
 
 
+PREVIOUS_NONCES = "previous_nonces"  # a confirmation flow's earlier ceremonies, newest last
+
+
+def earlier_challenges(binding: Mapping[str, str]) -> list[bytes]:
+    """The passkey challenges of a confirmation flow's earlier ceremonies."""
+    txn = bound_transaction(binding)
+    return [
+        digest(replace(txn, nonce=base64.urlsafe_b64decode(n)))
+        for n in binding.get(PREVIOUS_NONCES, "").split()
+    ]
+
+
 _FROM_BOUND_DEVICE = frozenset({AccessPoint.LOGIN, AccessPoint.PAYMENT_CONFIRMATION})
 
 
 def _refuse_other_transaction(
-    rp: RelyingParty, credential: dict[str, Any], challenge: bytes, public_key: bytes
+    rp: RelyingParty,
+    credential: dict[str, Any],
+    challenge: bytes,
+    public_key: bytes,
+    binding: Mapping[str, str],
 ) -> None:
     """A payment's passkey challenge is the digest of its transaction. An assertion that is
-    genuine but signs another challenge confirms another transaction: the flow ends."""
+    genuine but signs another challenge confirms another transaction: the flow ends. One made
+    for an earlier ceremony of this flow (this payment, an earlier nonce) is only stale."""
     signed = passkeys.challenge_of(credential)
     if signed is None or hmac.compare_digest(signed, challenge):
         return
+    if any(hmac.compare_digest(signed, d) for d in earlier_challenges(binding)):
+        return  # the verification below refuses it as an ordinary failure
     try:
         passkeys.verify_assertion(rp, credential, expected_challenge=signed, public_key=public_key)
     except AuthenticationFailed:

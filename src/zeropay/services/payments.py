@@ -19,6 +19,7 @@ from zeropay.domain.dynamic_linking import (
     same_terms,
 )
 from zeropay.domain.errors import (
+    Conflict,
     FlowEnded,
     InsufficientFunds,
     MonthlyLimitExceeded,
@@ -223,6 +224,9 @@ def confirm(
       hold is voided and the payment can be confirmed afresh).
 
     From a device still in its reduced-limits period, only small payments go through."""
+    # A confirmation whose flow ran out is released first, so that what follows -- the risk
+    # engine included -- decides afresh.
+    ctx.run(lambda uow: _release_stale(ctx, uow, payment_id, payer_id))
     verdict: Verdict = Verdict.ALLOW
     if risk_check is not None:
         verdict = risk_check.before(payment_id)
@@ -236,7 +240,12 @@ def confirm(
             running = _running_confirmation(ctx, uow, payment)
             if running is not None:
                 return running  # the flow already under way answers; no second hold
-            payment = abandon(ctx, uow, payment, expired=True)
+            # Started and ended since the release above: let the payer confirm again rather
+            # than decide without the risk engine.
+            raise Conflict(
+                "this payment's confirmation just ended; confirm it again",
+                reason="confirmation_ended",
+            )
         if verdict is Verdict.REVIEW:
             return Confirmation(_hold_for_review(ctx, uow, payment, payer_id, device_id))
         transition(payment, PaymentEvent.CONFIRM, now)  # refuses a payment that cannot be paid
@@ -373,6 +382,17 @@ def _start_confirmation(
     return stored
 
 
+def _release_stale(ctx: AppContext, uow: UnitOfWork, payment_id: str, payer_id: str) -> None:
+    payment = uow.payments.get(payment_id, lock=True)
+    if (
+        payment is not None
+        and payment.status is PaymentStatus.REQUIRES_ACTION
+        and payment.payer_id == payer_id
+        and _running_confirmation(ctx, uow, payment) is None
+    ):
+        abandon(ctx, uow, payment, expired=True)
+
+
 def _running_confirmation(
     ctx: AppContext, uow: UnitOfWork, payment: Payment
 ) -> Confirmation | None:
@@ -402,6 +422,7 @@ def terms_hold(ctx: AppContext, uow: UnitOfWork, flow: Flow) -> bool:
     When it does not, the flow ends, the hold is voided and the change is recorded as an attack
     signal (the server re-checks its own records at every step: OWASP transaction
     authorization)."""
+    uow.flows.get(flow.id, lock=True)  # the flow before the payment, as a finishing step locks
     payment, txn = _bound_payment(uow, flow)
     if payment is None:
         return True  # nothing held any more: the flow's own state answers
