@@ -40,7 +40,7 @@ FUNDS = {"EUR": 60_000, "KRW": 1_000_000}  # a month's worth (the monthly limits
 
 @pytest.fixture(params=[EUR, KRW], ids=["EUR", "KRW"])
 def money(request: pytest.FixtureRequest) -> Figures:
-    return request.param  # type: ignore[no-any-return]
+    return request.param
 
 
 def _payer(mfa: Mfa, email: str) -> Device:
@@ -136,7 +136,7 @@ def test_a_failed_or_abandoned_sca_does_not_reset_the_counters(psd2, clock, mone
     failed = sca.bill(psd2, cafe, money.small, money.code)
     flow = sca.flow_of(sca.confirm(phone, failed))
     for _ in range(5):
-        made = phone.authenticator.get(sca.options(phone, flow["id"]), user_verified=False)
+        made = sca.assertion(phone, sca.options(phone, flow["id"]), user_verified=False)
         r = sca.passkey(psd2, phone, flow["id"], made)
         assert r.status_code == 401, r.text
     assert sca.view(phone, flow["id"])["status"] == "failed"

@@ -116,10 +116,16 @@ def view(phone: Device, flow_id: str) -> dict[str, Any]:
 
 
 def options(phone: Device, flow_id: str) -> dict[str, Any]:
-    """The WebAuthn request options of one passkey ceremony (a fresh nonce each time)."""
+    """One passkey ceremony (a fresh nonce each time): the WebAuthn request options
+    (``publicKey``) and the ``transaction`` whose digest is their challenge."""
     r = phone.call("POST", f"/v1/auth/flows/{flow_id}/passkey-options", token="")
     assert r.status_code == 200, r.text
-    return dict(r.json()["publicKey"])
+    return dict(r.json())
+
+
+def assertion(phone: Device, ceremony: dict[str, Any], **get: Any) -> dict[str, Any]:
+    """The payer's passkey answers the ceremony as the browser would."""
+    return phone.authenticator.get(ceremony["publicKey"], **get)
 
 
 def passkey(mfa: Mfa, phone: Device, flow_id: str, credential: dict[str, Any]) -> Any:
@@ -127,7 +133,7 @@ def passkey(mfa: Mfa, phone: Device, flow_id: str, credential: dict[str, Any]) -
 
 
 def answer_with_passkey(mfa: Mfa, phone: Device, flow: dict[str, Any]) -> Any:
-    made = phone.authenticator.get(options(phone, flow["id"]))
+    made = assertion(phone, options(phone, flow["id"]))
     return passkey(mfa, phone, flow["id"], made)
 
 
@@ -170,7 +176,7 @@ def changed(shown: dict[str, Any], **what: Any) -> Transaction:
 
 def assertion_over(phone: Device, ceremony: dict[str, Any], txn: Transaction) -> dict[str, Any]:
     """A genuine assertion by the payer's passkey whose challenge is ``txn``'s digest."""
-    return phone.authenticator.get({**ceremony, "challenge": b64url(digest(txn))})
+    return phone.authenticator.get({**ceremony["publicKey"], "challenge": b64url(digest(txn))})
 
 
 def wallet(phone: Device, code: str) -> tuple[int, int]:
