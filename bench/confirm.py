@@ -14,7 +14,8 @@ payer takes with SCA on, beside pgbench TPC-B from the same run.
    the key. The merchant's payments are created through the API before each timed run.
 3. Exempt path: ``POST /v1/checkout/{id}/confirm`` of USD 0.50 payments, spread over the payers
    so that none reaches the USD 100 cumulative limit: each timed payment is really exempt, and
-   the SCA decisions recorded for them are counted and printed to prove it.
+   the SCA decisions recorded for them are counted and printed to prove it. The payments are
+   created through the service in this process before each run (untimed).
 4. Device-signature path: USD 31 payments (above the USD 30 ceiling: SCA every time), each
    confirmed by three requests: confirm (the funds are held, a confirmation flow starts), the
    ``device_key`` step (ES256 over the flow's canonical transaction data, r || s) and the
@@ -49,9 +50,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +78,8 @@ from support.confirming import (  # noqa: E402
 from support.dpop_client import DeviceKey  # noqa: E402
 from zeropay.bootstrap import Container, build  # noqa: E402
 from zeropay.config import Settings  # noqa: E402
+from zeropay.domain.money import parse_money  # noqa: E402
+from zeropay.services import payments  # noqa: E402
 
 KEY = "confirm"
 OUT = Path("var/bench.json")
@@ -92,6 +97,7 @@ ARGON2_CHEAP = (1, 1024)  # time_cost, memory KiB: the tests' setting
 ARGON2_PRODUCTION = (3, 65536)  # the server's default (adapters/passwords.py)
 PGBENCH_CLIENTS = 2
 PGBENCH_SECONDS = 10
+WAIT_SAMPLE_S = 0.1
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -118,13 +124,13 @@ class Plan:
 
 FULL = Plan(
     payers=64,
-    exempt_payments=3000,
-    device_payments=960,
+    exempt_payments=1500,
+    device_payments=480,
     production_payers=16,
-    production_payments=96,
+    production_payments=48,
     concurrency=16,
     production_concurrency=8,
-    warmup=64,
+    warmup=32,
 )
 QUICK = Plan(
     payers=8,
@@ -321,16 +327,23 @@ async def _seed_payers(
     return await _gather_limited(8, [one(i) for i in range(count)])
 
 
-async def _payments(
-    http: httpx.AsyncClient, merchant_key: str, count: int, amount_minor: int
-) -> list[str]:
-    headers = {"Authorization": f"Bearer {merchant_key}"}
+def _payments(container: Container, merchant_id: str, count: int, amount_minor: int) -> list[str]:
+    """The merchant's payment requests, made through the service in this process: untimed, and
+    through HTTP on a busy machine they would take as long as the runs themselves."""
+    amount = parse_money(amount_minor, CURRENCY)
 
-    async def one(i: int) -> str:
-        body = {"amount": amount_minor, "currency": CURRENCY, "description": f"bench {i}"}
-        return str(_check(await http.post("/v1/payments", headers=headers, json=body), 201)["id"])
+    def one(i: int) -> str:
+        made = payments.create(
+            container.ctx,
+            merchant_id=merchant_id,
+            amount=amount,
+            description=f"bench {i}",
+            reference=None,
+        )
+        return made.id
 
-    return await _gather_limited(16, [one(i) for i in range(count)])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(one, range(count)))
 
 
 # ---- the load -----------------------------------------------------------------------------------
@@ -439,9 +452,62 @@ def _jobs(payers: list[Payer], payment_ids: list[str]) -> list[tuple[Payer, str]
     return [(payers[i % len(payers)], pid) for i, pid in enumerate(payment_ids)]
 
 
+class WaitSampler:
+    """What the database's busy backends were doing during a timed run, sampled from
+    ``pg_stat_activity`` every ``WAIT_SAMPLE_S``: running, or waiting -- on what, in a statement
+    on which table. It tells a run held back by one hot row (every transaction queued on the
+    same lock) from one held back by CPU or by the disk at COMMIT."""
+
+    QUERY = text(
+        "SELECT wait_event_type, wait_event, query FROM pg_stat_activity "
+        "WHERE datname = :db AND state = 'active' AND pid <> pg_backend_pid()"
+    )
+    TABLE = re.compile(r"\b(?:FROM|UPDATE|INTO)\s+\"?(\w+)", re.IGNORECASE)
+
+    def __init__(self, engine: Engine, database: str) -> None:
+        self.engine = engine
+        self.database = database
+        self.seen: Counter[str] = Counter()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _what(self, wait_type: str | None, wait: str | None, query: str) -> str:
+        if wait_type is None:
+            return "running"
+        table = self.TABLE.search(query or "")
+        return f"{wait_type}:{wait}" + (f" ({table.group(1)})" if table else "")
+
+    def _run(self) -> None:
+        with self.engine.connect() as c:
+            while not self._stop.wait(WAIT_SAMPLE_S):
+                rows = c.execute(self.QUERY, {"db": self.database}).all()
+                c.rollback()  # pg_stat_activity is a snapshot per transaction: a fresh one
+                self.samples += 1
+                self.seen.update(self._what(*row) for row in rows)
+
+    def __enter__(self) -> WaitSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, Any]:
+        busy = sum(self.seen.values())
+        return {
+            "samples": self.samples,
+            "busy_backends_mean": round(busy / self.samples, 2) if self.samples else None,
+            "share": {k: round(v / busy, 3) for k, v in self.seen.most_common(4)} if busy else {},
+        }
+
+
 def measure_path(
     server: Server,
-    merchant_key: str,
+    container: Container,
+    app: Engine,
+    merchant_id: str,
     payers: list[Payer],
     *,
     name: str,
@@ -451,17 +517,14 @@ def measure_path(
     concurrency: int,
     path: Any,
 ) -> tuple[dict[str, Any], list[str]]:
-    async def prepare() -> tuple[list[str], list[str]]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
-            ids = await _payments(http, merchant_key, warmup + count, amount_minor)
-        return ids[:warmup], ids[warmup:]
-
-    warm_ids, timed_ids = asyncio.run(prepare())
+    ids = _payments(container, merchant_id, warmup + count, amount_minor)
+    warm_ids, timed_ids = ids[:warmup], ids[warmup:]
     _log(f"{name}: {warmup} warm-up, then {count} timed at concurrency {concurrency}")
     warm, _ = asyncio.run(_drive(server, _jobs(payers, warm_ids), concurrency, path))
     cpu0 = _own_cpu_s()
     server0, postgres0 = _server_and_postgres_cpu_s(server.pid, server.database)
-    run, seconds = asyncio.run(_drive(server, _jobs(payers, timed_ids), concurrency, path))
+    with WaitSampler(app, server.database) as waits:
+        run, seconds = asyncio.run(_drive(server, _jobs(payers, timed_ids), concurrency, path))
     client_s = _own_cpu_s() - cpu0
     server1, postgres1 = _server_and_postgres_cpu_s(server.pid, server.database)
     done = len(run.confirmed_ids)
@@ -491,6 +554,7 @@ def measure_path(
         "server_cores_used": round((server1 - server0) / seconds, 2),
         "postgres_cores_used": round((postgres1 - postgres0) / seconds, 2),
         "argon2id": {"time_cost": server.argon2[0], "memory_kib": server.argon2[1]},
+        "database_backends": waits.summary(),
     }
     return result, timed_ids
 
@@ -544,60 +608,67 @@ def pgbench(target: str) -> dict[str, Any]:
 # ---- main ---------------------------------------------------------------------------------------
 
 
+def _label(r: dict[str, Any]) -> str:
+    if r["path"] == "exempt":
+        return "exempt (low value)"
+    cost = (
+        "cheap"
+        if (r["argon2id"]["time_cost"], r["argon2id"]["memory_kib"]) == ARGON2_CHEAP
+        else "production"
+    )
+    return f"device key + password, {cost} argon2"
+
+
 def _table(record: dict[str, Any]) -> str:
     env = record["environment"]
     lines = [
-        f"payment confirmations on PostgreSQL {env['postgresql']}, through HTTP: zeropay serve "
-        f"--workers {WORKERS}, SCA profile default, risk engine off; client: this process "
-        "(httpx, asyncio), a fresh DPoP proof on every request"
+        f"payment confirmations, PostgreSQL {env['postgresql']}, real HTTP through zeropay "
+        f"serve --workers {WORKERS} (SCA profile default, risk engine off); load from this "
+        "process (httpx, asyncio), a fresh DPoP proof on every request"
     ]
     head = (
-        f"{'path':<34}{'payments':>9}{'confirmed/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'errors':>7}  {'CPU ms/confirmation: srv':>24}{'pg':>6}  client cores"
+        f"{'path':<38}{'payments':>9}{'confirmed/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'errors':>7}  CPU ms per confirmation: server, PostgreSQL"
     )
     lines += [head, "-" * len(head)]
     for r in record["results"]:
-        a = r["argon2id"]
-        label = r["path"]
-        if r["path"] != "exempt":
-            label += f" (argon2 t={a['time_cost']} m={a['memory_kib']})"
         lines.append(
-            f"{label:<34}{r['payments']:>9}{r['confirmed_per_s']:>12}"
+            f"{_label(r):<38}{r['payments']:>9}{r['confirmed_per_s']:>12}"
             f"{r['latency_ms_p50']!s:>9}{r['latency_ms_p99']!s:>9}{r['errors']:>7}  "
-            f"{r['server_cpu_ms_per_confirmation']!s:>24}"
-            f"{r['postgres_cpu_ms_per_confirmation']!s:>6}  {r['client_cores_used']}"
+            f"{r['server_cpu_ms_per_confirmation']}, {r['postgres_cpu_ms_per_confirmation']}"
         )
+    lines.append(
+        "argon2id: cheap = t=1 m=1024 KiB, the tests' setting, NOT production; production = "
+        "t=3 m=65536 KiB, the server's default. The device path is three requests (confirm, "
+        "device_key step, password step), timed together; per request p50 / p99 ms:"
+    )
     for r in record["results"]:
         if r["steps_ms_p50"]:
             steps = ", ".join(
                 f"{k} {v} / {r['steps_ms_p99'][k]}" for k, v in r["steps_ms_p50"].items()
             )
-            lines.append(
-                f"  {r['path']} t={r['argon2id']['time_cost']}: p50 / p99 ms per request: {steps}"
-            )
-    lines.append(
-        "  device path: three requests per confirmation (confirm, device_key step, password "
-        "step), timed together. argon2id t=1 m=1024 KiB is the tests' cheap setting, NOT "
-        "production; t=3 m=65536 KiB is the production default"
-    )
+            lines.append(f"  {_label(r)}: {steps}")
+    lines.append("what the busy PostgreSQL backends of the run were doing (sampled every 0.1 s):")
+    for r in record["results"]:
+        b = r["database_backends"]
+        share = ", ".join(f"{k} {round(v * 100)}%" for k, v in b["share"].items())
+        lines.append(f"  {_label(r)}: mean {b['busy_backends_mean']} busy; {share}")
+    lines.append("SCA decisions the server recorded for the timed payments:")
     for name, counts in record["sca_decisions"].items():
-        lines.append(f"SCA decisions recorded for the timed {name} payments: {counts}")
+        lines.append(f"  {name}: {counts}")
     tpcb = record["pgbench_tpcb"]
     lines.append(
-        f"pgbench TPC-B (same PostgreSQL server, same run, {tpcb['command']}): {tpcb['tps']} tps"
-    )
-    exempt = record["results"][0]
-    lines.append(
-        f"ratio exempt confirmed/s / pgbench tps = {record['ratio_exempt_to_pgbench_tps']}; "
-        f"device (cheap argon2) / pgbench tps = {record['ratio_device_to_pgbench_tps']}"
+        f"pgbench TPC-B, same PostgreSQL server, same run ({tpcb['command']}): {tpcb['tps']} tps;"
+        f" confirmed/s per pgbench tps: exempt {record['ratio_exempt_to_pgbench_tps']}, "
+        f"device with cheap argon2 {record['ratio_device_to_pgbench_tps']}"
     )
     lines.append(
-        f"ledger verify: {'ok' if record['ledger_verify_ok'] else 'FAILED'}; exempt path "
-        f"{exempt['confirmed']} of {exempt['payments']} confirmed"
+        f"ledger verify after the runs: {'ok' if record['ledger_verify_ok'] else 'FAILED'}"
     )
     lines.append(
-        f"note: client, {WORKERS} server workers and PostgreSQL share {env['cpu_cores']} CPU "
-        f"cores; load average at start {env['load_average_at_start']}"
+        f"note: the client, {WORKERS} server workers and PostgreSQL share {env['cpu_cores']} CPU "
+        f"cores; load average at start {env['load_average_at_start']} (other work on the "
+        "machine lowers every figure)"
     )
     return "\n".join(lines)
 
@@ -615,7 +686,7 @@ def run(*, quick: bool, out: Path | None = None) -> int:
     run_id = uuid.uuid4().hex[:8]
     app_db, tpcb_db = f"zp_bench_confirm_{run_id}", f"zp_bench_confirm_{run_id}_tpcb"
     results: list[dict[str, Any]] = []
-    decisions: dict[str, dict[str, int]] = {}
+    decisions: dict[str, dict[str, int]] = {}  # per run, as the table labels it
     try:
         with admin.connect() as c:
             pg_version = str(c.execute(text("SHOW server_version")).scalar_one())
@@ -628,7 +699,9 @@ def run(*, quick: bool, out: Path | None = None) -> int:
             policy = device_key_policy(work)
             server = Server(database_url, work, policy, ARGON2_CHEAP)
             server.zeropay("migrate")
-            merchant_key = json.loads(server.zeropay("merchant", "create", "Bench Shop"))["api_key"]
+            merchant_id = json.loads(server.zeropay("merchant", "create", "Bench Shop"))[
+                "merchant_id"
+            ]
             container = build(Settings.from_env(server.env))
             _log(f"PostgreSQL {pg_version}: server with {WORKERS} workers, argon2 t=1 m=1024")
             server.start()
@@ -638,7 +711,9 @@ def run(*, quick: bool, out: Path | None = None) -> int:
                 _log(f"seeded {len(payers)} payers in {time.monotonic() - t:.1f}s")
                 exempt, ids = measure_path(
                     server,
-                    merchant_key,
+                    container,
+                    app,
+                    merchant_id,
                     payers,
                     name="exempt",
                     amount_minor=EXEMPT_MINOR,
@@ -648,10 +723,12 @@ def run(*, quick: bool, out: Path | None = None) -> int:
                     path=_exempt,
                 )
                 results.append(exempt)
-                decisions["exempt"] = sca_outcomes(app, ids)
+                decisions[_label(exempt)] = sca_outcomes(app, ids)
                 device, ids = measure_path(
                     server,
-                    merchant_key,
+                    container,
+                    app,
+                    merchant_id,
                     payers,
                     name="device key + password",
                     amount_minor=SCA_MINOR,
@@ -661,7 +738,7 @@ def run(*, quick: bool, out: Path | None = None) -> int:
                     path=_device_signed,
                 )
                 results.append(device)
-                decisions["device (cheap argon2)"] = sca_outcomes(app, ids)
+                decisions[_label(device)] = sca_outcomes(app, ids)
             finally:
                 server.stop()
 
@@ -676,7 +753,9 @@ def run(*, quick: bool, out: Path | None = None) -> int:
                 _log(f"seeded {len(payers)} payers in {time.monotonic() - t:.1f}s")
                 device, ids = measure_path(
                     production,
-                    merchant_key,
+                    container,
+                    app,
+                    merchant_id,
                     payers,
                     name="device key + password",
                     amount_minor=SCA_MINOR,
@@ -686,7 +765,7 @@ def run(*, quick: bool, out: Path | None = None) -> int:
                     path=_device_signed,
                 )
                 results.append(device)
-                decisions["device (production argon2)"] = sca_outcomes(app, ids)
+                decisions[_label(device)] = sca_outcomes(app, ids)
             except Exception:
                 print(log_tail(production.log), file=sys.stderr)
                 raise
