@@ -248,8 +248,11 @@ def test_a_payment_the_merchant_canceled_under_its_flow_is_not_paid_by_the_answe
     )
     assert r.status_code == 200 and r.json()["status"] == "canceled", r.text
     assert sca.wallet(phone, "EUR") == (FUNDS, 0)
+    # The payer is not left with a confirmation that can only be refused.
+    assert sca.view(phone, flow["id"])["status"] == "failed"
+    assert sca.decision_of(phone, payment_id)["outcome"] == "failed"
     r = sca.passkey(psd2, phone, flow["id"], made)
-    assert r.status_code == 409 and "payment" not in r.json(), r.text
+    assert _code(r) == (409, "flow_ended"), r.text
     assert _status(psd2, payment_id) == "canceled"
     assert _transfers(psd2, payment_id) == ["pending", "void_pending"]
     assert _merchant_balance(psd2, shop) == 0

@@ -496,6 +496,19 @@ def complete_confirmation(ctx: AppContext, uow: UnitOfWork, flow: Flow) -> Payme
     return after
 
 
+def _end_confirmation(ctx: AppContext, uow: UnitOfWork, payment: Payment) -> None:
+    """The payment will not be paid (the merchant canceled it): its confirmation flow ends,
+    rather than stay open to answers it can only refuse, and its SCA decision failed."""
+    decision = uow.sca.open_decision(payment.id)
+    if decision is None or decision.flow_id is None:
+        return
+    current = uow.flows.get(decision.flow_id, lock=True)
+    if current is not None and current.flow.state is FlowState.ACTIVE:
+        ended = replace(current, flow=replace(current.flow, state=FlowState.FAILED))
+        uow.flows.save(ended, ctx.now())
+    sca.failed(ctx, uow, decision.flow_id)
+
+
 def abandon_confirmation(ctx: AppContext, uow: UnitOfWork, flow: Flow) -> None:
     """The flow failed (attempts used up, or a device denied it): release the funds."""
     payment, _ = _bound_payment(uow, flow)
@@ -636,10 +649,16 @@ def cancel(
     ctx: AppContext, *, merchant_id: str, payment_id: str, on_commit: Hook | None = None
 ) -> Payment:
     def work(uow: UnitOfWork) -> Payment:
+        # A confirmation under way is locked before its payment, as its own steps lock them.
+        under_way = uow.sca.open_decision(payment_id)
+        if under_way is not None and under_way.flow_id is not None:
+            uow.flows.get(under_way.flow_id, lock=True)
         payment = _owned(uow, payment_id, merchant_id, lock=True)
         after = transition(payment, PaymentEvent.CANCEL, ctx.now())
         if payment.status in (PaymentStatus.AUTHORIZED, PaymentStatus.REQUIRES_ACTION):
             resolve_hold(ctx, uow, payment, TransferKind.VOID_PENDING)
+        if payment.status is PaymentStatus.REQUIRES_ACTION:
+            _end_confirmation(ctx, uow, payment)
         save(ctx, uow, payment, after)
         return after
 
