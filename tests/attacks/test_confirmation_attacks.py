@@ -358,15 +358,37 @@ def test_an_assertion_made_for_an_earlier_ceremony_of_the_same_flow_is_refused(p
     later = sca.options(phone, flow["id"])
     assert later["transaction"]["nonce"] != earlier["transaction"]["nonce"]
     assert later["publicKey"]["challenge"] != earlier["publicKey"]["challenge"]
+    # This payment under an earlier nonce: a stale answer, one failed attempt (not tampering).
     r = sca.passkey(psd2, phone, flow["id"], made_earlier)
-    assert r.status_code in (401, 409), r.text
-    assert "payment" not in r.json()
+    assert _code(r) == (401, "authentication_failed"), r.text
+    assert sca.view(phone, flow["id"])["attempts_left"] == 4
+    r = sca.passkey(psd2, phone, flow["id"], made_earlier)  # and again: refused again
+    assert _code(r) == (401, "authentication_failed"), r.text
     assert _merchant_balance(psd2, shop) == 0
-    assert _transfers(psd2, payment_id)[-1] != "post_pending"
-    # Sent again, it is refused again; the payment is not paid by it.
-    r = sca.passkey(psd2, phone, flow["id"], made_earlier)
-    assert r.status_code in (401, 409), r.text
+    assert _transfers(psd2, payment_id) == ["pending"]
+    assert _tamper_records(psd2, payment_id) == []
+    # The current ceremony's answer pays, once.
+    r = sca.answer_with_passkey(psd2, phone, flow)
+    assert r.status_code == 200 and r.json()["payment"]["id"] == payment_id, r.text
+    assert _merchant_balance(psd2, shop) == PRICE
+    _sound(psd2)
+
+
+def test_a_device_signature_made_before_a_later_ceremony_of_the_same_flow_is_refused(psd2, clock):
+    phone = _payer(psd2, clock)
+    shop = sca.shop(psd2, "Book Shop")
+    payment_id, flow = _asked(psd2, phone, shop)
+    data = b64url_decode(sca.view(phone, flow["id"])["transaction"]["canonical"])
+    sca.options(phone, flow["id"])  # a passkey ceremony began since: the nonce moved on
+    for extra in ({}, {"signed": b64url(data)}):
+        r = sca.device_key(psd2, phone, flow["id"], data, **extra)
+        assert _code(r) == (401, "authentication_failed"), r.text
+    assert sca.view(phone, flow["id"])["status"] == "active"
+    assert _tamper_records(psd2, payment_id) == []
     assert _merchant_balance(psd2, shop) == 0
+    r = sca.answer_with_device_key(psd2, phone, flow)  # over the transaction as it is now
+    assert r.status_code == 200 and r.json()["payment"]["id"] == payment_id, r.text
+    assert _transfers(psd2, payment_id) == ["pending", "post_pending"]
     _sound(psd2)
 
 
