@@ -100,9 +100,16 @@ def test_the_same_sequences_in_won():
     assert [d.exempt for d in decided] == [True] * under + [False]
 
 
-def test_counters_are_per_currency_for_the_cumulative_rule_and_shared_for_the_count():
+def test_the_cumulative_rule_sums_every_currency_and_the_count_rule_counts_every_payment():
     counters = Counters().after_exempt(eur(3000)).after_exempt(eur(3000)).after_exempt(eur(3000))
-    assert decide(CUMULATIVE, krw(40_000), "m", counters=counters).exempt
+    # EUR 90 spent, then KRW 14,000 (EUR 10 at the profile's rate) fits; KRW 14,001 does not:
+    # a payer cannot spend EUR 100 in each currency without SCA.
+    assert decide(CUMULATIVE, krw(14_000), "m", counters=counters).exempt
+    over = decide(CUMULATIVE, krw(14_001), "m", counters=counters)
+    assert over.sca_reasons[0] is ScaReason.CUMULATIVE_REACHED
+    # A currency the profile cannot convert is held to its own cap only.
+    no_rate = replace(CUMULATIVE, tra_minor_per_unit={})
+    assert decide(no_rate, krw(40_000), "m", counters=counters).exempt
     counters = Counters(count=5)
     assert not decide(COUNT, krw(1_000), "m", counters=counters).exempt
 

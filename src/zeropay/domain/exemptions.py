@@ -170,7 +170,27 @@ def low_value(profile: Profile, amount: Money, counters: Counters) -> ScaReason 
     if cap is None:
         return ScaReason.NO_CEILING
     spent = counters.spent_minor.get(code, 0)
-    return ScaReason.CUMULATIVE_REACHED if spent + amount.amount_minor > cap else None
+    if spent + amount.amount_minor > cap:
+        return ScaReason.CUMULATIVE_REACHED
+    # Art. 16(b) caps what the payer spent since the last SCA, not what they spent in each
+    # currency: where the profile converts every currency involved, the sum counts too.
+    total = _in_reference(profile, {**counters.spent_minor, code: spent + amount.amount_minor})
+    cap_total = profile.cumulative_minor.get(profile.tra_currency)
+    if total is not None and cap_total is not None and total > cap_total:
+        return ScaReason.CUMULATIVE_REACHED
+    return None
+
+
+def _in_reference(profile: Profile, spent_minor: Mapping[str, int]) -> int | None:
+    """The amounts summed in the profile's reference currency, rounded up; None when a
+    currency has no rate (each currency's own cap then stands alone)."""
+    total = Fraction(0)
+    for code, minor in spent_minor.items():
+        weight = tra_weight(profile, code)
+        if weight is None:
+            return None
+        total += minor * weight
+    return math.ceil(total)
 
 
 def tra_allows(profile: Profile, fraud: FraudStanding | None, amount_minor: int | None) -> bool:
