@@ -12,7 +12,9 @@ from zeropay.domain.records import ApiKey
 from zeropay.services import audit
 from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 
-SCOPES = frozenset({"payments:read", "payments:write", "refunds:write", "keys:manage"})
+SCOPES = frozenset(
+    {"payments:read", "payments:write", "refunds:write", "keys:manage", "webhooks:manage"}
+)
 KEY_SECRET_BYTES = 32
 KEY_PREFIX = "zpk"
 
