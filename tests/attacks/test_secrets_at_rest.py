@@ -100,3 +100,28 @@ def test_an_unknown_email_costs_the_same_password_work_as_a_wrong_password(
     assert unknown.json() == known.json() and unknown.status_code == known.status_code == 401
     # One full argon2 verification each: a real hash for the account, a dummy one otherwise.
     assert after_unknown == ["burn"] and after_known == ["verify"]
+
+
+def test_a_webhook_signing_secret_is_stored_only_encrypted(api, container, backend):
+    """A webhook secret is shown once, at creation or rotation, and kept only under the key
+    ring, bound to its row: a database copy holds it in no form the merchant was shown."""
+    import base64
+
+    merchant = api.merchant()
+    r = api.client.post(
+        "/v1/webhook-endpoints", headers=merchant, json={"url": "https://hooks.example.com/zp"}
+    )
+    assert r.status_code == 201, r.text
+    created = r.json()
+    r = api.client.post(
+        f"/v1/webhook-endpoints/{created['id']}/secret-rotations", headers=merchant, json={}
+    )
+    assert r.status_code == 201, r.text
+    with container.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM webhook_secrets")).scalar_one() == 2
+    raw = _raw_database(container, backend)
+    assert b"hooks.example.com" in raw  # the copy really holds the endpoint
+    for secret in (created["secret"], r.json()["secret"]):
+        random_part = secret.removeprefix("whsec_")
+        assert secret.encode() not in raw and random_part.encode() not in raw
+        assert base64.urlsafe_b64decode(random_part + "=" * (-len(random_part) % 4)) not in raw
