@@ -42,5 +42,7 @@ def seed(ctx: AppContext) -> str:
         "Try:  curl -s -X POST http://localhost:8000/v1/payments \\",
         f"        -H 'Authorization: Bearer {key.secret}' -H 'Content-Type: application/json' \\",
         '        -d \'{"amount": 450, "currency": "USD", "description": "Flat white"}\'',
+        "then open http://localhost:8000/pay/<the payment's id> to pay it in the browser",
+        "(sign up and bind the browser first: http://localhost:8000/signup).",
     ]
     return "\n".join(lines)
