@@ -22,7 +22,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from bench.serving import wait_ready
+from bench.serving import check, free_port, gather_limited, wait_ready
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,11 +117,6 @@ def _log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 # ---- processes ----------------------------------------------------------------------------------
 
@@ -193,7 +187,7 @@ class Server:
             "ZEROPAY_LOG_LEVEL": "warning",
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom"),  # never the shared var/prometheus
         }
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "server.log"
@@ -249,20 +243,6 @@ class Server:
 # ---- load ---------------------------------------------------------------------------------------
 
 
-def _check(r: httpx.Response, status: int) -> dict[str, Any]:
-    if r.status_code != status:
-        raise RuntimeError(f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text}")
-    return dict(r.json())
-
-
-async def _gather_limited(limit: int, coros: list[Any]) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(coro: Any) -> Any:
-        async with gate:
-            return await coro
-
-    return await asyncio.gather(*(one(c) for c in coros))
 
 
 async def _seed(
@@ -270,10 +250,10 @@ async def _seed(
 ) -> list[tuple[str, dict[str, str]]]:
     async def payer(i: int) -> dict[str, str]:
         body = {"email": f"payer{i}-{tag}@bench.example", "password": PASSWORD}
-        _check(await http.post("/v1/users", json=body), 201)
-        token = _check(await http.post("/v1/sessions", json=body), 201)["token"]
+        check(await http.post("/v1/users", json=body), 201)
+        token = check(await http.post("/v1/sessions", json=body), 201)["token"]
         headers = {"Authorization": f"Bearer {token}"}
-        _check(
+        check(
             await http.post(
                 "/v1/wallet/topups",
                 headers=headers,
@@ -283,16 +263,16 @@ async def _seed(
         )
         return headers
 
-    payers = await _gather_limited(plan.seed_concurrency, [payer(i) for i in range(plan.payers)])
+    payers = await gather_limited(plan.seed_concurrency, [payer(i) for i in range(plan.payers)])
     per_payer = -(-payments // plan.payers)
     assert per_payer * PRICE_MINOR <= TOPUP_MINOR, "payers cannot afford the plan"
     merchant = {"Authorization": f"Bearer {merchant_key}"}
 
     async def payment(i: int) -> str:
         body = {"amount": PRICE_MINOR, "currency": "USD", "description": f"bench {i}"}
-        return str(_check(await http.post("/v1/payments", headers=merchant, json=body), 201)["id"])
+        return str(check(await http.post("/v1/payments", headers=merchant, json=body), 201)["id"])
 
-    ids = await _gather_limited(plan.seed_concurrency, [payment(i) for i in range(payments)])
+    ids = await gather_limited(plan.seed_concurrency, [payment(i) for i in range(payments)])
     return [(pid, payers[i % plan.payers]) for i, pid in enumerate(ids)]
 
 

@@ -42,7 +42,6 @@ import platform
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -63,7 +62,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bench.results import merge
-from bench.serving import wait_ready
+from bench.serving import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "tests") not in sys.path:
@@ -137,11 +136,6 @@ QUICK = Plan(
 def _log(message: str) -> None:
     print(f"[bench auth {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -242,7 +236,7 @@ class Inbox:
     def __init__(self) -> None:
         from aiosmtpd.controller import Controller
 
-        self.port = _free_port()
+        self.port = free_port()
         self._codes: dict[str, list[str]] = {}
         self._cond = threading.Condition()
         self.messages = 0
@@ -327,7 +321,7 @@ class AuthServer:
         cpu: int | None,
         argon2: tuple[int, int] = ARGON2_PRODUCTION,
     ) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.origin = f"http://localhost:{self.port}"
         self.cpu = cpu

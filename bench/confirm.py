@@ -65,7 +65,7 @@ from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 
 from bench.results import merge
-from bench.serving import log_tail, wait_ready
+from bench.serving import check, free_port, gather_limited, log_tail, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "tests") not in sys.path:
@@ -148,13 +148,6 @@ def _log(message: str) -> None:
     print(f"[bench confirm {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _pct(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile, rounded to 0.01."""
@@ -215,7 +208,7 @@ class Server:
     def __init__(
         self, database_url: str, workdir: Path, policy: Path, argon2: tuple[int, int]
     ) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database = database_url.rsplit("/", 1)[1]
         self.argon2 = argon2
@@ -289,20 +282,6 @@ class Payer:
         return out
 
 
-def _check(r: httpx.Response, status: int) -> dict[str, Any]:
-    if r.status_code != status:
-        raise RuntimeError(f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text}")
-    return dict(r.json())
-
-
-async def _gather_limited(limit: int, coros: list[Any]) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(coro: Any) -> Any:
-        async with gate:
-            return await coro
-
-    return await asyncio.gather(*(one(c) for c in coros))
 
 
 async def _seed_payers(
@@ -314,17 +293,17 @@ async def _seed_payers(
         payer = Payer(email=f"payer{i}-{tag}@bench.example")
         body = {"email": payer.email, "password": PASSWORD}
         url = f"{server.url}/v1/users"
-        made = _check(await http.post(url, json=body, headers=payer.headers("POST", url)), 201)
+        made = check(await http.post(url, json=body, headers=payer.headers("POST", url)), 201)
         bind_device(container, user_id=made["id"], key=payer.key, now=datetime.now(UTC))
         url = f"{server.url}/v1/sessions"
         signed_in = await http.post(url, json=body, headers=payer.headers("POST", url))
-        payer.token = _check(signed_in, 201)["token"]
+        payer.token = check(signed_in, 201)["token"]
         url = f"{server.url}/v1/wallet/topups"
         topup = {"amount": TOPUP_MINOR, "currency": CURRENCY}
-        _check(await http.post(url, json=topup, headers=payer.headers("POST", url)), 201)
+        check(await http.post(url, json=topup, headers=payer.headers("POST", url)), 201)
         return payer
 
-    return await _gather_limited(8, [one(i) for i in range(count)])
+    return await gather_limited(8, [one(i) for i in range(count)])
 
 
 def _payments(container: Container, merchant_id: str, count: int, amount_minor: int) -> list[str]:

@@ -1,10 +1,14 @@
-"""Waiting for a benchmark's server: ready at ``/readyz``, or the reason it is not."""
+"""What the benchmarks that drive a real server share: a free port, waiting until the server is
+ready at ``/readyz`` (or the reason it is not), checking an answer, and bounded concurrency."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -29,3 +33,27 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"server not ready after {READY_WAIT_S}s: {log_tail(log)}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def check(r: httpx.Response, status: int) -> dict[str, Any]:
+    """The JSON body of an answer with the ``status`` expected; else stop the run, saying why."""
+    if r.status_code != status:
+        raise RuntimeError(f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text}")
+    return dict(r.json())
+
+
+async def gather_limited(limit: int, coros: list[Any]) -> list[Any]:
+    """Await ``coros`` with at most ``limit`` running at once."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(coro: Any) -> Any:
+        async with gate:
+            return await coro
+
+    return await asyncio.gather(*(one(c) for c in coros))
