@@ -134,14 +134,15 @@ def parse_url(raw: object, *, allow_http: bool = False, allow_loopback: bool = F
         labels = host.split(".")
         if not all(_LABEL.match(label) for label in labels):
             raise _refused("the host is not a DNS name", "malformed")
-        if allow_loopback and (host == "localhost" or host.endswith(".localhost")):
-            pass  # RFC 6761 §6.3: these names are this machine, which development may call
-        elif len(labels) < 2 or _NUMERIC_LABEL.match(labels[-1]):
-            # A single label resolves on the local network; a numeric last label is an
-            # address in disguise (inet_aton reads 2130706433 and 0177.1 as 127.0.0.1).
-            raise _refused("the host is not a public DNS name", "not_public")
-        elif host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-            raise _refused("the host is a local name", "loopback")
+        # RFC 6761 §6.3: these names are this machine, which development may call.
+        this_machine = host == "localhost" or host.endswith(".localhost")
+        if not (allow_loopback and this_machine):
+            if len(labels) < 2 or _NUMERIC_LABEL.match(labels[-1]):
+                # A single label resolves on the local network; a numeric last label is an
+                # address in disguise (inet_aton reads 2130706433 and 0177.1 as 127.0.0.1).
+                raise _refused("the host is not a public DNS name", "not_public")
+            if this_machine or host.endswith((".local", ".internal")):
+                raise _refused("the host is a local name", "loopback")
     return WebhookUrl(url=raw.strip(), scheme=scheme, host=host, port=port or default, is_ip=is_ip)
 
 
