@@ -549,3 +549,23 @@ def test_with_the_risk_engine_off_the_queue_and_user_views_still_work_without_sc
     assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
     assert _wallet(payer) == {"available": TOP_UP - PRICE, "held": 0}
     _ledger_ok(mfa)
+
+
+def test_a_payment_in_review_that_the_merchant_cancels_gives_the_held_funds_back(mfa):
+    payer = _payer(mfa)
+    shop = Shop(mfa)
+    payment_id = shop.bill()
+    held = payments.confirm(
+        mfa.container.ctx,
+        payment_id=payment_id,
+        payer_id=_user_id(payer),
+        risk_check=_HoldForReview(),  # type: ignore[arg-type]
+    )
+    assert held.payment.status.value == "in_review"
+    assert _wallet(payer) == {"available": TOP_UP - PRICE, "held": PRICE}
+    r = mfa.client.post(f"/v1/payments/{payment_id}/cancel", headers=shop.headers)
+    assert r.status_code == 200 and r.json()["status"] == "canceled", r.text
+    # Released now, not left pending for ever (the expiry job leaves a canceled payment alone).
+    assert _wallet(payer) == {"available": TOP_UP, "held": 0}
+    assert _spent(mfa, _user_id(payer)) == 0
+    _ledger_ok(mfa)

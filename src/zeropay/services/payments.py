@@ -645,6 +645,13 @@ def capture(
     return ctx.run(work, on_commit)
 
 
+# The states in which a payment holds the payer's funds: a cancel releases them at once (the
+# expiry job leaves a canceled payment alone).
+_CANCEL_RELEASES = frozenset(
+    {PaymentStatus.AUTHORIZED, PaymentStatus.REQUIRES_ACTION, PaymentStatus.IN_REVIEW}
+)
+
+
 def cancel(
     ctx: AppContext, *, merchant_id: str, payment_id: str, on_commit: Hook | None = None
 ) -> Payment:
@@ -655,7 +662,7 @@ def cancel(
             uow.flows.get(under_way.flow_id, lock=True)
         payment = _owned(uow, payment_id, merchant_id, lock=True)
         after = transition(payment, PaymentEvent.CANCEL, ctx.now())
-        if payment.status in (PaymentStatus.AUTHORIZED, PaymentStatus.REQUIRES_ACTION):
+        if payment.status in _CANCEL_RELEASES:
             resolve_hold(ctx, uow, payment, TransferKind.VOID_PENDING)
         if payment.status is PaymentStatus.REQUIRES_ACTION:
             _end_confirmation(ctx, uow, payment)
