@@ -226,7 +226,8 @@ def confirm(
     From a device still in its reduced-limits period, only small payments go through."""
     # A confirmation whose flow ran out is released first, so that what follows -- the risk
     # engine included -- decides afresh.
-    ctx.run(lambda uow: _release_stale(ctx, uow, payment_id, payer_id))
+    if ctx.read(lambda uow: _is_stale(ctx, uow, payment_id, payer_id, lock=False)):
+        ctx.run(lambda uow: _release_stale(ctx, uow, payment_id, payer_id))
     verdict: Verdict = Verdict.ALLOW
     if risk_check is not None:
         verdict = risk_check.before(payment_id)
@@ -382,14 +383,25 @@ def _start_confirmation(
     return stored
 
 
-def _release_stale(ctx: AppContext, uow: UnitOfWork, payment_id: str, payer_id: str) -> None:
-    payment = uow.payments.get(payment_id, lock=True)
+def _is_stale(
+    ctx: AppContext, uow: UnitOfWork, payment_id: str, payer_id: str, *, lock: bool
+) -> Payment | None:
+    """The payment, when it waits on a confirmation of this payer's whose flow has ended."""
+    payment = uow.payments.get(payment_id, lock=lock)
     if (
         payment is not None
         and payment.status is PaymentStatus.REQUIRES_ACTION
         and payment.payer_id == payer_id
         and _running_confirmation(ctx, uow, payment) is None
     ):
+        return payment
+    return None
+
+
+def _release_stale(ctx: AppContext, uow: UnitOfWork, payment_id: str, payer_id: str) -> None:
+    """Checked again under the row lock: a racing confirmation may have released it already."""
+    payment = _is_stale(ctx, uow, payment_id, payer_id, lock=True)
+    if payment is not None:
         abandon(ctx, uow, payment, expired=True)
 
 
