@@ -35,7 +35,6 @@ Results are merged into ``var/bench.json`` under ``"auth"`` (``--quick``: var/be
 from __future__ import annotations
 
 import hashlib
-import math
 import multiprocessing
 import os
 import platform
@@ -62,7 +61,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bench.results import merge
-from bench.serving import free_port, wait_ready
+from bench.serving import free_port, percentile, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "tests") not in sys.path:
@@ -137,13 +136,7 @@ def _log(message: str) -> None:
     print(f"[bench auth {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-
-def _pct(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
+_pct = percentile
 
 
 def _r(value: float | None, digits: int = 1) -> float | None:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import platform
 import re
@@ -65,7 +64,7 @@ from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 
 from bench.results import merge
-from bench.serving import check, free_port, gather_limited, log_tail, wait_ready
+from bench.serving import check, free_port, gather_limited, log_tail, percentile, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "tests") not in sys.path:
@@ -148,13 +147,10 @@ def _log(message: str) -> None:
     print(f"[bench confirm {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-
 def _pct(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile, rounded to 0.01."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))], 2)
+    found = percentile(values, q)
+    return None if found is None else round(found, 2)
 
 
 # ---- CPU ----------------------------------------------------------------------------------------
@@ -280,8 +276,6 @@ class Payer:
         if self.token:
             out["Authorization"] = f"DPoP {self.token}"
         return out
-
-
 
 
 async def _seed_payers(

@@ -4,6 +4,7 @@ ready at ``/readyz`` (or the reason it is not), checking an answer, and bounded 
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import subprocess
 import time
@@ -57,3 +58,11 @@ async def gather_limited(limit: int, coros: list[Any]) -> list[Any]:
             return await coro
 
     return await asyncio.gather(*(one(c) for c in coros))
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile ``q`` (0-100) of ``values``; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
