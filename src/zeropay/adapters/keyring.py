@@ -100,7 +100,17 @@ class FileKeyRing:
         self._field[version] = AESGCM(_derive(roots[version], FIELD_INFO))
         return version
 
-    def encrypt(self, plaintext: bytes, *, table: str, column: str, row_id: str) -> bytes:
+    def encrypt(
+        self,
+        plaintext: bytes,
+        *,
+        table: str,
+        column: str,
+        row_id: str,
+        subject: str | None = None,
+        retained: bool = False,
+    ) -> bytes:
+        del subject, retained  # one key for everything: the vault (adapters.vault) has subjects
         version = self.current_version
         nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = self._field[version].encrypt(nonce, plaintext, _aad(table, column, row_id))

@@ -132,3 +132,22 @@ invariant(PAGE_SIZE_MAX <= WEBHOOK_FANOUT_BATCH, "a page of events is never bigg
 # -- the platform's fraud rate (PSD2 RTS Art. 18-20; domain.fraud) --------------------------------
 FRAUD_DAYS_CLOSED_PER_RUN = 100  # days the fraud job closes per run: a whole 90-day window fits
 FRAUD_QUARTERS_KEPT = 8  # closed quarters read for the Art. 20 streak and shown in the history
+
+# -- the key vault (adapters.vault) ---------------------------------------------------------------
+VAULT_SHARES_MAX = 16  # custodians one vault can be split among
+VAULT_SHARE_TEXT_MAX = 200  # a share as text: prefix, vault id, index, 43 characters, checksum
+VAULT_SHARE_DROP_TTL_S = 3600  # a submitted share waits this long for the rest of the quorum
+VAULT_PEER_STALE_S = 15  # a process not seen for this long is gone: no share or key goes to it
+VAULT_TRANSFER_TTL_S = 60  # a root key wrapped for a sealed peer is deleted after this
+VAULT_SYNC_INTERVAL_S = 1.0  # how often a process looks for shares, transfers and seal orders
+VAULT_KEY_CACHE_MAX = 50_000  # unwrapped data keys one process keeps in memory
+VAULT_KEY_CACHE_TTL_S = 60  # a destroyed key stays usable in other processes for at most this
+VAULT_REWRAP_BATCH = 500  # rows re-encrypted per transaction by ``vault rewrap``
+invariant(
+    VAULT_PEER_STALE_S > 3 * VAULT_SYNC_INTERVAL_S,
+    "a live process refreshes its peer row several times before it would count as gone",
+)
+invariant(
+    VAULT_TRANSFER_TTL_S > VAULT_PEER_STALE_S,
+    "a transfer outlives the peer's staleness window, so a slow peer can still collect it",
+)

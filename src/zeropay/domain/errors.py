@@ -10,6 +10,8 @@
           |    |    +-- InvalidReason        an operator's decision without a usable reason
           |    |    +-- UrlRefused           a webhook URL that could reach inside (SSRF)
           |    |    +-- InvalidOverlap       a secret rotation's overlap out of bounds
+          |    |    +-- ShareRefused         a vault share that is malformed, corrupt, foreign or
+          |    |                             given twice
           |    +-- NotFound
           |    +-- Conflict                 the resource is not in a state that allows this
           |    |    +-- CurrencyMismatch
@@ -47,6 +49,8 @@
           +-- ConfigurationError           a policy or setting that cannot be used (at start)
           +-- InfrastructureError          adapters only, always ``raise ... from exc`` (HTTP 503)
           |    +-- KeyUnavailable
+          |         +-- VaultSealed         the vault holds no root key in this process yet
+          |         +-- KeyDestroyed        the data key was crypto-shredded
           +-- InvariantViolation           a bug: a rule the code promised was broken (HTTP 500)
 
 Every error carries a stable ``code`` that clients may branch on; the message is for people.
@@ -164,6 +168,18 @@ class KeyUnavailable(InfrastructureError):
     code = "key_unavailable"
 
 
+class VaultSealed(KeyUnavailable):
+    """Nothing that needs a secret can run until custodians unseal the vault (HTTP 503)."""
+
+    code = "vault_sealed"
+
+
+class KeyDestroyed(KeyUnavailable):
+    """The data key was destroyed (crypto-shredding): what it protected is gone for good."""
+
+    code = "key_destroyed"
+
+
 class InvariantViolation(ZeroPayError):
     code = "invariant_violation"
 
@@ -255,6 +271,10 @@ class UrlRefused(InvalidInput):
     says which rule refused it (``domain.webhooks``)."""
 
     code = "webhook_url_refused"
+
+
+class ShareRefused(InvalidInput):
+    code = "share_refused"
 
 
 class InvalidOverlap(InvalidInput):

@@ -52,19 +52,46 @@ class Clock(Protocol):
 
 
 class KeyRing(Protocol):
-    """Field encryption and blind indexes under keys the application never stores in plaintext.
+    """Field encryption and blind indexes under keys that come from the unsealed vault.
 
     ``encrypt`` binds each ciphertext to where it lives (table, column, row) through AES-GCM
-    associated data, so a ciphertext copied into another row or column fails to decrypt.
-    The key version travels inside the ciphertext, so old versions stay readable after rotation.
+    associated data, so a ciphertext copied into another row or column fails to decrypt. The id
+    of the data key travels inside the ciphertext, so old key versions stay readable after
+    rotation. Personal data names its ``subject`` (the user it belongs to): it is then encrypted
+    under that user's own data key, which ``destroy_subject`` crypto-shreds. ``retained=True``
+    picks the subject's separate AML retention key instead (kept after erasure until the
+    retention period ends). Every method raises ``VaultSealed`` while the vault is sealed and
+    ``KeyDestroyed`` for a destroyed key.
     """
 
-    def encrypt(self, plaintext: bytes, *, table: str, column: str, row_id: str) -> bytes: ...
+    def encrypt(
+        self,
+        plaintext: bytes,
+        *,
+        table: str,
+        column: str,
+        row_id: str,
+        subject: str | None = None,
+        retained: bool = False,
+    ) -> bytes: ...
 
     def decrypt(self, ciphertext: bytes, *, table: str, column: str, row_id: str) -> bytes: ...
 
     def blind_index(self, value: bytes, *, purpose: str) -> bytes:
         """A keyed HMAC-SHA256 of ``value``: equal inputs give equal outputs, nothing else leaks."""
+        ...
+
+    def destroy_subject(self, subject: str, *, now: datetime) -> int:
+        """Crypto-shred: destroy every version of the subject's personal data key (not its
+        retention key). Returns how many key versions were destroyed."""
+        ...
+
+    def schedule_retention_end(self, subject: str, *, destroy_after: datetime) -> None:
+        """When the subject's AML retention key is to be destroyed (``destroy_due`` does it)."""
+        ...
+
+    def destroy_due(self, *, now: datetime, limit: int) -> int:
+        """Destroy retention keys whose period has ended; returns how many."""
         ...
 
 
