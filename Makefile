@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 # The demo sends its mail to a local SMTP server it starts itself; read it at /dev/mail.
+# A development vault: created on first start, auto-unsealed from this file (loud warnings).
+run demo: export ZEROPAY_VAULT_DEV_FILE ?= var/vault-dev.json
 run: export ZEROPAY_SMTP_HOST ?= localhost
 run: export ZEROPAY_SMTP_PORT ?= 8025
 run: export ZEROPAY_DEV_MAIL_DIR ?= var/mail

@@ -180,7 +180,7 @@ class Server:
             # Likewise SCA exemptions: past the low-value limits every payment would wait for a
             # confirmation flow. bench/confirm.py measures confirmation with SCA on.
             "ZEROPAY_SCA_PROFILE": "off",
-            "ZEROPAY_KEY_FILE": str(workdir / "keys.json"),
+            "ZEROPAY_VAULT_DEV_FILE": str(workdir / "vault-dev.json"),
             "ZEROPAY_ARGON2_TIME_COST": "1",
             "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
             "ZEROPAY_LOG_LEVEL": "warning",

@@ -323,7 +323,7 @@ class AuthServer:
             **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
             "ZEROPAY_DATABASE_URL": database_url,
             "ZEROPAY_POLICY_PROFILE": "default",
-            "ZEROPAY_KEY_FILE": str(workdir / "keys.json"),
+            "ZEROPAY_VAULT_DEV_FILE": str(workdir / "vault-dev.json"),
             "ZEROPAY_ARGON2_TIME_COST": str(argon2[0]),
             "ZEROPAY_ARGON2_MEMORY_KIB": str(argon2[1]),
             "ZEROPAY_AUTH_POLICY": str(policy),

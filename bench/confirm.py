@@ -216,7 +216,7 @@ class Server:
             "ZEROPAY_AUTH_POLICY": str(policy),
             "ZEROPAY_SCA_PROFILE": "default",
             "ZEROPAY_RISK": "off",
-            "ZEROPAY_KEY_FILE": str(workdir / "keys.json"),
+            "ZEROPAY_VAULT_DEV_FILE": str(workdir / "vault-dev.json"),
             "ZEROPAY_ARGON2_TIME_COST": str(argon2[0]),
             "ZEROPAY_ARGON2_MEMORY_KIB": str(argon2[1]),
             "ZEROPAY_PUBLIC_ORIGINS": self.url,  # what the proofs' htu name

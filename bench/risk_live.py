@@ -68,7 +68,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bench.results import merge
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.adapters.sql.database import run_in_transaction
 from zeropay.adapters.sql.migrate import migrate
@@ -261,14 +260,12 @@ def measure(
 ) -> dict[str, Any]:
     settings = Settings(
         database_url=database_url,
-        key_file=workdir / "keys.json",
+        vault_dev_file=workdir / "vault-dev.json",
         risk_enabled=True,
         jobs_enabled=False,
         log_level="warning",
     )
-    container = build(
-        settings, keyring=FileKeyRing.ephemeral(), hasher=Argon2PasswordHasher.cheap_for_tests()
-    )
+    container = build(settings, hasher=Argon2PasswordHasher.cheap_for_tests())
     try:
         migrate(container.engine)
         bench = LiveBench(container)

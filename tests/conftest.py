@@ -27,7 +27,6 @@ from sqlalchemy.engine import make_url
 
 from support.mfa import Mfa, SmtpInbox
 from zeropay.adapters.clock import FixedClock
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.adapters.sql.database import make_engine
 from zeropay.adapters.sql.migrate import migrate
@@ -128,7 +127,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         risk_enabled=False,
         sca_profile="off",
         database_url=database_url,
-        key_file=tmp_path / "keys.json",
+        vault_dev_file=tmp_path / "vault-dev.json",
         policy_profile="core",
         jobs_enabled=False,
         log_level="warning",
@@ -141,7 +140,6 @@ def container(settings: Settings, clock: FixedClock) -> Iterator[Container]:
     built = build(
         settings,
         clock=clock,
-        keyring=FileKeyRing.ephemeral(),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
     )
     yield built
@@ -226,7 +224,6 @@ def _built(configured: Settings, clock: FixedClock) -> Container:
     return build(
         configured,
         clock=clock,
-        keyring=FileKeyRing.ephemeral(),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
     )
 

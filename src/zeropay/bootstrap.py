@@ -14,12 +14,13 @@ from sqlalchemy.engine import Engine
 
 from zeropay.adapters.clock import SystemClock
 from zeropay.adapters.geoip import CountryGeoIP
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.mail import SmtpMailer
 from zeropay.adapters.passwords import Argon2PasswordHasher, shipped_common_passwords
 from zeropay.adapters.sms import DevSmsSink, HttpSmsGateway
 from zeropay.adapters.sql.database import make_engine
 from zeropay.adapters.sql.uow import reader, transactor
+from zeropay.adapters.vault.store import SqlVaultStore, vault_engine
+from zeropay.adapters.vault.vault import Vault
 from zeropay.adapters.webhook_http import HttpWebhookSender, SystemResolver
 from zeropay.config import Settings
 from zeropay.domain.errors import ConfigurationError
@@ -147,6 +148,19 @@ class Container:
     settings: Settings
     engine: Engine
     ctx: AppContext
+    vault: Vault | None = None  # None when a test hands in its own key ring
+
+
+def build_vault(settings: Settings, engine: Engine) -> Vault:
+    """The vault over the database; a development vault unseals itself from its file."""
+    vault = Vault(
+        SqlVaultStore(vault_engine(engine)),
+        clock=SystemClock(),
+        peer_secret=settings.vault_peer_secret.encode() if settings.vault_peer_secret else None,
+    )
+    if settings.vault_dev_file is not None:
+        vault.auto_unseal(settings.vault_dev_file)
+    return vault
 
 
 def build(
@@ -162,9 +176,13 @@ def build(
     resolver: Resolver | None = None,
 ) -> Container:
     engine = engine or make_engine(settings.database_url, pool_size=settings.threads + 2)
+    vault = None
+    if keyring is None:
+        vault = build_vault(settings, engine)
+        keyring = vault
     ctx = AppContext(
         clock=clock or SystemClock(),
-        keyring=keyring or FileKeyRing.load_or_create(settings.key_file),
+        keyring=keyring,
         hasher=hasher
         or Argon2PasswordHasher(
             time_cost=settings.argon2_time_cost,
@@ -186,7 +204,9 @@ def build(
             idle_timeout_s=settings.session_idle_s,
             absolute_timeout_s=settings.session_absolute_s,
         ),
-        durations=Durations(hold_ttl_s=settings.hold_ttl_s),
+        durations=Durations(
+            hold_ttl_s=settings.hold_ttl_s, aml_retention_days=settings.aml_retention_days
+        ),
         common_passwords=shipped_common_passwords(),
         mailer=mailer
         if mailer is not None
@@ -210,7 +230,7 @@ def build(
         webhooks=webhook_setup(settings, sender=webhook_sender, resolver=resolver),
         exemptions=exemption_profile(settings),
     )
-    return Container(settings=settings, engine=engine, ctx=ctx)
+    return Container(settings=settings, engine=engine, ctx=ctx, vault=vault)
 
 
 def asgi_app() -> object:

@@ -7,19 +7,39 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zeropay.config import ConfigError, Settings
 
 if TYPE_CHECKING:
+    from zeropay.adapters.vault.vault import Vault
     from zeropay.bootstrap import Container
     from zeropay.services.fraud import FraudStatus
 
 
-def _container(settings: Settings | None = None) -> Container:
+def _container(settings: Settings | None = None, *, needs_keys: bool = False) -> Container:
+    """The wired application. ``needs_keys``: wait for an unsealed server to send this process
+    the vault's key (a development vault has unsealed itself already)."""
     from zeropay.bootstrap import build
+    from zeropay.domain.errors import VaultSealed
 
-    return build(settings or Settings.from_env())
+    built = build(settings or Settings.from_env())
+    if needs_keys and built.vault is not None and built.vault.sealed:
+        if built.settings.vault_peer_secret is None:
+            raise VaultSealed(
+                "this command needs the vault's keys: set ZEROPAY_VAULT_PEER_SECRET (as on the "
+                "servers) so an unsealed server can send them"
+            )
+        print("waiting for an unsealed server to send the vault key...", file=sys.stderr)
+        if not built.vault.wait_unsealed(VAULT_WAIT_S):
+            raise VaultSealed(
+                f"no unsealed server sent the vault key within {VAULT_WAIT_S} s: unseal the "
+                "servers first (zeropay vault unseal)"
+            )
+    return built
+
+
+VAULT_WAIT_S = 30
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
@@ -184,7 +204,7 @@ def cmd_dpop(args: argparse.Namespace) -> int:
 def cmd_demo(_args: argparse.Namespace) -> int:
     from zeropay.services.demo import seed
 
-    container = _container()
+    container = _container(needs_keys=True)
     print(seed(container.ctx))
     return 0
 
@@ -299,6 +319,29 @@ def cmd_operator_list(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_erase(args: argparse.Namespace) -> int:
+    """Erase a user by crypto-shredding (GDPR Art. 17); the email address stays under the
+    retention key for the AML period. Running it again finishes an interrupted erasure."""
+    from zeropay.services import erasure
+
+    done = erasure.erase_user(
+        _container().ctx, args.user_id, by=f"cli:{os.environ.get('USER', 'operator')}"
+    )
+    print(
+        json.dumps(
+            {
+                "user_id": done.user_id,
+                "erased_at": done.erased_at.isoformat(),
+                "erased_now": done.erased_now,
+                "email_retained_until": done.retained_until.isoformat(),
+                "personal_key_versions_destroyed": done.key_versions_destroyed,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
 def cmd_fraud_report(args: argparse.Namespace) -> int:
     from zeropay.api.fraud_routes import report_json
     from zeropay.services import fraud
@@ -387,7 +430,7 @@ def cmd_devmail(args: argparse.Namespace) -> int:
 def cmd_jobs_run(_args: argparse.Namespace) -> int:
     from zeropay.services import jobs
 
-    ctx = _container().ctx
+    ctx = _container(needs_keys=True).ctx
     jobs.register(ctx)
     print(json.dumps(jobs.run_due(ctx, owner=f"cli-{os.getpid()}")))
     return 0
@@ -400,7 +443,7 @@ def cmd_webhooks_deliver(args: argparse.Namespace) -> int:
 
     from zeropay.services import webhooks
 
-    ctx = _container().ctx
+    ctx = _container(needs_keys=True).ctx
     owner = f"cli-{os.getpid()}"
     while True:
         done = webhooks.run_once(ctx, owner=owner)
@@ -410,6 +453,176 @@ def cmd_webhooks_deliver(args: argparse.Namespace) -> int:
         if any(done.values()):
             print(json.dumps(done), flush=True)
         time.sleep(args.interval)
+
+
+def _vault(container: Container) -> Vault:
+    if container.vault is None:
+        raise RuntimeError("this process was built without a vault")
+    return container.vault
+
+
+def cmd_vault_init(args: argparse.Namespace) -> int:
+    """Create the root key, split it, and hand each share out once."""
+    from pathlib import Path
+
+    from zeropay.adapters.vault import crypto
+
+    keys = [crypto.load_public_key(Path(k).read_bytes()) for k in args.custodian_key or []]
+    if keys and len(keys) != args.shares:
+        print(f"give one --custodian-key per share ({args.shares})", file=sys.stderr)
+        return 2
+    if keys and not args.out_dir:
+        print("--custodian-key needs --out-dir (the encrypted shares are files)", file=sys.stderr)
+        return 2
+    vault = _vault(_container())
+    pieces = vault.initialize(shares=args.shares, threshold=args.threshold)
+    print(
+        f"vault {pieces[0].vault_id}: {args.shares} shares, any {args.threshold} unseal it. "
+        "The root key is not stored anywhere; these shares are shown once.",
+        file=sys.stderr,
+    )
+    if not args.out_dir:
+        for piece in pieces:
+            print(piece.text())
+        return 0
+    out = Path(args.out_dir)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for i, piece in enumerate(pieces):
+        name = out / f"share-{piece.index}.{'sealed.json' if keys else 'txt'}"
+        if keys:
+            payload = encrypt_share(piece.text(), keys[i], vault_id=piece.vault_id)
+        else:
+            payload = piece.text() + "\n"
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(payload)
+        print(f"wrote {name}", file=sys.stderr)
+    return 0
+
+
+def encrypt_share(text: str, public_key: bytes, *, vault_id: str) -> str:
+    """A share sealed to a custodian's X25519 public key, as a small JSON document."""
+    import base64
+
+    from zeropay.adapters.vault import crypto
+
+    sealed = crypto.seal_box(public_key, text.encode(), context=_custodian_context(vault_id))
+    return json.dumps(
+        {
+            "zeropay_sealed_share": 1,
+            "vault_id": vault_id,
+            "recipient": base64.b64encode(public_key).decode(),
+            "sealed": base64.b64encode(sealed).decode(),
+        }
+    )
+
+
+def decrypt_share(document: str, private_pem: bytes) -> str:
+    import base64
+
+    from zeropay.adapters.vault import crypto
+
+    data = json.loads(document)
+    key = crypto.load_private_key(private_pem)
+    sealed = base64.b64decode(data["sealed"])
+    return crypto.open_box(key, sealed, context=_custodian_context(data["vault_id"])).decode()
+
+
+def _custodian_context(vault_id: str) -> bytes:
+    return b"zeropay/vault/custodian-share/v1|" + vault_id.encode()
+
+
+def _read_share(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    if args.share_file:
+        text = Path(args.share_file).read_text()
+    elif sys.stdin.isatty():
+        import getpass
+
+        text = getpass.getpass("share (not echoed): ")
+    else:
+        text = sys.stdin.readline()
+    if args.private_key:
+        return decrypt_share(text, Path(args.private_key).read_bytes())
+    return text
+
+
+def cmd_vault_unseal(args: argparse.Namespace) -> int:
+    container = _container()
+    vault = _vault(container)
+    if container.settings.vault_peer_secret is None:
+        print(
+            "set ZEROPAY_VAULT_PEER_SECRET (as on the servers) to send a share to them, or "
+            "use POST /v1/vault/unseal on a server",
+            file=sys.stderr,
+        )
+        return 2
+    progress = vault.submit_share(_read_share(args), submitted_by=args.by or "cli")
+    vault.stop()  # this process is no target for later shares
+    print(
+        json.dumps(
+            {
+                "shares_received": progress.received,
+                "threshold": progress.threshold,
+                "processes": progress.processes,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_vault_status(args: argparse.Namespace) -> int:
+    status = _vault(_container()).status()
+    data = status.as_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    if not status.initialized:
+        print("vault: not initialized (zeropay vault init)")
+        return 1
+    sealed = [p for p in status.processes if p.sealed]
+    print(
+        f"vault {status.vault_id}: threshold {status.threshold} of {status.shares}, "
+        f"key version {status.generation}{' (DEVELOPMENT)' if status.development else ''}"
+    )
+    print(f"processes: {len(status.processes)} running, {len(sealed)} sealed")
+    for p in status.processes:
+        print(f"  {p.id}  {p.host}:{p.pid}  {'sealed' if p.sealed else 'unsealed'}")
+    print("keys:")
+    for k in status.keys:
+        print(f"  {k.purpose:10} v{k.version:<3} {k.state:9} {k.keys}")
+    return 0
+
+
+def cmd_vault_seal(_args: argparse.Namespace) -> int:
+    _vault(_container()).seal_everywhere()
+    print("every process seals within a second")
+    return 0
+
+
+def cmd_vault_rotate(_args: argparse.Namespace) -> int:
+    vault = _vault(_container(needs_keys=True))
+    version = vault.rotate()
+    print(f"key version {version}: new data is encrypted under it; run `zeropay vault rewrap`")
+    return 0
+
+
+def cmd_vault_rewrap(args: argparse.Namespace) -> int:
+    from zeropay.adapters.sql.encrypted import ENCRYPTED_COLUMNS
+    from zeropay.adapters.vault.rewrap import rewrap
+
+    container = _container(needs_keys=True)
+    report = rewrap(_vault(container), container.engine, ENCRYPTED_COLUMNS, batch=args.batch)
+    print(json.dumps(report.as_dict()))
+    return 0
+
+
+def cmd_vault_custodian_add(args: argparse.Namespace) -> int:
+    token = _vault(_container()).add_custodian(args.name)
+    print(token)
+    print("shown once: the custodian's credential for POST /v1/vault/unseal", file=sys.stderr)
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -467,6 +680,12 @@ def parser() -> argparse.ArgumentParser:
     operator.add_parser("list", help="every operator role, oldest grant first").set_defaults(
         func=cmd_operator_list
     )
+    user = sub.add_parser("user", help="payer accounts").add_subparsers(dest="sub", required=True)
+    erase = user.add_parser(
+        "erase", help="erase a user: crypto-shred personal data, keep the email for AML"
+    )
+    erase.add_argument("user_id")
+    erase.set_defaults(func=cmd_user_erase)
     fraud = sub.add_parser(
         "fraud", help="fraud reports and the fraud rate (transaction risk analysis)"
     ).add_subparsers(dest="sub", required=True)
@@ -532,7 +751,40 @@ def parser() -> argparse.ArgumentParser:
     deliver.add_argument("--once", action="store_true", help="one round, then exit")
     deliver.add_argument("--interval", type=float, default=2.0, help="seconds between rounds")
     deliver.set_defaults(func=cmd_webhooks_deliver)
+    _vault_parsers(sub)
     return p
+
+
+def _vault_parsers(sub: Any) -> None:
+    vault = sub.add_parser("vault", help="the key vault").add_subparsers(dest="sub", required=True)
+    init = vault.add_parser("init", help="create the root key and split it among custodians")
+    init.add_argument("--shares", type=int, default=5)
+    init.add_argument("--threshold", type=int, default=3)
+    init.add_argument("--out-dir", help="write each share to a file here instead of stdout")
+    init.add_argument(
+        "--custodian-key",
+        action="append",
+        help="an X25519 public key (PEM), one per share in order: each share file is sealed to it",
+    )
+    init.set_defaults(func=cmd_vault_init)
+    unseal = vault.add_parser("unseal", help="submit one share to every sealed server")
+    unseal.add_argument("--share-file", help="read the share from a file (default: stdin)")
+    unseal.add_argument("--private-key", help="the custodian's X25519 private key (PEM)")
+    unseal.add_argument("--by", help="who submits (audit)")
+    unseal.set_defaults(func=cmd_vault_unseal)
+    status = vault.add_parser("status", help="sealed or not, key versions, processes")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_vault_status)
+    vault.add_parser("seal", help="seal every server").set_defaults(func=cmd_vault_seal)
+    vault.add_parser("rotate", help="new key versions for new data").set_defaults(
+        func=cmd_vault_rotate
+    )
+    rewrap = vault.add_parser("rewrap", help="re-encrypt every field under the current keys")
+    rewrap.add_argument("--batch", type=int, default=500)
+    rewrap.set_defaults(func=cmd_vault_rewrap)
+    custodian = vault.add_parser("custodian-add", help="a credential for the unseal API")
+    custodian.add_argument("name")
+    custodian.set_defaults(func=cmd_vault_custodian_add)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,18 @@ class ConfigError(ValueError):
     pass
 
 
+def _optional_path(raw: str | None) -> Path | None:
+    return Path(raw) if raw else None
+
+
+def _peer_secret(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    if len(raw) < 32:
+        raise ConfigError("ZEROPAY_VAULT_PEER_SECRET must be at least 32 characters")
+    return raw
+
+
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -34,7 +46,12 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///var/zeropay.db"
-    key_file: Path = Path("var/dev-keys.json")
+    # Set: a development vault, created on first start and auto-unsealed from this file (never
+    # in production). Unset: the vault starts sealed until custodians unseal it.
+    vault_dev_file: Path | None = None
+    # Authenticates the processes that share an unseal through the database; the same value on
+    # every server and on the custodians' CLI. Unset: each process is unsealed on its own.
+    vault_peer_secret: str | None = field(default=None, repr=False)
     policy_profile: str = "default"
     month_zone: str = "Asia/Seoul"
     session_idle_s: int = 300
@@ -77,6 +94,10 @@ class Settings:
     # Development and tests only: webhooks may go over plain http and to this machine's own
     # addresses, which the SSRF rules refuse in production. Logged loudly at start.
     webhook_allow_local: bool = False
+    # How long an erased user's email address is kept under the retention key: anti-money-
+    # laundering record keeping asks for 5 years after the relationship ends (EU 2015/849
+    # Art. 40); 1827 days is 5 years even when two of them are leap years.
+    aml_retention_days: int = 1827
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,7 +113,8 @@ class Settings:
             raise ConfigError("ZEROPAY_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
         return cls(
             database_url=url,
-            key_file=Path(g("ZEROPAY_KEY_FILE", str(cls.key_file))),
+            vault_dev_file=_optional_path(g("ZEROPAY_VAULT_DEV_FILE")),
+            vault_peer_secret=_peer_secret(g("ZEROPAY_VAULT_PEER_SECRET")),
             policy_profile=profile,
             month_zone=g("ZEROPAY_MONTH_ZONE", cls.month_zone),
             session_idle_s=_int(env, "ZEROPAY_SESSION_IDLE_S", cls.session_idle_s, 30, 86400),
@@ -131,6 +153,9 @@ class Settings:
             trusted_proxies=_trusted_proxies(g("ZEROPAY_TRUSTED_PROXIES")),
             webhook_allow_local=_flag(
                 g("ZEROPAY_WEBHOOK_ALLOW_LOCAL"), "ZEROPAY_WEBHOOK_ALLOW_LOCAL"
+            ),
+            aml_retention_days=_int(
+                env, "ZEROPAY_AML_RETENTION_DAYS", cls.aml_retention_days, 1, 100 * 366
             ),
         )
 

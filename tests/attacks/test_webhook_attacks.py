@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import text
 
 from support.webhook_receiver import Receiver, Trickler, tls_contexts
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.adapters.webhook_http import HttpWebhookSender
 from zeropay.bootstrap import build
@@ -50,7 +49,6 @@ def _build(settings, clock, **changes):
     return build(
         replace(settings, **changes),
         clock=clock,
-        keyring=FileKeyRing.ephemeral(),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
     )
 

@@ -95,7 +95,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             env = {
                 **os.environ,
                 "ZEROPAY_DATABASE_URL": database_url,
-                "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
+                "ZEROPAY_VAULT_DEV_FILE": str(tmp_path_factory.mktemp("keys") / "vault-dev.json"),
                 "ZEROPAY_ARGON2_TIME_COST": "1",
                 "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
                 "ZEROPAY_LOG_LEVEL": "warning",

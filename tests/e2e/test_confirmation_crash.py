@@ -144,7 +144,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Server, Container, Engine]]:
             "ZEROPAY_JOBS": "off",
             "ZEROPAY_WEBHOOK_ALLOW_LOCAL": "1",  # the receiver is on this machine, over http
             "ZEROPAY_PUBLIC_ORIGINS": f"http://127.0.0.1:{port}",
-            "ZEROPAY_KEY_FILE": str(tmp_path / "keys.json"),
+            "ZEROPAY_VAULT_DEV_FILE": str(tmp_path / "vault-dev.json"),
             "ZEROPAY_ARGON2_TIME_COST": "1",
             "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
             "ZEROPAY_LOG_LEVEL": "warning",

@@ -41,7 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
             # Past the low-value limits each would wait for SCA (tests/attacks and
             # tests/integration/test_sca_exemptions.py test that).
             "ZEROPAY_SCA_PROFILE": "off",
-            "ZEROPAY_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "keys.json"),
+            "ZEROPAY_VAULT_DEV_FILE": str(tmp_path_factory.mktemp("keys") / "vault-dev.json"),
             "ZEROPAY_ARGON2_TIME_COST": "1",
             "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
             "ZEROPAY_LOG_LEVEL": "warning",

@@ -18,7 +18,6 @@ from sqlalchemy import text
 
 from support.mfa import BASE, Device
 from zeropay.adapters.clock import FixedClock
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.api.app import create_app
 from zeropay.bootstrap import Container, build
@@ -50,7 +49,6 @@ def app_at(settings: Settings, clock: FixedClock) -> Iterator[Callable[..., Any]
         built = build(
             configured,
             clock=clock,
-            keyring=FileKeyRing.ephemeral(),
             hasher=Argon2PasswordHasher.cheap_for_tests(),
         )
         containers.append(built)

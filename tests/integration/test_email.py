@@ -12,7 +12,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.mail import SmtpMailer
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.bootstrap import Container, build
@@ -68,7 +67,6 @@ def container(settings, clock, relay) -> Iterator[Container]:
     built = build(
         settings,
         clock=clock,
-        keyring=FileKeyRing.ephemeral(),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
         mailer=relay,
     )

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 
 from support.mfa import Device, Mfa, SmtpInbox, bound
 from zeropay.adapters.clock import FixedClock
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.api.app import create_app
 from zeropay.bootstrap import build
@@ -161,7 +160,6 @@ def ops(mfa_settings: Settings, clock: FixedClock, smtp_inbox: SmtpInbox) -> Ite
     built = build(
         replace(mfa_settings, sca_profile="default"),
         clock=clock,
-        keyring=FileKeyRing.ephemeral(),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
     )
     with TestClient(create_app(built), base_url="http://localhost") as c:

@@ -275,7 +275,7 @@ def test_closing_is_idempotent_and_the_leased_job_runs_it(container, clock, shop
 
 def _cli(monkeypatch, settings, *argv: str) -> int:
     monkeypatch.setenv("ZEROPAY_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("ZEROPAY_KEY_FILE", str(settings.key_file))
+    monkeypatch.setenv("ZEROPAY_VAULT_DEV_FILE", str(settings.vault_dev_file))
     return cli.main(list(argv))
 
 

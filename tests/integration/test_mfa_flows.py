@@ -25,7 +25,6 @@ from sqlalchemy import text
 
 from support.dpop_client import DeviceKey
 from support.mfa import BASE, PASSWORD, Device, Mfa, bound, signed_up
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.api.app import create_app
 from zeropay.bootstrap import build
@@ -667,12 +666,11 @@ def test_a_broken_policy_file_fails_the_build_with_a_configuration_error(tmp_pat
     policy.write_text(BROKEN_POLICIES[broken], encoding="utf-8")
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'unused.db'}",
-        key_file=tmp_path / "keys.json",
+        vault_dev_file=tmp_path / "vault-dev.json",
         auth_policy_file=policy,
     )
     with pytest.raises(ConfigurationError):
         build(
             settings,
-            keyring=FileKeyRing.ephemeral(),
             hasher=Argon2PasswordHasher.cheap_for_tests(),
         )

@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 
 from support import ocra as ocra_app
 from support.mfa import PASSWORD, Device, Mfa, signed_up
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.api.app import create_app
 from zeropay.bootstrap import build
@@ -35,7 +34,6 @@ def paying(mfa_settings, clock, smtp_inbox) -> Iterator[Mfa]:
     built = build(
         replace(mfa_settings, sca_profile="default"),
         clock=clock,
-        keyring=FileKeyRing.ephemeral(),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
     )
     with TestClient(create_app(built), base_url="http://localhost") as c:

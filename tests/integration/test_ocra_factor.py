@@ -22,7 +22,6 @@ from sqlalchemy import text
 
 from support import ocra as ocra_app
 from support.mfa import PASSWORD, Device, Mfa, signed_up
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.api.app import create_app
 from zeropay.bootstrap import build
@@ -184,9 +183,7 @@ def test_a_stronger_payment_suite_may_be_asked_for(mfa):
         ("not a suite", "suite_malformed"),
     ],
 )
-def test_a_suite_that_cannot_carry_the_payment_or_be_checked_alone_is_refused(
-    mfa, suite, reason
-):
+def test_a_suite_that_cannot_carry_the_payment_or_be_checked_alone_is_refused(mfa, suite, reason):
     phone = signed_up(mfa, EMAIL)
     r = phone.call("POST", "/v1/me/factors/ocra", {"suite": suite})
     assert _problem(r) == (422, "invalid_input", reason), r.text
@@ -201,7 +198,9 @@ def test_an_ocra_app_is_removed_like_any_factor_and_stops_being_offered(mfa):
     assert r.status_code == 204, r.text
     assert _listed(phone) == []
     assert _events(mfa, "factor.removed") == [app.id]
-    [row] = _sql(mfa, "SELECT status, secret_ciphertext FROM authenticators WHERE id = :i", i=app.id)
+    [row] = _sql(
+        mfa, "SELECT status, secret_ciphertext FROM authenticators WHERE id = :i", i=app.id
+    )
     assert (row.status, row.secret_ciphertext) == ("removed", None)
 
 
@@ -364,13 +363,14 @@ def test_an_ocra_code_signs_no_one_in_even_where_a_policy_file_puts_it_in_a_logi
 ):
     shipped = Path(__file__).parents[2] / "src" / "zeropay" / "policies" / "default.toml"
     policy = tmp_path / "ocra-login.toml"
-    written = shipped.read_text().replace('  ["password", "totp"],\n', '  ["password", "ocra"],\n', 1)
+    written = shipped.read_text().replace(
+        '  ["password", "totp"],\n', '  ["password", "ocra"],\n', 1
+    )
     assert written != shipped.read_text()
     policy.write_text(written)
     built = build(
         replace(mfa_settings, auth_policy_file=policy),
         clock=clock,
-        keyring=FileKeyRing.ephemeral(),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
     )
     try:

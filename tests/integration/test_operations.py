@@ -71,7 +71,7 @@ def test_no_secret_reaches_the_logs(container, api_for, capsys):
 
 def run_cli(monkeypatch, settings, *argv):
     monkeypatch.setenv("ZEROPAY_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("ZEROPAY_KEY_FILE", str(settings.key_file))
+    monkeypatch.setenv("ZEROPAY_VAULT_DEV_FILE", str(settings.vault_dev_file))
     monkeypatch.setenv("ZEROPAY_ARGON2_TIME_COST", "1")
     monkeypatch.setenv("ZEROPAY_ARGON2_MEMORY_KIB", "1024")
     return cli.main(list(argv))

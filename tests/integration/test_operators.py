@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient
 from support.mfa import PASSWORD, Device, Mfa, SmtpInbox, bound
 from zeropay import cli
 from zeropay.adapters.clock import FixedClock
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.api.app import create_app
 from zeropay.bootstrap import build
@@ -45,7 +44,6 @@ def ops(mfa_settings: Settings, clock: FixedClock, smtp_inbox: SmtpInbox) -> Ite
     built = build(
         configured,
         clock=clock,
-        keyring=FileKeyRing.load_or_create(configured.key_file),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
     )
     with TestClient(create_app(built), base_url="http://localhost", client=(HERE, 50000)) as c:
@@ -464,7 +462,7 @@ def test_every_operator_read_is_audited_with_who_and_in_which_role(ops):
 
 def _cli(monkeypatch: pytest.MonkeyPatch, settings: Settings, *argv: str) -> int:
     monkeypatch.setenv("ZEROPAY_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("ZEROPAY_KEY_FILE", str(settings.key_file))
+    monkeypatch.setenv("ZEROPAY_VAULT_DEV_FILE", str(settings.vault_dev_file))
     return cli.main(list(argv))
 
 

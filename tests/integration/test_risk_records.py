@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.adapters.sql import tables as t
 from zeropay.bootstrap import build
@@ -22,7 +21,6 @@ def engine_on(settings, clock):
     built = build(
         replace(settings, risk_enabled=True),
         clock=clock,
-        keyring=FileKeyRing.ephemeral(),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
     )
     yield built

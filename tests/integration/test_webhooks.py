@@ -18,7 +18,6 @@ from sqlalchemy import text
 
 from support.webhook_receiver import Receiver
 from zeropay import cli
-from zeropay.adapters.keyring import FileKeyRing
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.bootstrap import build
 from zeropay.config import ConfigError, Settings
@@ -33,7 +32,6 @@ def hooks(settings, clock, api_for) -> Iterator:
     built = build(
         replace(settings, webhook_allow_local=True),
         clock=clock,
-        keyring=FileKeyRing.ephemeral(),
         hasher=Argon2PasswordHasher.cheap_for_tests(),
     )
     yield api_for(built)
@@ -386,7 +384,7 @@ def test_the_cli_delivers_once_and_reports_what_it_did(settings, clock, monkeypa
             payments.cancel(ctx, merchant_id=merchant_id, payment_id=payment.id)
             for name, value in {
                 "ZEROPAY_DATABASE_URL": settings.database_url,
-                "ZEROPAY_KEY_FILE": str(settings.key_file),
+                "ZEROPAY_VAULT_DEV_FILE": str(settings.vault_dev_file),
                 "ZEROPAY_WEBHOOK_ALLOW_LOCAL": "1",
             }.items():
                 monkeypatch.setenv(name, value)

@@ -63,5 +63,5 @@ def test_bytes_that_are_not_a_canonical_transaction_read_as_nothing():
     assert parse_canonical(good + b"\x00") is None  # trailing bytes
     assert parse_canonical(good.replace(b"EUR", b"XXX")) is None  # no such currency
     assert parse_canonical(good.replace(b"1000", b"-100")) is None  # not an amount
-    short_nonce = good[: -20] + b"\x00\x00\x00\x0f" + bytes(15)
+    short_nonce = good[:-20] + b"\x00\x00\x00\x0f" + bytes(15)
     assert parse_canonical(short_nonce) is None

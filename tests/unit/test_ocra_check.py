@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from support import ocra as ocra_app
-from zeropay.adapters.keyring import FileKeyRing
+from zeropay.adapters.vault.vault import Vault
 from zeropay.domain import ocra
 from zeropay.domain.authenticators import Authenticator, AuthenticatorKind
 from zeropay.domain.dynamic_linking import Transaction, binding_of
@@ -47,11 +47,16 @@ FIELDS = {
 # The worked example in README.md, so an app's author can check their own code against it.
 EXAMPLE_CANONICAL_HEX = (
     "7a65726f7061792d74786e2d7631"  # zeropay-txn-v1
-    "0000000e" "7061795f30314a445a3851344d33"  # pay_01JDZ8Q4M3
-    "00000004" "31323530"  # 1250
-    "00000003" "455552"  # EUR
-    "0000000e" "6d65725f30314a445a3743414645"  # mer_01JDZ7CAFE
-    "00000010" "000102030405060708090a0b0c0d0e0f"  # the nonce
+    "0000000e"
+    "7061795f30314a445a3851344d33"  # pay_01JDZ8Q4M3
+    "00000004"
+    "31323530"  # 1250
+    "00000003"
+    "455552"  # EUR
+    "0000000e"
+    "6d65725f30314a445a3743414645"  # mer_01JDZ7CAFE
+    "00000010"
+    "000102030405060708090a0b0c0d0e0f"  # the nonce
 )
 EXAMPLE_QUESTION = "df6f6bca00c76a745c018f1429aabd427219e253951a389893842a4dbfb8bb94"
 EXAMPLE_CODE = "69303822"  # at 2026-11-02T09:30:15Z, time step 29893530
@@ -73,7 +78,7 @@ class _Authenticators:
 
 
 def _context(*apps: tuple[str, str, bytes], last_step: int | None = None) -> Any:
-    keyring = FileKeyRing.ephemeral()
+    keyring = Vault.ephemeral()
     held = [
         Authenticator(
             id=app_id,

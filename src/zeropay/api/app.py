@@ -42,6 +42,7 @@ from zeropay.api.pages import SecurityHeaders
 from zeropay.api.pages import router as pages_router
 from zeropay.api.problems import problem, problem_body, render_error
 from zeropay.api.routes import router
+from zeropay.api.vault_routes import router as vault_router
 from zeropay.api.webhook_routes import router as webhook_router
 from zeropay.domain import bounds
 from zeropay.domain.errors import ZeroPayError
@@ -220,6 +221,8 @@ def _job_loop(container: Container, stop: threading.Event) -> None:
     owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     jobs.register(container.ctx)
     while not stop.wait(JOB_TICK_S):
+        if container.vault is not None and container.vault.sealed:
+            continue  # every job needs keys; they run once custodians unseal
         try:
             jobs.run_due(container.ctx, owner=owner)
         except Exception:  # the loop must survive a database restart
@@ -242,7 +245,11 @@ def create_app(container: Container) -> FastAPI:
         if settings.jobs_enabled:
             worker = threading.Thread(target=_job_loop, args=(container, stop), daemon=True)
             worker.start()
+        if container.vault is not None:
+            container.vault.start()
         yield
+        if container.vault is not None:
+            container.vault.stop()
         stop.set()
         if worker is not None:
             worker.join(timeout=10)
@@ -260,6 +267,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(operator_router)
     app.include_router(fraud_router)
+    app.include_router(vault_router)
     app.include_router(webhook_router)
     app.include_router(pages_router)
 

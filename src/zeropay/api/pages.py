@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from string import Template
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,13 +56,20 @@ def _web_file(folder: str, name: str) -> bytes:
     return resources.files("zeropay").joinpath("web", folder, name).read_bytes()
 
 
+DEVELOPMENT_BANNER = (
+    '<p class="banner" role="alert">Development vault: its keys sit in a local file. '
+    "Never use this instance for real payments.</p>"
+)
+
+
 @cache
-def _page(name: str) -> bytes:
+def _page(name: str, development: bool) -> bytes:
     """The page in its layout. Templates are ours and hold no request data, so a page is built
     once per process."""
     layout = Template(_web_file("templates", "layout.html").decode())
     main = _web_file("templates", f"{name}.html").decode()
-    return layout.substitute(title=PAGES[name], page=name, main=main).encode()
+    banner = DEVELOPMENT_BANNER if development else ""
+    return layout.substitute(title=PAGES[name], page=name, main=main, banner=banner).encode()
 
 
 @cache
@@ -70,40 +77,42 @@ def _static(name: str) -> bytes:
     return _web_file("static", name)
 
 
-def _html(name: str) -> HTMLResponse:
-    return HTMLResponse(_page(name))
+def _html(name: str, request: Request) -> HTMLResponse:
+    # Every page says so when the vault unseals itself from a development file.
+    development = request.app.state.container.settings.vault_dev_file is not None
+    return HTMLResponse(_page(name, development))
 
 
 @router.get("/")
-def home() -> HTMLResponse:
-    return _html("home")
+def home(request: Request) -> HTMLResponse:
+    return _html("home", request)
 
 
 @router.get("/signup")
-def signup() -> HTMLResponse:
-    return _html("signup")
+def signup(request: Request) -> HTMLResponse:
+    return _html("signup", request)
 
 
 @router.get("/login")
-def login() -> HTMLResponse:
-    return _html("login")
+def login(request: Request) -> HTMLResponse:
+    return _html("login", request)
 
 
 @router.get("/bind")
-def bind() -> HTMLResponse:
-    return _html("bind")
+def bind(request: Request) -> HTMLResponse:
+    return _html("bind", request)
 
 
 @router.get("/account")
-def account() -> HTMLResponse:
-    return _html("account")
+def account(request: Request) -> HTMLResponse:
+    return _html("account", request)
 
 
 @router.get("/pay/{payment_id}")
-def pay(payment_id: str) -> HTMLResponse:
+def pay(payment_id: str, request: Request) -> HTMLResponse:
     """The hosted checkout page of a payment: the page reads the id from its own address and
     asks the API for everything it shows, so the same bytes serve every payment."""
-    return _html("pay")
+    return _html("pay", request)
 
 
 @router.get("/static/{name}")

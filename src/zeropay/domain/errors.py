@@ -25,6 +25,8 @@
           |    |    +-- TransactionChanged   the payment's amount, currency or payee is not what
           |    |                             the confirmation was issued for (dynamic linking)
           |    |    +-- FraudReportExists    this payment was already reported as fraud this way
+          |    |    +-- VaultStateConflict   the vault is not in a state that allows this (already
+          |    |                             initialized, not initialized, nothing to unseal)
           |    +-- LimitExceeded
           |    |    +-- PaymentLimitExceeded
           |    |    +-- MonthlyLimitExceeded
@@ -98,6 +100,10 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     code = "conflict"
+
+
+class VaultStateConflict(Conflict):
+    code = "vault_state"
 
 
 class CurrencyMismatch(Conflict):

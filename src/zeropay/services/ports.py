@@ -641,3 +641,24 @@ class UnitOfWork(Protocol):
     def sca(self) -> ScaStore: ...
     @property
     def fraud(self) -> FraudStore: ...
+
+
+class VaultControl(Protocol):
+    """What custodians and operators drive on the key vault (adapters.vault.Vault)."""
+
+    @property
+    def sealed(self) -> bool: ...
+
+    def status(self) -> Any:
+        """A ``VaultStatus`` (initialized, sealed, threshold, key versions, processes)."""
+        ...
+
+    def custodian(self, token: str) -> str | None:
+        """The name of the custodian holding this credential, or None."""
+        ...
+
+    def submit_share(self, text: object, *, submitted_by: str) -> Any:
+        """Check a share and send it to every sealed process; an ``UnsealProgress``."""
+        ...
+
+    def seal_everywhere(self) -> None: ...

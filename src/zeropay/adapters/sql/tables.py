@@ -718,3 +718,97 @@ fraud_period_totals = Table(
 
 # Closing a day sums the payments captured in it: the ledger read by transfer code and time.
 Index("ix_ledger_transfers_code_created", ledger_transfers.c.code, ledger_transfers.c.created_at)
+
+# -- the key vault (adapters.vault) ---------------------------------------------------------------
+# One row: the vault's shape. The root key is never stored: ``root_check`` is a constant sealed
+# under it (a rebuilt root that does not open it is wrong) and ``share_commitments`` holds
+# SHA-256 of each share, so a corrupted share is refused when it is submitted.
+vault_meta = Table(
+    "vault_meta",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("vault_id", String(ID), nullable=False, unique=True),
+    Column("shares", Integer, nullable=False),
+    Column("threshold", Integer, nullable=False),
+    Column("root_check", LargeBinary, nullable=False),
+    Column("share_commitments", Text, nullable=False),  # JSON: hex digests, index 1 first
+    Column("generation", Integer, nullable=False),  # the key version new data keys get
+    Column("seal_epoch", Integer, nullable=False),  # raised by ``vault seal``: every process seals
+    Column("development", Integer, nullable=False),  # 1: auto-unsealed from a local file
+    Column("created_at", TS, nullable=False),
+    Column("rotated_at", TS),
+    CheckConstraint("id = 1", name="single"),
+    CheckConstraint("threshold >= 1 AND threshold <= shares", name="threshold"),
+    CheckConstraint("generation >= 1 AND seal_epoch >= 0", name="counters"),
+)
+
+# Data keys, each sealed under the root key. Purpose keys have subject ''; a user's personal and
+# AML retention keys name the user. Destroying a key removes its wrapped copy for good.
+vault_keys = Table(
+    "vault_keys",
+    metadata,
+    Column("id", LargeBinary(16), primary_key=True),
+    Column("purpose", String(32), nullable=False),
+    Column("subject", String(ID), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("wrapped", LargeBinary),
+    Column("state", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("destroy_after", TS),
+    Column("destroyed_at", TS),
+    UniqueConstraint("purpose", "subject", "version", name="uq_vault_keys_purpose_version"),
+    CheckConstraint("state IN ('active', 'retired', 'destroyed')", name="state"),
+    CheckConstraint(
+        "(state = 'destroyed') = (wrapped IS NULL AND destroyed_at IS NOT NULL)",
+        name="destroyed_has_no_key",
+    ),
+)
+Index("ix_vault_keys_destroy_after", vault_keys.c.destroy_after)
+
+# Every running process, sealed or not, with a fresh X25519 key that lives only in its memory:
+# shares and the root key travel to a sealed process sealed to that key.
+vault_peers = Table(
+    "vault_peers",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("public_key", LargeBinary(32), nullable=False),
+    Column("proof", LargeBinary(32)),  # HMAC under the peer secret: a peer row not forged
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("sealed", Integer, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("seen_at", TS, nullable=False),
+)
+
+# A custodian's share, sealed to one sealed process's key, waiting for the rest of the quorum.
+vault_share_drops = Table(
+    "vault_share_drops",
+    metadata,
+    Column("peer_id", String(ID), primary_key=True),
+    Column("share_index", Integer, primary_key=True),
+    Column("sealed_share", LargeBinary, nullable=False),
+    Column("submitted_by", String(80), nullable=False),
+    Column("submitted_at", TS, nullable=False),
+)
+
+# The root key sealed by an unsealed process to a sealed one's key; deleted on pickup or expiry.
+vault_transfers = Table(
+    "vault_transfers",
+    metadata,
+    Column("peer_id", String(ID), primary_key=True),
+    Column("sealed_root", LargeBinary, nullable=False),
+    Column("from_peer", String(ID), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+)
+
+# A key custodian's credential for the unseal API (the share itself never authenticates anyone).
+vault_custodians = Table(
+    "vault_custodians",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(80), nullable=False, unique=True),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS),
+)
