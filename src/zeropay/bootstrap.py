@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from zeropay.adapters.clock import SystemClock
 from zeropay.adapters.geoip import CountryGeoIP
@@ -159,7 +160,12 @@ def build_vault(settings: Settings, engine: Engine) -> Vault:
         peer_secret=settings.vault_peer_secret.encode() if settings.vault_peer_secret else None,
     )
     if settings.vault_dev_file is not None:
-        vault.auto_unseal(settings.vault_dev_file)
+        try:
+            vault.auto_unseal(settings.vault_dev_file)
+        except DBAPIError as exc:
+            raise ConfigurationError(
+                "the database has no vault tables yet: run `zeropay migrate` first"
+            ) from exc
     return vault
 
 
@@ -176,6 +182,7 @@ def build(
     resolver: Resolver | None = None,
 ) -> Container:
     engine = engine or make_engine(settings.database_url, pool_size=settings.threads + 2)
+    auth_policy = load_auth_policy(settings)  # a broken policy fails before the database is used
     vault = None
     if keyring is None:
         vault = build_vault(settings, engine)
@@ -222,7 +229,7 @@ def build(
             if settings.smtp_host
             else None
         ),
-        auth_policy=load_auth_policy(settings),
+        auth_policy=auth_policy,
         relying_party=RelyingParty(rp_id=settings.rp_id, origins=settings.rp_origins),
         sms=sms if sms is not None else sms_sender(settings),
         public_origins=settings.public_origins or settings.rp_origins,

@@ -573,7 +573,7 @@ def cmd_vault_unseal(args: argparse.Namespace) -> int:
 
 
 def cmd_vault_status(args: argparse.Namespace) -> int:
-    status = _vault(_container()).status()
+    status = _vault(_container()).status(detailed=True)
     data = status.as_dict()
     if args.json:
         print(json.dumps(data, indent=2))

@@ -20,11 +20,11 @@ def _vault(request: Request) -> VaultControl:
     vault = request.app.state.container.vault
     if vault is None:
         raise VaultStateConflict("this server runs without a vault (a test key ring)")
-    return vault  # type: ignore[no-any-return]
+    return vault
 
 
 def _ctx(request: Request) -> AppContext:
-    return request.app.state.container.ctx  # type: ignore[no-any-return]
+    return request.app.state.container.ctx
 
 
 def _token(authorization: Annotated[str | None, Header()] = None) -> str:

@@ -134,10 +134,6 @@ class VaultStore(Protocol):
 
     def counts(self) -> list[KeyCount]: ...
 
-    def stale_subject_keys(self, purpose: str, generation: int, limit: int) -> list[str]:
-        """Subjects whose newest live key of ``purpose`` is older than ``generation``."""
-        ...
-
     def save_peer(self, peer: Peer) -> None: ...
 
     def peers(self, *, seen_since: datetime) -> list[Peer]: ...
@@ -171,19 +167,35 @@ class VaultStore(Protocol):
 
 
 def vault_engine(engine: Engine) -> Engine:
-    """The engine the vault runs on. PostgreSQL: the application's own (each call takes one
-    connection for one short transaction). SQLite: a second engine on the same file whose
-    transactions are deferred, so a key read does not wait behind a use case's write lock."""
-    if engine.dialect.name != "sqlite":
-        return engine
-    separate = create_engine(engine.url, connect_args={"timeout": 30})
+    """A small engine of the vault's own on the application's database, disposed with it.
 
-    @event.listens_for(separate, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+    Its own pool: a use case holds one of the application's connections while it asks for a
+    key, so keys drawn from the same pool could leave every thread waiting for a connection
+    that only another waiting thread would return. On SQLite its transactions are deferred,
+    so a key read does not queue behind a use case's ``BEGIN IMMEDIATE`` write lock.
+    """
+    if engine.dialect.name == "sqlite":
+        separate = create_engine(engine.url, connect_args={"timeout": 30})
+
+        @event.listens_for(separate, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+    else:
+        separate = create_engine(
+            engine.url,
+            pool_size=2,
+            max_overflow=6,
+            pool_recycle=1800,
+            isolation_level="READ COMMITTED",
+        )
+
+    @event.listens_for(engine, "engine_disposed")
+    def _with_the_application(_engine: Engine) -> None:
+        separate.dispose()
 
     return separate
 
@@ -344,22 +356,6 @@ class SqlVaultStore:
             KeyCount(purpose=p, version=v, state=s, keys=n)
             for p, v, s, n in self._run(lambda c: c.execute(query).all())
         ]
-
-    def stale_subject_keys(self, purpose: str, generation: int, limit: int) -> list[str]:
-        k = t.vault_keys.c
-        newest = (
-            select(k.subject, func.max(k.version).label("version"))
-            .where(k.purpose == purpose, k.subject != "", k.state != DESTROYED)
-            .group_by(k.subject)
-            .subquery()
-        )
-        query = (
-            select(newest.c.subject)
-            .where(newest.c.version < generation)
-            .order_by(newest.c.subject)
-            .limit(limit)
-        )
-        return [r[0] for r in self._run(lambda c: c.execute(query).all())]
 
     # -- peers and their mailboxes
 
@@ -656,13 +652,6 @@ class MemoryVaultStore:
                 tally.get((k.purpose, k.version, k.state), 0) + 1
             )
         return [KeyCount(p, v, s, n) for (p, v, s), n in sorted(tally.items())]
-
-    def stale_subject_keys(self, purpose: str, generation: int, limit: int) -> list[str]:
-        newest: dict[str, int] = {}
-        for k in self._keys.values():
-            if k.purpose == purpose and k.subject and k.state != DESTROYED:
-                newest[k.subject] = max(newest.get(k.subject, 0), k.version)
-        return sorted(s for s, v in newest.items() if v < generation)[:limit]
 
     def save_peer(self, peer: Peer) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ A process that starts later, or a CLI command that needs the keys, gets the root
 its key by an unsealed process (``vault_transfers``, deleted on pickup, gone after a minute).
 Peer rows carry an HMAC under the peer secret (``ZEROPAY_VAULT_PEER_SECRET``): without it, write
 access to the database would be enough to register a peer and be sent the key. See
-docs/vault.md for the threat model.
+the "Key vault" section of README.md for the threat model.
 """
 
 from __future__ import annotations
@@ -223,7 +223,6 @@ class Vault:
         self.peer_id = f"peer_{secrets.token_hex(12)}"
         self._started_at = clock.now()
         self._announced_at = 0.0
-        self._synced_at = 0.0
         self._purged_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -320,13 +319,10 @@ class Vault:
     def _require_root(self) -> tuple[bytes, VaultMeta]:
         root, meta = self._root, self._meta
         if root is None or meta is None:
-            # A share or a transfer may be waiting: look now rather than at the next tick.
-            if self._monotonic() - self._synced_at > 0.2:
-                with contextlib.suppress(Exception):
-                    self.sync()
-            root, meta = self._root, self._meta
-            if root is None or meta is None:
-                raise VaultSealed("the vault is sealed: key custodians must unseal it")
+            # No look at the database here: this may run inside a use case's transaction, and
+            # on SQLite a write from another connection would wait for that very transaction.
+            # The background sync (every second) and ``submit_share`` pick up shares.
+            raise VaultSealed("the vault is sealed: key custodians must unseal it")
         return root, meta
 
     # ---- KeyRing --------------------------------------------------------------------------------
@@ -514,17 +510,14 @@ class Vault:
             retired += self._store.retire_below(purpose, "", meta.generation)
         return retired
 
-    def stale_subjects(self, limit: int) -> list[str]:
-        _, meta = self._require_root()
-        return self._store.stale_subject_keys(PERSONAL, meta.generation, limit)
-
     def key_version_of(self, ciphertext: bytes) -> int:
         _, record = self._key_by_id(crypto.field_key_id(ciphertext))
         return record.version
 
     # ---- status ---------------------------------------------------------------------------------
 
-    def status(self) -> VaultStatus:
+    def status(self, *, detailed: bool = False) -> VaultStatus:
+        """Detailed: with key counts and processes (a scan of every key: operators only)."""
         meta = self._store.meta()
         if meta is None:
             return VaultStatus(initialized=False, sealed=True, development=False)
@@ -542,10 +535,12 @@ class Vault:
             threshold=meta.threshold,
             generation=meta.generation,
             received=received,
-            keys=self._store.counts(),
+            keys=self._store.counts() if detailed else [],
             processes=self._store.peers(
                 seen_since=now - timedelta(seconds=bounds.VAULT_PEER_STALE_S)
-            ),
+            )
+            if detailed
+            else [],
         )
 
     # ---- shares and peers -----------------------------------------------------------------------
@@ -598,7 +593,6 @@ class Vault:
         """One round: announce this process, then (sealed) collect a transfer or shares, or
         (unsealed) obey a seal order, follow a rotation and send the key to sealed peers."""
         with self._lock:
-            self._synced_at = self._monotonic()
             meta = self._store.meta()
             if meta is None:
                 return
