@@ -67,7 +67,7 @@ def register(
     user_id = ctx.new_id("usr")
     index = email_index(ctx, address)
     ciphertext = ctx.keyring.encrypt(
-        address.encode(), table="users", column="email", row_id=user_id
+        address.encode(), table="users", column="email", row_id=user_id, subject=user_id
     )
 
     def work(uow: UnitOfWork) -> Registered:

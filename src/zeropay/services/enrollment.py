@@ -91,7 +91,11 @@ def enroll_totp(ctx: AppContext, session: Session, *, label: object = None) -> T
     seed = totp.new_seed(ctx.random_bytes(totp.SEED_BYTES))
     authenticator_id = ctx.new_id("auth")
     ciphertext = ctx.keyring.encrypt(
-        seed, table="authenticators", column="secret", row_id=authenticator_id
+        seed,
+        table="authenticators",
+        column="secret",
+        row_id=authenticator_id,
+        subject=session.user_id,
     )
     account = email_of(ctx, session.user_id)
 
@@ -176,7 +180,11 @@ def enroll_ocra(
     question = ocra_codes.new_test_question(ctx.random_bytes, parsed)
     authenticator_id = ctx.new_id("auth")
     ciphertext = ctx.keyring.encrypt(
-        seed, table="authenticators", column="secret", row_id=authenticator_id
+        seed,
+        table="authenticators",
+        column="secret",
+        row_id=authenticator_id,
+        subject=session.user_id,
     )
 
     def work(uow: UnitOfWork) -> None:
@@ -344,7 +352,11 @@ def enroll_sms(ctx: AppContext, session: Session, phone: object) -> str:
         SMS_CODE_DIGITS
     )
     ciphertext = ctx.keyring.encrypt(
-        number.encode(), table="authenticators", column="secret", row_id=authenticator_id
+        number.encode(),
+        table="authenticators",
+        column="secret",
+        row_id=authenticator_id,
+        subject=session.user_id,
     )
 
     def work(uow: UnitOfWork) -> None:

@@ -23,7 +23,7 @@ def queue(ctx: AppContext, uow: UnitOfWork, *, user_id: str, subject: str, body:
     flow that asked for it."""
     email_id = ctx.new_id("eml")
     ciphertext = ctx.keyring.encrypt(
-        body.encode(), table="outbound_email", column="body", row_id=email_id
+        body.encode(), table="outbound_email", column="body", row_id=email_id, subject=user_id
     )
     uow.outbox.add(
         email_id=email_id,
