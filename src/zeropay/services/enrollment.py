@@ -436,9 +436,10 @@ def set_security_answers(ctx: AppContext, session: Session, answers: object) -> 
     _sensitive(ctx, session)
     parsed = questions.parse_answers(answers)
     hashed = {q: ctx.hasher.hash(a) for q, a in parsed.items()}  # slow: outside the transaction
+    sealed = questions.seal_choices(ctx, session.user_id, hashed)
 
     def work(uow: UnitOfWork) -> None:
-        uow.authenticators.set_security_answers(session.user_id, hashed, ctx.now())
+        uow.authenticators.set_security_answers(session.user_id, sealed, ctx.now())
         _added(ctx, uow, session, "security questions", session.user_id)
 
     ctx.run(work)
@@ -461,7 +462,7 @@ def remove_security_answers(ctx: AppContext, session: Session) -> None:
     _sensitive(ctx, session)
 
     def work(uow: UnitOfWork) -> None:
-        if not uow.authenticators.set_security_answers(session.user_id, {}, ctx.now()):
+        if not uow.authenticators.set_security_answers(session.user_id, [], ctx.now()):
             raise NotFound("there are no security answers to remove")
         _removed(ctx, uow, session, "security questions", session.user_id, "security_question")
 
@@ -488,7 +489,9 @@ def summary(ctx: AppContext, session: Session) -> FactorSummary:
             devices=uow.devices.of_user(session.user_id),
             email_verified=bool(user and user.email_verified_at),
             recovery_codes_left=uow.authenticators.recovery_codes_left(session.user_id),
-            security_questions=sorted(uow.authenticators.security_answers(session.user_id)),
+            security_questions=sorted(
+                questions.open_choices(ctx, uow.authenticators.security_answers(session.user_id))
+            ),
         )
 
     return ctx.read(work)

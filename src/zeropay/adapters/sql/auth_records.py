@@ -9,6 +9,7 @@ once.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, delete, insert, or_, select, update
@@ -24,7 +25,7 @@ from zeropay.domain.factors import Factor
 from zeropay.domain.flows import Flow, FlowState
 from zeropay.domain.policy import AccessPoint
 from zeropay.domain.sessions import AuthMethod
-from zeropay.services.ports import StoredFlow
+from zeropay.services.ports import StoredAnswer, StoredFlow
 
 
 def _methods_json(methods: tuple[AuthMethod, ...]) -> str:
@@ -421,7 +422,9 @@ class AuthenticatorRepository(_Repo):
         ).all()
         return len(rows)
 
-    def set_security_answers(self, user_id: str, answers: dict[str, str], now: datetime) -> int:
+    def set_security_answers(
+        self, user_id: str, answers: Sequence[StoredAnswer], now: datetime
+    ) -> int:
         """Put these answers in place of the user's answers (none: remove them); the number of
         answers there were before."""
         x = t.security_answers.c
@@ -430,18 +433,28 @@ class AuthenticatorRepository(_Repo):
             self.c.execute(
                 insert(t.security_answers),
                 [
-                    {"user_id": user_id, "question_id": q, "answer_hash": h, "created_at": now}
-                    for q, h in sorted(answers.items())
+                    {
+                        "user_id": user_id,
+                        "slot": a.slot,
+                        "question_ciphertext": a.question_ciphertext,
+                        "answer_hash": a.answer_hash,
+                        "created_at": now,
+                    }
+                    for a in answers
                 ],
             )
         return gone
 
-    def security_answers(self, user_id: str) -> dict[str, str]:
+    def security_answers(self, user_id: str) -> list[StoredAnswer]:
         x = t.security_answers.c
         rows = self.c.execute(
-            select(x.question_id, x.answer_hash).where(x.user_id == user_id)
+            select(x.slot, x.question_ciphertext, x.answer_hash)
+            .where(x.user_id == user_id)
+            .order_by(x.slot)
         ).all()
-        return {r.question_id: r.answer_hash for r in rows}
+        return [
+            StoredAnswer(user_id, r.slot, bytes(r.question_ciphertext), r.answer_hash) for r in rows
+        ]
 
 
 # ---- replay records and rate counters -----------------------------------------------------------

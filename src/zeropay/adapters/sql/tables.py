@@ -378,13 +378,17 @@ recovery_codes = Table(
     Column("used_at", TS),
 )
 
+# Which questions a user chose is itself a hint to an attacker, so the key is a slot number and
+# the question id is sealed under the user's key, bound to (user, slot) and padded to one length.
 security_answers = Table(
     "security_answers",
     metadata,
     Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
-    Column("question_id", String(32), primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("question_ciphertext", LargeBinary, nullable=False),
     Column("answer_hash", String(255), nullable=False),  # argon2id of the normalised answer
     Column("created_at", TS, nullable=False),
+    CheckConstraint("slot >= 1", name="slot"),
 )
 
 auth_flows = Table(
@@ -660,6 +664,21 @@ webhook_fanout = Table(
     Column("gaps", Text, nullable=False),  # JSON: [[first_seq, last_seq, seen_at], ...]
     Column("updated_at", TS, nullable=False),
     CheckConstraint("id = 1", name="single_row"),
+)
+
+# ---- erasure (GDPR Art. 17) and what anti-money-laundering law keeps -----------------------------
+
+# An erased user's email address, sealed under the user's retention key (not the personal key that
+# erasure destroys) until ``retained_until``, when the retention key is destroyed in turn. One row
+# per erased user, written in the transaction that marks the user erased.
+aml_retention = Table(
+    "aml_retention",
+    metadata,
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("email_ciphertext", LargeBinary, nullable=False),
+    Column("erased_at", TS, nullable=False),
+    Column("retained_until", TS, nullable=False),
+    CheckConstraint("retained_until > erased_at", name="period"),
 )
 
 # ---- the platform's fraud rate (PSD2 RTS Art. 18-20; domain.fraud) ------------------------------
