@@ -151,3 +151,6 @@ invariant(
     VAULT_TRANSFER_TTL_S > VAULT_PEER_STALE_S,
     "a transfer outlives the peer's staleness window, so a slow peer can still collect it",
 )
+
+# -- erasure and AML retention (services.erasure) ------------------------------------------------
+RETENTION_KEYS_DESTROYED_PER_RUN = 500  # retention keys past their period one job run destroys

@@ -40,6 +40,7 @@ class Durations:
     idempotency_keep_s: int = 24 * 3600  # Stripe keeps keys at least 24 hours
     idempotency_lease_s: int = 60  # an in-flight request older than this was abandoned
     review_ttl_s: int = 3 * 24 * 3600  # a payment held for review is released after this
+    aml_retention_days: int = 1827  # an erased user's email is kept this long (AML, 5 years)
 
 
 @dataclass(frozen=True, slots=True)

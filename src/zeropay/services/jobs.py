@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from zeropay.domain import bounds
-from zeropay.services import fraud, mail, payments, webhooks
+from zeropay.services import erasure, fraud, mail, payments, webhooks
 from zeropay.services.context import AppContext, UnitOfWork
 
 log = logging.getLogger("zeropay.jobs")
@@ -64,6 +64,8 @@ JOBS: tuple[Job, ...] = (
     # Fan-out first: an event made since the last tick is delivered in this one.
     Job("fan_out_webhooks", 5, lambda ctx: webhooks.fan_out(ctx).deliveries),
     Job("deliver_webhooks", 5, lambda ctx: webhooks.deliver_due(ctx, owner="job")),
+    # Erased users' AML retention keys, destroyed once their retention period has ended.
+    Job("end_retention", 3600, lambda ctx: erasure.end_retention(ctx)),
 )
 
 

@@ -196,6 +196,31 @@ class AccountStore(Protocol):
     def notifications(self, user_id: str, *, limit: int) -> list[Notification]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class RetainedIdentity:
+    """What anti-money-laundering record keeping keeps of an erased user: the email address,
+    sealed under the user's retention key, until ``retained_until``."""
+
+    user_id: str
+    email_ciphertext: bytes
+    erased_at: datetime
+    retained_until: datetime
+
+
+class ErasureStore(Protocol):
+    def lock_user(self, user_id: str) -> User | None:
+        """The user, its row locked until the commit: two erasures of one user queue."""
+        ...
+
+    def mark_erased(self, user_id: str, *, email_index: bytes, password_hash: str) -> None:
+        """Status ``erased``, with a meaningless email index and password hash in place of the
+        real ones (the index would let anyone holding the index key test an address)."""
+        ...
+
+    def retain(self, identity: RetainedIdentity) -> None: ...
+    def retained(self, user_id: str) -> RetainedIdentity | None: ...
+
+
 class SessionStore(Protocol):
     def add(self, session: Session, *, token_hash: bytes, user_agent: str | None) -> None: ...
     def by_token_hash(self, token_hash: bytes) -> Session | None: ...
@@ -654,6 +679,8 @@ class UnitOfWork(Protocol):
     def sca(self) -> ScaStore: ...
     @property
     def fraud(self) -> FraudStore: ...
+    @property
+    def erasure(self) -> ErasureStore: ...
 
 
 class VaultControl(Protocol):

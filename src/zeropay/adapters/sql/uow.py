@@ -14,6 +14,7 @@ from zeropay.adapters.sql.auth_records import (
     ReplayRepository,
 )
 from zeropay.adapters.sql.database import run_in_transaction
+from zeropay.adapters.sql.erasure_records import ErasureRepository
 from zeropay.adapters.sql.event_records import PaymentEventRepository
 from zeropay.adapters.sql.fraud_records import FraudRepository
 from zeropay.adapters.sql.operator_records import OperatorRepository
@@ -62,6 +63,7 @@ class SqlUnitOfWork:
         self.webhooks = WebhookRepository(connection)
         self.sca = ScaRepository(connection)
         self.fraud = FraudRepository(connection)
+        self.erasure = ErasureRepository(connection)
 
 
 def _conforms(uow: SqlUnitOfWork) -> UnitOfWork:
