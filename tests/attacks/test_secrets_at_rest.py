@@ -1,14 +1,17 @@
-"""What a stolen database copy reveals: no password, session token, API key or email address in
-plaintext, and no timing difference between an unknown email and a wrong password."""
+"""What a stolen database copy reveals: no password, session token, API key, email address,
+phone number, OTP seed, webhook secret or choice of security questions in plaintext or in a
+common encoding, and no timing difference between an unknown email and a wrong password."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 
 from sqlalchemy import text
 
 from support import ocra as ocra_app
+from support import personal
 from support.mfa import signed_up
 
 
@@ -125,3 +128,65 @@ def test_a_webhook_signing_secret_is_stored_only_encrypted(api, container, backe
         random_part = secret.removeprefix("whsec_")
         assert secret.encode() not in raw and random_part.encode() not in raw
         assert base64.urlsafe_b64decode(random_part + "=" * (-len(random_part) % 4)) not in raw
+
+
+def _forms(value: bytes) -> set[bytes]:
+    """``value`` as it would sit in a database copy unprotected: raw, in hex (pg_dump prints
+    bytea as hex, so this also finds it inside a larger binary value), base64 and base32 (how
+    seeds are shown), upper and lower case, with and without padding."""
+    encoded = {
+        value,
+        value.hex().encode(),
+        base64.b64encode(value),
+        base64.urlsafe_b64encode(value),
+        base64.b32encode(value),
+    }
+    return {
+        variant
+        for e in encoded
+        for stripped in (e, e.rstrip(b"="))
+        for variant in (stripped, stripped.lower(), stripped.upper())
+    }
+
+
+def test_no_personal_field_seed_secret_or_question_choice_is_in_a_database_copy(mfa, backend):
+    """Every field the key vault protects, written through the API, then looked for in the raw
+    SQLite file or the pg_dump output in every form the API showed it and the common encodings."""
+    phone = "+821055501234"
+    payer = personal.payer(
+        mfa,
+        "vault.hunter@example.com",
+        phone=phone,
+        answers={"childhood_friend": "jimin park", "first_job_city": "busan"},
+    )
+    _, secrets = personal.webhook_secrets(mfa)
+    with mfa.container.engine.connect() as c:
+        sealed = c.execute(
+            text("SELECT slot, question_ciphertext FROM security_answers WHERE user_id = :u"),
+            {"u": payer.user_id},
+        ).all()
+    assert [s.slot for s in sealed] == [1, 2]
+    # The two ids differ in length (16 and 14 characters): padded, the ciphertexts do not.
+    assert len({len(s.question_ciphertext) for s in sealed}) == 1
+    raw = _raw_database(mfa.container, backend)
+    assert b"Corner Cafe" in raw and payer.user_id.encode() in raw  # the copy holds our rows
+    plaintexts = {
+        "email": payer.email.encode(),
+        "phone": phone.encode(),
+        "phone digits": phone.lstrip("+").encode(),
+        "phone, national": b"01055501234",
+        "TOTP seed": payer.totp_seed,
+        "OCRA seed": payer.ocra.seed,
+        **{f"question {q}": q.encode() for q in payer.questions},
+        **{f"webhook secret {i}": s.encode() for i, s in enumerate(secrets)},
+        **{
+            f"webhook secret {i}, random part": base64.urlsafe_b64decode(
+                part + "=" * (-len(part) % 4)
+            )
+            for i, part in enumerate(s.removeprefix("whsec_") for s in secrets)
+        },
+    }
+    assert payer.questions == ("childhood_friend", "first_job_city")
+    for name, value in plaintexts.items():
+        for form in _forms(value):
+            assert form not in raw, (name, form)
