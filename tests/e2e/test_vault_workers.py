@@ -77,21 +77,22 @@ class Cluster:
         ).stdout
         return {int(p) for p in out.split()}
 
-    def peers(self) -> dict[int, bool]:
-        """pid -> sealed, for each process the vault has seen in the last few seconds."""
+    def query(self, sql: str) -> list[Any]:
+        """Rows of ``sql`` on the server's database, read the way anyone with access reads it."""
         engine = create_engine(
             self.env["ZEROPAY_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
         )
         try:
             with engine.connect() as c:
-                rows = c.execute(
-                    text(
-                        "SELECT pid, sealed FROM vault_peers "
-                        "WHERE seen_at > now() - interval '5 seconds'"
-                    )
-                ).all()
+                return list(c.execute(text(sql)).all())
         finally:
             engine.dispose()
+
+    def peers(self) -> dict[int, bool]:
+        """pid -> sealed, for each process the vault has seen in the last few seconds."""
+        rows = self.query(
+            "SELECT pid, sealed FROM vault_peers WHERE seen_at > now() - interval '5 seconds'"
+        )
         return {r.pid: bool(r.sealed) for r in rows}
 
     def wait_workers(self, *, sealed: bool) -> dict[int, bool]:
@@ -250,19 +251,10 @@ def test_cli_commands_that_need_the_keys_are_sent_them_by_an_unsealed_worker(
     assert report["rewrapped"] > 0 and report["changed"] == 0, report
     # Every address is now under a version-2 key: read from the key id each ciphertext names,
     # without any key.
-    engine = create_engine(
-        cluster.env["ZEROPAY_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+    versions = cluster.query(
+        "SELECT k.version, count(*) FROM users u JOIN vault_keys k "
+        "ON k.id = substring(u.email_ciphertext from 2 for 16) GROUP BY k.version"
     )
-    try:
-        with engine.connect() as c:
-            versions = c.execute(
-                text(
-                    "SELECT k.version, count(*) FROM users u JOIN vault_keys k "
-                    "ON k.id = substring(u.email_ciphertext from 2 for 16) GROUP BY k.version"
-                )
-            ).all()
-    finally:
-        engine.dispose()
     assert [v.version for v in versions] == [2] and versions[0].count > 0, versions
     assert set(_sign_ups(cluster.url, "after.rotation")) == {(201, None)}
 
