@@ -154,3 +154,27 @@ invariant(
 
 # -- erasure and AML retention (services.erasure) ------------------------------------------------
 RETENTION_KEYS_DESTROYED_PER_RUN = 500  # retention keys past their period one job run destroys
+
+# -- tokenized payment instruments (domain.instruments, adapters.funding) -------------------------
+INSTRUMENTS_PER_USER_MAX = 10  # active instruments one payer holds; all listed on one page
+GRANTS_PER_INSTRUMENT_MAX = 20  # merchants holding a token for one instrument
+# Bound devices holding a cryptogram key for one instrument: a charge tries each of them.
+DEVICE_KEYS_PER_INSTRUMENT_MAX = 5
+CARD_NUMBER_INPUT_LENGTH_MAX = 40  # 19 digits with a space or a dash after each
+CARD_EXPIRY_YEARS_AHEAD_MAX = 20  # no issuer prints an expiry further out
+TOKEN_LENGTH_MAX = 64  # "mtok_" and 43 base64url characters, with room
+# Detokenization (the funding adapter reading a number back) is counted in the database, per
+# instrument and over the whole platform, in fixed windows: a flood of charges, or a bug that
+# loops, cannot read numbers out of the vault faster than this.
+DETOKENIZE_WINDOW_S = 60
+DETOKENIZE_PER_INSTRUMENT_MAX = 20  # a payer's instrument charged 20 times in a minute is odd
+DETOKENIZE_OVERALL_MAX = 6000  # 100 a second across all instruments
+invariant(
+    DEVICE_KEYS_PER_INSTRUMENT_MAX <= DEVICES_PER_USER_MAX,
+    "a device key belongs to one bound device",
+)
+invariant(INSTRUMENTS_PER_USER_MAX <= PAGE_SIZE_MAX, "a payer's instruments fit one page")
+invariant(
+    DETOKENIZE_PER_INSTRUMENT_MAX <= DETOKENIZE_OVERALL_MAX,
+    "one instrument never has more room than the platform",
+)

@@ -12,6 +12,8 @@
           |    |    +-- InvalidOverlap       a secret rotation's overlap out of bounds
           |    |    +-- ShareRefused         a vault share that is malformed, corrupt, foreign or
           |    |                             given twice
+          |    |    +-- InstrumentInvalid    a card number, expiry or phone number that cannot be
+          |    |                             a payment instrument
           |    +-- NotFound
           |    +-- Conflict                 the resource is not in a state that allows this
           |    |    +-- CurrencyMismatch
@@ -25,6 +27,8 @@
           |    |    +-- TransactionChanged   the payment's amount, currency or payee is not what
           |    |                             the confirmation was issued for (dynamic linking)
           |    |    +-- FraudReportExists    this payment was already reported as fraud this way
+          |    |    +-- InstrumentExists     the payer already holds this number as an instrument
+          |    |    +-- GrantExists          the merchant already holds a token for the instrument
           |    |    +-- VaultStateConflict   the vault is not in a state that allows this (already
           |    |                             initialized, not initialized, nothing to unseal)
           |    +-- LimitExceeded
@@ -34,10 +38,12 @@
           |    |    +-- TopUpLimitExceeded
           |    |    +-- FraudReportExceedsPayment  a fraud report above what was captured
           |    |    +-- WebhookLimitExceeded too many endpoints, or secrets in one overlap
+          |    |    +-- InstrumentLimitExceeded  too many instruments, grants or device keys
           |    +-- InsufficientFunds
           |    +-- FundingDeclined
           |    +-- AuthenticationFailed     never says which element failed (PSD2 RTS 4(3)(a))
           |    +-- FactorLocked
+          |    |    +-- CryptogramLocked     a device's cryptogram key, after repeated failures
           |    +-- NotAuthenticated
           |    |    +-- ProofInvalid         a DPoP proof is missing, replayed or does not match
           |    +-- Forbidden
@@ -47,6 +53,7 @@
           |    |    +-- NotAnOperator        an operator route, and the account holds no role
           |    |    +-- PasskeyRequired      an operator session not signed in with a passkey
           |    |    +-- OperatorRoleRequired the operator's roles do not grant the action
+          |    |    +-- CryptogramInvalid    a token's use with a replayed or altered cryptogram
           |    +-- RateLimited
           +-- ConfigurationError           a policy or setting that cannot be used (at start)
           +-- InfrastructureError          adapters only, always ``raise ... from exc`` (HTTP 503)
@@ -306,3 +313,42 @@ class FraudReportExceedsPayment(LimitExceeded):
     """A fraud report is at most what the payment captured (``limit_minor``)."""
 
     code = "fraud_report_exceeds_payment"
+
+
+class InstrumentInvalid(InvalidInput):
+    """A payment instrument that cannot be added: ``field`` and ``reason`` say what is wrong,
+    and the message never repeats the number."""
+
+    code = "instrument_invalid"
+
+
+class InstrumentExists(Conflict):
+    """The payer already holds this card or phone number (found by its blind index)."""
+
+    code = "instrument_exists"
+
+
+class GrantExists(Conflict):
+    """The merchant already holds a token for this instrument: revoke it to issue another."""
+
+    code = "grant_exists"
+
+
+class InstrumentLimitExceeded(LimitExceeded):
+    """Too many instruments for one payer, merchants for one instrument, or device keys."""
+
+    code = "instrument_limit_exceeded"
+
+
+class CryptogramInvalid(Forbidden):
+    """A token used with a cryptogram that is not the one for this use (replayed, or made for
+    another amount, currency, merchant, token or counter). One answer for every cause."""
+
+    code = "cryptogram_invalid"
+
+
+class CryptogramLocked(FactorLocked):
+    """The device key that made this cryptogram is locked after repeated failures; the payer
+    provisions a new one from the device (after a strong sign-in)."""
+
+    code = "cryptogram_locked"
