@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from zeropay.adapters.clock import SystemClock
+from zeropay.adapters.funding import Detokenizer, SandboxGateway
 from zeropay.adapters.geoip import CountryGeoIP
 from zeropay.adapters.mail import SmtpMailer
 from zeropay.adapters.passwords import Argon2PasswordHasher, shipped_common_passwords
@@ -34,6 +35,7 @@ from zeropay.domain.sessions import SessionPolicy
 from zeropay.services.context import AppContext, Durations, RelyingParty, RiskSetup, WebhookSetup
 from zeropay.services.ports import (
     Clock,
+    FundingGateway,
     KeyRing,
     Mailer,
     PasswordHasher,
@@ -150,6 +152,8 @@ class Container:
     engine: Engine
     ctx: AppContext
     vault: Vault | None = None  # None when a test hands in its own key ring
+    # Payment instruments are charged here; it alone holds the detokenizer (adapters.funding).
+    funding: FundingGateway | None = None
 
 
 def build_vault(settings: Settings, engine: Engine) -> Vault:
@@ -180,6 +184,7 @@ def build(
     sms: SmsSender | None = None,
     webhook_sender: WebhookSender | None = None,
     resolver: Resolver | None = None,
+    funding: FundingGateway | None = None,
 ) -> Container:
     engine = engine or make_engine(settings.database_url, pool_size=settings.threads + 2)
     auth_policy = load_auth_policy(settings)  # a broken policy fails before the database is used
@@ -237,7 +242,10 @@ def build(
         webhooks=webhook_setup(settings, sender=webhook_sender, resolver=resolver),
         exemptions=exemption_profile(settings),
     )
-    return Container(settings=settings, engine=engine, ctx=ctx, vault=vault)
+    if funding is None:
+        # The detokenizer goes to the gateway and nowhere else: no use case can read a number.
+        funding = SandboxGateway(Detokenizer(keyring, actor="funding:sandbox"))
+    return Container(settings=settings, engine=engine, ctx=ctx, vault=vault, funding=funding)
 
 
 def asgi_app() -> object:

@@ -15,6 +15,7 @@ from zeropay.domain.authenticators import Authenticator, Device
 from zeropay.domain.exemptions import Counters
 from zeropay.domain.flows import Flow
 from zeropay.domain.fraud import ClosedPeriod, FraudReport, PeriodKind, Totals
+from zeropay.domain.instruments import Charge, DeviceKey, Grant, Instrument
 from zeropay.domain.ledger import Account, AccountKind, BalanceChange, Transfer
 from zeropay.domain.lockout import FactorState
 from zeropay.domain.money import Money
@@ -681,6 +682,8 @@ class UnitOfWork(Protocol):
     def fraud(self) -> FraudStore: ...
     @property
     def erasure(self) -> ErasureStore: ...
+    @property
+    def instruments(self) -> InstrumentStore: ...
 
 
 class VaultControl(Protocol):
@@ -702,3 +705,90 @@ class VaultControl(Protocol):
         ...
 
     def seal_everywhere(self) -> None: ...
+
+
+# ---- tokenized payment instruments --------------------------------------------------------------
+
+
+class InstrumentStore(Protocol):
+    """Instruments, merchant grants, device cryptogram keys, charges, and the sandbox carrier's
+    monthly totals. Instruments and grants are found by their tokens' hashes, always scoped to
+    the owner or the merchant asking; only active ones are found."""
+
+    def lock_owner(self, user_id: str) -> None:
+        """Lock the payer's row until the commit: one payer's instrument changes queue."""
+        ...
+
+    def active_count(self, user_id: str) -> int: ...
+    def by_number_index(self, user_id: str, number_index: bytes) -> Instrument | None: ...
+    def add(self, instrument: Instrument, *, token_hash: bytes, number_index: bytes) -> bool:
+        """False, adding nothing, when the payer already holds this number."""
+        ...
+
+    def of_user(self, user_id: str) -> list[Instrument]: ...
+    def find(
+        self, user_id: str, *, token_hash: bytes | None, instrument_id: str | None, lock: bool
+    ) -> Instrument | None: ...
+    def get(self, instrument_id: str) -> Instrument | None: ...
+    def remove(self, instrument_id: str, now: datetime) -> bool:
+        """Wipe the number and its index, revoke its grants, remove and wipe its device keys."""
+        ...
+
+    def add_grant(self, grant: Grant, *, token_hash: bytes) -> None: ...
+    def grants_of(self, instrument_id: str) -> list[Grant]: ...
+    def grant_by_token_hash(self, token_hash: bytes, *, lock: bool) -> Grant | None: ...
+    def revoke_grant(self, instrument_id: str, grant_id: str, now: datetime) -> bool: ...
+    def add_device_key(self, key: DeviceKey) -> None: ...
+    def remove_device_keys(self, instrument_id: str, device_id: str, now: datetime) -> int: ...
+    def device_keys_of(self, instrument_id: str, *, lock: bool) -> list[DeviceKey]:
+        """The instrument's active keys whose device is still bound, by id."""
+        ...
+
+    def save_key_lockout(self, key_id: str, state: FactorState) -> None: ...
+    def advance_counter(self, key_id: str, counter: int, now: datetime) -> bool:
+        """Accept ``counter`` for the key only if it is above the last one accepted (one
+        conditional UPDATE: of two uses of one counter, one wins)."""
+        ...
+
+    def add_charge(self, charge: Charge) -> None: ...
+    def charge(self, merchant_id: str, charge_id: str) -> Charge | None: ...
+    def add_carrier_spend(
+        self, user_id: str, currency_code: str, period: str, amount_minor: int, *, limit: int
+    ) -> bool:
+        """Count a carrier bill against the payer's month; False, changing nothing, past
+        ``limit``."""
+        ...
+
+
+class AuditTrail(Protocol):
+    """Appends one event to the audit log inside the caller's transaction (``services.audit``)."""
+
+    def __call__(self, event: str, *, actor: str, subject: str, **data: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRequest:
+    charge_id: str
+    instrument: Instrument
+    merchant_id: str
+    amount: Money
+
+
+@dataclass(frozen=True, slots=True)
+class FundingOutcome:
+    decline_code: str | None = None  # None: approved, the money may be posted
+
+    @property
+    def approved(self) -> bool:
+        return self.decline_code is None
+
+
+class FundingGateway(Protocol):
+    """Charges a payment instrument at its funding source (a card network, a carrier). The only
+    code that reads a number back out of the vault, through the detokenizer it was built with
+    (``adapters.funding``). It runs inside the charge's transaction: what it counts and audits
+    commits or rolls back with the charge."""
+
+    def charge(
+        self, uow: UnitOfWork, request: FundingRequest, *, now: datetime, audit: AuditTrail
+    ) -> FundingOutcome: ...

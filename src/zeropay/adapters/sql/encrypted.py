@@ -110,7 +110,31 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
         row_id=lambda r: r.id,
         subject=lambda r: None,
     ),
-    # ---- tokenized payment instruments (migration 0011) ----
-    # The instruments' vaulted numbers are registered here when their table lands, with the
-    # row id and subject that ``KeyRing.encrypt`` is given for them.
+    # ---- tokenized payment instruments (migration 0011): personal data of the owner ----
+    # The card or phone number and its display form (null once the instrument is removed).
+    EncryptedColumn(
+        table=t.instruments,
+        column="number_ciphertext",
+        aad_column="number",
+        key=("id",),
+        row_id=lambda r: r.id,
+        subject=lambda r: r.user_id,
+    ),
+    EncryptedColumn(
+        table=t.instruments,
+        column="display_ciphertext",
+        aad_column="display",
+        key=("id",),
+        row_id=lambda r: r.id,
+        subject=lambda r: r.user_id,
+    ),
+    # A device's cryptogram key for one instrument, under the instrument owner's key.
+    EncryptedColumn(
+        table=t.instrument_device_keys,
+        column="key_ciphertext",
+        aad_column="key",
+        key=("id",),
+        row_id=lambda r: r.id,
+        subject=lambda r: r.user_id,
+    ),
 )

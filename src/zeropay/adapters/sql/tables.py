@@ -831,3 +831,127 @@ vault_custodians = Table(
     Column("created_at", TS, nullable=False),
     Column("revoked_at", TS),
 )
+
+# ---- tokenized payment instruments (domain.instruments) ------------------------------------------
+
+# A card or a carrier-billing phone number, sealed under its owner's personal key (erasure
+# crypto-shreds it) and bound to its row. The token is stored only as SHA-256 (it carries 256
+# random bits), so a copy of this table hands out no usable token; ``number_index`` is the blind
+# index over (owner, number) that finds a duplicate without reading any number. Removal wipes the
+# number and keeps the row, which charges and the ledger still name.
+instruments = Table(
+    "instruments",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("number_index", LargeBinary(32)),
+    Column("number_ciphertext", LargeBinary),
+    Column("display_ciphertext", LargeBinary),  # "Visa •••• 4242", "+82 ••••••5678"
+    Column("brand", String(16)),  # cards only: what the card's number range says
+    Column("exp_month", Integer),
+    Column("exp_year", Integer),
+    Column("status", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("removed_at", TS),
+    UniqueConstraint("user_id", "number_index", name="uq_instruments_user_number"),
+    CheckConstraint("kind IN ('card', 'carrier')", name="kind"),
+    CheckConstraint("status IN ('active', 'removed')", name="status"),
+    CheckConstraint("(status = 'removed') = (removed_at IS NOT NULL)", name="removed_when_removed"),
+    CheckConstraint(
+        "(status = 'active') = (number_ciphertext IS NOT NULL AND number_index IS NOT NULL "
+        "AND display_ciphertext IS NOT NULL)",
+        name="wiped_when_removed",
+    ),
+    CheckConstraint(
+        "(kind = 'card') = (exp_month IS NOT NULL AND exp_year IS NOT NULL)", name="card_expiry"
+    ),
+    CheckConstraint("exp_month IS NULL OR (exp_month >= 1 AND exp_month <= 12)", name="month"),
+    Index("ix_instruments_user_status", "user_id", "status"),
+)
+
+# A merchant token (card on file): this merchant may charge this instrument. Like the payer's
+# token it is stored only as SHA-256.
+instrument_grants = Table(
+    "instrument_grants",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("instrument_id", String(ID), ForeignKey("instruments.id"), nullable=False),
+    Column("merchant_id", String(ID), ForeignKey("merchants.id"), nullable=False),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS),
+    CheckConstraint("status IN ('active', 'revoked')", name="status"),
+    CheckConstraint("(status = 'revoked') = (revoked_at IS NOT NULL)", name="revoked_when_revoked"),
+    Index("ix_instrument_grants_instrument_status", "instrument_id", "status"),
+)
+
+# The cryptogram key of one instrument on one bound device, sealed under the owner's key. Only
+# a counter above ``last_counter`` is accepted (a conditional UPDATE in the charge's
+# transaction); consecutive failures lock the key as they lock a factor (domain.lockout).
+instrument_device_keys = Table(
+    "instrument_device_keys",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("instrument_id", String(ID), ForeignKey("instruments.id"), nullable=False),
+    Column("device_id", String(ID), ForeignKey("devices.id"), nullable=False),
+    # The instrument's owner, whose key seals this one: each sealed row names its subject.
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False),
+    Column("key_ciphertext", LargeBinary),
+    Column("last_counter", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("locks", Integer, nullable=False),
+    Column("locked_until", TS),
+    Column("locked_permanently", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("last_used_at", TS),
+    Column("removed_at", TS),
+    CheckConstraint("status IN ('active', 'removed')", name="status"),
+    CheckConstraint("(status = 'removed') = (removed_at IS NOT NULL)", name="removed_when_removed"),
+    CheckConstraint(
+        "(status = 'active') = (key_ciphertext IS NOT NULL)", name="wiped_when_removed"
+    ),
+    CheckConstraint("last_counter >= 0 AND failures >= 0 AND locks >= 0", name="counts"),
+    Index("ix_instrument_device_keys_instrument_status", "instrument_id", "status"),
+)
+
+# Every charge of a merchant token, succeeded or declined. The unique (key, counter) pair is the
+# database's own copy of "a cryptogram pays once"; a succeeded charge names its ledger transfer.
+charges = Table(
+    "charges",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("merchant_id", String(ID), ForeignKey("merchants.id"), nullable=False),
+    Column("grant_id", String(ID), ForeignKey("instrument_grants.id"), nullable=False),
+    Column("instrument_id", String(ID), ForeignKey("instruments.id"), nullable=False),
+    Column("device_key_id", String(ID), ForeignKey("instrument_device_keys.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("counter", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decline_code", String(32)),
+    Column("transfer_id", String(80), unique=True),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("device_key_id", "counter", name="uq_charges_device_key_counter"),
+    CheckConstraint("amount_minor > 0 AND counter > 0", name="positive"),
+    CheckConstraint("status IN ('succeeded', 'declined')", name="status"),
+    CheckConstraint("(status = 'succeeded') = (transfer_id IS NOT NULL)", name="paid_when_paid"),
+    CheckConstraint("(status = 'declined') = (decline_code IS NOT NULL)", name="declined_why"),
+    Index("ix_charges_merchant_created", "merchant_id", "created_at", "id"),
+)
+
+# The sandbox carrier's monthly bill per payer (the carrier's own cap, STANDARDS.md: KRW 1,000,000
+# a month), counted where every API process sees it.
+carrier_billing_totals = Table(
+    "carrier_billing_totals",
+    metadata,
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    CheckConstraint("amount_minor >= 0", name="non_negative"),
+)

@@ -17,6 +17,7 @@ from zeropay.adapters.sql.database import run_in_transaction
 from zeropay.adapters.sql.erasure_records import ErasureRepository
 from zeropay.adapters.sql.event_records import PaymentEventRepository
 from zeropay.adapters.sql.fraud_records import FraudRepository
+from zeropay.adapters.sql.instrument_records import InstrumentRepository
 from zeropay.adapters.sql.operator_records import OperatorRepository
 from zeropay.adapters.sql.records import (
     AuditRepository,
@@ -63,6 +64,7 @@ class SqlUnitOfWork:
         self.webhooks = WebhookRepository(connection)
         self.sca = ScaRepository(connection)
         self.fraud = FraudRepository(connection)
+        self.instruments = InstrumentRepository(connection)
         self.erasure = ErasureRepository(connection)
 
 
