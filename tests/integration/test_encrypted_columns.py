@@ -39,6 +39,9 @@ NOT_KEYRING_FIELDS = {
     ("auth_flows", "challenge"): "a WebAuthn challenge: public by design",
     ("auth_flows", "code_hash"): "keyed hash of an emailed or texted code",
     ("recovery_codes", "code_hash"): "keyed hash of an 80-bit recovery code",
+    ("instruments", "token_hash"): "SHA-256 of a 256-bit payer token",
+    ("instruments", "number_index"): "blind index: keyed HMAC of (owner, number), for duplicates",
+    ("instrument_grants", "token_hash"): "SHA-256 of a 256-bit merchant token",
     # The vault's own records: sealed under the root key, public, or hashes -- never fields.
     ("vault_keys", "id"): "a data key's random id",
     ("vault_keys", "wrapped"): "a data key sealed under the root key",

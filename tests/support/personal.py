@@ -1,7 +1,8 @@
 """A payer with every kind of personal data the platform keeps encrypted, written through the
 HTTP API: an address proved by an emailed code, a bound phone with a passkey, an authenticator
-app (TOTP), an OCRA app, a phone number for texts, two security questions; and a merchant with a
-webhook endpoint whose secret was rotated once."""
+app (TOTP), an OCRA app, a phone number for texts, two security questions, a card with the
+phone's cryptogram key for it; and a merchant with a webhook endpoint whose secret was rotated
+once."""
 
 from __future__ import annotations
 
@@ -55,6 +56,12 @@ def payer(mfa: Mfa, email: str, *, phone: str, answers: dict[str, str] | None = 
     chosen = answers or ANSWERS
     r = device.call("PUT", "/v1/me/security-questions", {"answers": chosen})
     assert r.status_code == 204, r.text
+    # A card in the vault, with this phone's cryptogram key for it.
+    card = {"kind": "card", "number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2030}
+    r = device.call("POST", "/v1/me/instruments", card)
+    assert r.status_code == 201, r.text
+    r = device.call("POST", f"/v1/me/instruments/{r.json()['token']}/devices")
+    assert r.status_code == 201, r.text
     mail.deliver_due(mfa.container.ctx)
     r = device.call("GET", "/v1/me")
     assert r.status_code == 200, r.text
