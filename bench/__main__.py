@@ -523,9 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["payments", "auth", "risk", "risk-live", "confirm"],
+        choices=["payments", "auth", "risk", "risk-live", "confirm", "vault"],
         default=None,
-        help="run one benchmark (default: payments, then auth, risk, risk-live and confirm)",
+        help="run one benchmark (default: payments, then auth, risk, risk-live, confirm, vault)",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -546,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import confirm
 
         return confirm.run(quick=args.quick, out=args.out)
+    if args.only == "vault":
+        from bench import vault
+
+        return vault.run(quick=args.quick, out=args.out)
     if shutil.which("pgbench") is None:
         print("pgbench is not installed", file=sys.stderr)
         return 2
@@ -628,6 +632,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench import confirm
 
         failed = confirm.run(quick=args.quick, out=args.out) != 0 or failed
+        from bench import vault
+
+        failed = vault.run(quick=args.quick, out=args.out) != 0 or failed
     return 1 if failed else 0
 
 
