@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import sys
@@ -24,6 +25,10 @@ def _container(settings: Settings | None = None, *, needs_keys: bool = False) ->
     from zeropay.domain.errors import VaultSealed
 
     built = build(settings or Settings.from_env())
+    if built.vault is not None:
+        # This process may have announced itself to the servers (and been sent the key): it
+        # leaves the list of processes when it exits.
+        atexit.register(built.vault.stop)
     if needs_keys and built.vault is not None and built.vault.sealed:
         if built.settings.vault_peer_secret is None:
             raise VaultSealed(

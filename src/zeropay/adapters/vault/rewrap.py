@@ -30,7 +30,7 @@ PASSES_MAX = 3  # a field rewritten under an old key by a process that had not y
 class RewrapReport:
     fields: int = 0  # non-empty encrypted fields seen (last pass)
     rewrapped: int = 0  # re-encrypted, over all passes
-    shredded: int = 0  # under a destroyed key: nothing to re-encrypt, left as it is
+    shredded: int = 0  # under a destroyed key, left as it is (last pass)
     changed: int = 0  # rewritten by the application between read and write: read again
     passes: int = 0
     retired: int = 0  # older purpose-key versions marked retired at the end
@@ -53,6 +53,7 @@ def rewrap(
     for _ in range(PASSES_MAX):
         report.passes += 1
         report.fields = 0
+        report.shredded = 0
         before = report.rewrapped
         changed = report.changed
         for column in columns:
