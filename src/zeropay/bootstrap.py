@@ -32,6 +32,7 @@ from zeropay.domain.lockout import LockoutPolicy
 from zeropay.domain.policy import AuthPolicy, parse_policy
 from zeropay.domain.risk.config import RiskConfig, parse_risk_config
 from zeropay.domain.sessions import SessionPolicy
+from zeropay.services import vault as vault_service
 from zeropay.services.context import AppContext, Durations, RelyingParty, RiskSetup, WebhookSetup
 from zeropay.services.ports import (
     Clock,
@@ -245,6 +246,10 @@ def build(
     if funding is None:
         # The detokenizer goes to the gateway and nowhere else: no use case can read a number.
         funding = SandboxGateway(Detokenizer(keyring, actor="funding:sandbox"))
+    if vault is not None:
+        vault.on_unsealed = lambda event: vault_service.record_unsealed(
+            ctx, by=event.by, shares=event.shares
+        )
     return Container(settings=settings, engine=engine, ctx=ctx, vault=vault, funding=funding)
 
 

@@ -472,7 +472,11 @@ def cmd_vault_init(args: argparse.Namespace) -> int:
 
     from zeropay.adapters.vault import crypto
 
-    keys = [crypto.load_public_key(Path(k).read_bytes()) for k in args.custodian_key or []]
+    try:
+        keys = [crypto.load_public_key(Path(k).read_bytes()) for k in args.custodian_key or []]
+    except (OSError, ValueError) as exc:
+        print(f"error: a custodian key: {exc}", file=sys.stderr)
+        return 2
     if keys and len(keys) != args.shares:
         print(f"give one --custodian-key per share ({args.shares})", file=sys.stderr)
         return 2
@@ -480,7 +484,11 @@ def cmd_vault_init(args: argparse.Namespace) -> int:
         print("--custodian-key needs --out-dir (the encrypted shares are files)", file=sys.stderr)
         return 2
     vault = _vault(_container())
-    pieces = vault.initialize(shares=args.shares, threshold=args.threshold)
+    try:
+        pieces = vault.initialize(shares=args.shares, threshold=args.threshold)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(
         f"vault {pieces[0].vault_id}: {args.shares} shares, any {args.threshold} unseal it. "
         "The root key is not stored anywhere; these shares are shown once.",

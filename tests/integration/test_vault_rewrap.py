@@ -159,11 +159,17 @@ def test_old_versions_stay_readable_until_the_rewrap_finishes_and_are_retired_af
 
     report = _rewrap(mfa)
 
-    assert report.retired == len(ROTATED)
     states = _key_states(mfa)
     for purpose in ROTATED:
         assert states[(purpose, False, 1, "retired")] == 1, purpose
         assert states[(purpose, False, 2, "active")] == 1, purpose
+    # Users' keys too: each user's version 1 is retired once the rewrap made their version 2.
+    users_retired = states[("personal", True, 1, "retired")]
+    assert users_retired == states[("personal", True, 2, "active")] > 0
+    assert states[("personal", True, 1, "active")] == 0
+    assert report.retired == len(ROTATED) + sum(
+        n for (_, user, _, state), n in states.items() if user and state == "retired"
+    )
     assert states[("index", False, 1, "active")] == 1  # a new index key would change every index
     # Retired is still readable: the audit entries were written under the old versions.
     audit_fields = {w: f for w, f in _fields(mfa).items() if not f.column.rewrap}

@@ -330,3 +330,25 @@ def test_a_seal_order_reaches_every_process() -> None:
     assert two.sealed
     with pytest.raises(VaultSealed):
         two.encrypt(b"x", **where())
+
+
+def test_each_process_that_unseals_tells_who_completed_the_quorum() -> None:
+    store = MemoryVaultStore()
+    clock = Clock()
+    first = Vault(store, clock=clock, peer_secret=SECRET)
+    shares = first.initialize(shares=3, threshold=2)
+    heard: list[object] = []
+    first.on_unsealed = heard.append
+    first.sync()
+    first.submit_share(shares[2].text(), submitted_by="custodian:ana")
+    clock.at += timedelta(seconds=5)
+    first.submit_share(shares[0].text(), submitted_by="custodian:bo")
+    late = Vault(store, clock=clock, peer_secret=SECRET)
+    late.on_unsealed = heard.append
+    late.sync()
+    first.sync()
+    late.sync()
+    assert [(e.by, e.shares) for e in heard] == [  # type: ignore[attr-defined]
+        (("custodian:ana", "custodian:bo"), (1, 3)),
+        ((f"peer:{first.peer_id}",), ()),
+    ]

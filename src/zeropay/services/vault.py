@@ -7,6 +7,7 @@ encrypted, so the audit entries of an unseal are written once it succeeds, namin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from zeropay.domain.errors import NotAuthenticated
@@ -23,16 +24,28 @@ def _custodian(vault: VaultControl, token: str) -> str:
 
 
 def submit_share(ctx: AppContext, vault: VaultControl, *, token: str, share: object) -> Any:
+    """The share goes to every sealed process; each one that unseals records it
+    (``record_unsealed``), whichever way the shares came (this API or the CLI)."""
     name = _custodian(vault, token)
-    was_sealed = vault.sealed
-    progress = vault.submit_share(share, submitted_by=f"custodian:{name}")
-    if was_sealed and not progress.sealed:
+    return vault.submit_share(share, submitted_by=f"custodian:{name}")
 
-        def work(uow: UnitOfWork) -> None:
-            audit.record(ctx, uow, "vault.unsealed", actor=f"custodian:{name}", subject="vault")
 
-        ctx.run(work)
-    return progress
+def record_unsealed(ctx: AppContext, *, by: Sequence[str], shares: Sequence[int]) -> None:
+    """One process unsealed: the audit entry names the custodian whose share completed the
+    quorum (or the process that sent the key) and, in its data, every submitter."""
+
+    def work(uow: UnitOfWork) -> None:
+        audit.record(
+            ctx,
+            uow,
+            "vault.unsealed",
+            actor=by[-1] if by else "unknown",
+            subject="vault",
+            submitters=list(by),
+            shares=list(shares),
+        )
+
+    ctx.run(work)
 
 
 def seal(ctx: AppContext, vault: VaultControl, *, token: str) -> None:

@@ -130,7 +130,10 @@ class VaultStore(Protocol):
 
     def due(self, *, now: datetime, limit: int) -> list[KeyRecord]: ...
 
-    def retire_below(self, purpose: str, subject: str, version: int) -> int: ...
+    def retire_superseded(self) -> int:
+        """Mark retired every active key that has a newer version of the same purpose and
+        subject; returns how many."""
+        ...
 
     def counts(self) -> list[KeyCount]: ...
 
@@ -332,14 +335,20 @@ class SqlVaultStore:
         )
         return [_key(r) for r in self._run(lambda c: c.execute(query).all())]
 
-    def retire_below(self, purpose: str, subject: str, version: int) -> int:
+    def retire_superseded(self) -> int:
+        newer = t.vault_keys.alias("newer")
+        k = t.vault_keys.c
         statement = (
             update(t.vault_keys)
             .where(
-                t.vault_keys.c.purpose == purpose,
-                t.vault_keys.c.subject == subject,
-                t.vault_keys.c.version < version,
-                t.vault_keys.c.state == ACTIVE,
+                k.state == ACTIVE,
+                select(newer.c.id)
+                .where(
+                    newer.c.purpose == k.purpose,
+                    newer.c.subject == k.subject,
+                    newer.c.version > k.version,
+                )
+                .exists(),
             )
             .values(state=RETIRED)
         )
@@ -635,13 +644,13 @@ class MemoryVaultStore:
         ]
         return sorted(hits, key=lambda k: k.destroy_after or now)[:limit]
 
-    def retire_below(self, purpose: str, subject: str, version: int) -> int:
+    def retire_superseded(self) -> int:
+        newest: dict[tuple[str, str], int] = {}
+        for k in self._keys.values():
+            pair = (k.purpose, k.subject)
+            newest[pair] = max(newest.get(pair, 0), k.version)
         return self._update(
-            lambda k: (
-                (k.purpose, k.subject) == (purpose, subject)
-                and k.version < version
-                and k.state == ACTIVE
-            ),
+            lambda k: k.state == ACTIVE and k.version < newest[(k.purpose, k.subject)],
             lambda k: replace(k, state=RETIRED),
         )
 

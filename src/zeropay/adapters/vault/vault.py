@@ -91,6 +91,15 @@ class UnsealProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class Unsealed:
+    """How this process got the root key: custodians' shares (who submitted them, in the order
+    they came: the last one completed the quorum) or a transfer from another process."""
+
+    by: tuple[str, ...]
+    shares: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class VaultStatus:
     initialized: bool
     sealed: bool
@@ -227,6 +236,8 @@ class Vault:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.development = False
+        # Called once this process unseals from shares or a transfer (the audit log).
+        self.on_unsealed: Callable[[Unsealed], None] | None = None
 
     def __repr__(self) -> str:
         return f"Vault(peer={self.peer_id}, sealed={self.sealed})"
@@ -439,12 +450,11 @@ class Vault:
         self, purpose: str, subject: str, *, version_min: int = 1
     ) -> tuple[KeyRecord, bytes]:
         root, meta = self._require_root()
-        if version_min == 1:
-            key_id = self._cache.current(purpose, subject)
-            if key_id is not None:
-                hit = self._cache.get(key_id)
-                if hit is not None:
-                    return hit[1], hit[0]
+        key_id = self._cache.current(purpose, subject)
+        if key_id is not None:
+            hit = self._cache.get(key_id)
+            if hit is not None and hit[1].version >= version_min:
+                return hit[1], hit[0]
         record = self._store.newest(purpose, subject)
         if record is not None and record.state == DESTROYED:
             raise KeyDestroyed("this subject's data was crypto-shredded: its key is destroyed")
@@ -502,13 +512,11 @@ class Vault:
         )
 
     def retire_old_versions(self) -> int:
-        """After a rewrap found nothing left to re-encrypt: mark older versions retired (still
-        readable: audit entries keep the key they were written with)."""
-        _, meta = self._require_root()
-        retired = 0
-        for purpose in ROTATED:
-            retired += self._store.retire_below(purpose, "", meta.generation)
-        return retired
+        """After a rewrap found nothing left to re-encrypt: mark every key that has a newer
+        version of its own retired (still readable: audit entries keep the key they were
+        written with)."""
+        self._require_root()
+        return self._store.retire_superseded()
 
     def key_version_of(self, ciphertext: bytes) -> int:
         _, record = self._key_by_id(crypto.field_key_id(ciphertext))
@@ -661,13 +669,16 @@ class Vault:
                     self._box_key, transfer.sealed_root, context=_transfer_context(self.peer_id)
                 )
                 self._adopt(root, meta)
-                self._store.clear_drops(self.peer_id)
-                self._announce(now, force=True)
-                return
             except (crypto.DecryptionFailed, ShareRefused):
                 log.error("a key transfer did not open or did not fit this vault: ignored")
+            else:
+                self._store.clear_drops(self.peer_id)
+                self._announce(now, force=True)
+                self._tell(Unsealed(by=(f"peer:{transfer.from_peer}",), shares=()))
+                return
         since = now - timedelta(seconds=bounds.VAULT_SHARE_DROP_TTL_S)
         shares = []
+        submitters = []
         for drop in self._store.drops(self.peer_id, since=since):
             try:
                 value = crypto.open_box(
@@ -681,11 +692,28 @@ class Vault:
                 log.error("a share addressed to this process was not valid: ignored")
                 continue
             shares.append(share)
+            submitters.append((drop.submitted_at, drop.submitted_by))
         if len(shares) < meta.threshold:
             return
         self._adopt(combine(shares, threshold=meta.threshold), meta)
         self._store.clear_drops(self.peer_id)
         self._announce(now, force=True)
+        self._tell(
+            Unsealed(
+                by=tuple(who for _, who in sorted(submitters)),
+                shares=tuple(s.index for s in shares),
+            )
+        )
+
+    def _tell(self, event: Unsealed) -> None:
+        """Hand the unseal to whoever records it (bootstrap wires the audit log). A failure to
+        record is logged loudly; the keys stay usable."""
+        if self.on_unsealed is None:
+            return
+        try:
+            self.on_unsealed(event)
+        except Exception:
+            log.exception("the unseal of this process could not be recorded")
 
     def _serve_transfers(self, root: bytes, now: datetime) -> None:
         if self._peer_secret is None:
