@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from zeropay.services.fraud import FraudStatus
 
 
-def _container(settings: Settings | None = None, *, needs_keys: bool = False) -> Container:
+def _container(settings: Settings | None = None, *, needs_keys: bool = True) -> Container:
     """The wired application. ``needs_keys``: wait for an unsealed server to send this process
-    the vault's key (a development vault has unsealed itself already)."""
+    the vault's key (a development vault has unsealed itself already); only the vault's own
+    commands and those that read no secret go without."""
     from zeropay.bootstrap import build
     from zeropay.domain.errors import VaultSealed
 
@@ -217,7 +218,7 @@ def cmd_demo(_args: argparse.Namespace) -> int:
 def cmd_ledger_verify(_args: argparse.Namespace) -> int:
     from zeropay.services import ledger_check
 
-    accounts, transfers, violations = ledger_check.verify(_container().ctx)
+    accounts, transfers, violations = ledger_check.verify(_container(needs_keys=False).ctx)
     for v in violations:
         print(f"VIOLATION {v.rule} {v.subject}: {v.message}")
     status = "FAILED" if violations else "ok"
@@ -243,7 +244,7 @@ def cmd_ledger_reverse(args: argparse.Namespace) -> int:
 def cmd_audit_verify(_args: argparse.Namespace) -> int:
     from zeropay.services import audit
 
-    report = audit.verify(_container().ctx)
+    report = audit.verify(_container(needs_keys=False).ctx)
     for b in report.breaks:
         print(f"BREAK {b.kind} at seq {b.seq}: {b.message}")
     print(
@@ -369,7 +370,7 @@ def cmd_fraud_status(args: argparse.Namespace) -> int:
     from zeropay.services import fraud
 
     profile = load_exemption_profile(args.profile) if args.profile else None
-    status = fraud.status(_container().ctx, profile)
+    status = fraud.status(_container(needs_keys=False).ctx, profile)
     if args.json:
         print(json.dumps(status_json(status), indent=2))
     else:
@@ -483,7 +484,7 @@ def cmd_vault_init(args: argparse.Namespace) -> int:
     if keys and not args.out_dir:
         print("--custodian-key needs --out-dir (the encrypted shares are files)", file=sys.stderr)
         return 2
-    vault = _vault(_container())
+    vault = _vault(_container(needs_keys=False))
     try:
         pieces = vault.initialize(shares=args.shares, threshold=args.threshold)
     except ValueError as exc:
@@ -562,31 +563,38 @@ def _read_share(args: argparse.Namespace) -> str:
 
 
 def cmd_vault_unseal(args: argparse.Namespace) -> int:
-    container = _container()
-    vault = _vault(container)
-    if container.settings.vault_peer_secret is None:
+    """Send one share to a server's unseal API with the custodian's credential. A custodian
+    needs neither database access nor the servers' peer secret."""
+    import httpx
+
+    token = os.environ.get("ZEROPAY_CUSTODIAN_TOKEN", "")
+    if args.token_file:
+        from pathlib import Path
+
+        token = Path(args.token_file).read_text().strip()
+    if not token:
         print(
-            "set ZEROPAY_VAULT_PEER_SECRET (as on the servers) to send a share to them, or "
-            "use POST /v1/vault/unseal on a server",
+            "give the custodian credential: --token-file or ZEROPAY_CUSTODIAN_TOKEN",
             file=sys.stderr,
         )
         return 2
-    progress = vault.submit_share(_read_share(args), submitted_by=args.by or "cli")
-    vault.stop()  # this process is no target for later shares
-    print(
-        json.dumps(
-            {
-                "shares_received": progress.received,
-                "threshold": progress.threshold,
-                "processes": progress.processes,
-            }
+    share = _read_share(args).strip()
+    try:
+        answer = httpx.post(
+            args.url.rstrip("/") + "/v1/vault/unseal",
+            json={"share": share},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
         )
-    )
-    return 0
+    except httpx.HTTPError as exc:
+        print(f"error: the server at {args.url} did not answer: {exc}", file=sys.stderr)
+        return 1
+    print(answer.text)
+    return 0 if answer.status_code == 200 else 1
 
 
 def cmd_vault_status(args: argparse.Namespace) -> int:
-    status = _vault(_container()).status(detailed=True)
+    status = _vault(_container(needs_keys=False)).status(detailed=True)
     data = status.as_dict()
     if args.json:
         print(json.dumps(data, indent=2))
@@ -609,7 +617,7 @@ def cmd_vault_status(args: argparse.Namespace) -> int:
 
 
 def cmd_vault_seal(_args: argparse.Namespace) -> int:
-    _vault(_container()).seal_everywhere()
+    _vault(_container(needs_keys=False)).seal_everywhere()
     print("every process seals within a second")
     return 0
 
@@ -632,7 +640,7 @@ def cmd_vault_rewrap(args: argparse.Namespace) -> int:
 
 
 def cmd_vault_custodian_add(args: argparse.Namespace) -> int:
-    token = _vault(_container()).add_custodian(args.name)
+    token = _vault(_container(needs_keys=False)).add_custodian(args.name)
     print(token)
     print("shown once: the custodian's credential for POST /v1/vault/unseal", file=sys.stderr)
     return 0
@@ -780,10 +788,13 @@ def _vault_parsers(sub: Any) -> None:
         help="an X25519 public key (PEM), one per share in order: each share file is sealed to it",
     )
     init.set_defaults(func=cmd_vault_init)
-    unseal = vault.add_parser("unseal", help="submit one share to every sealed server")
+    unseal = vault.add_parser("unseal", help="send one share to a server's unseal API")
+    unseal.add_argument("--url", required=True, help="a server, e.g. https://pay.example.com")
+    unseal.add_argument(
+        "--token-file", help="the custodian credential (or ZEROPAY_CUSTODIAN_TOKEN)"
+    )
     unseal.add_argument("--share-file", help="read the share from a file (default: stdin)")
     unseal.add_argument("--private-key", help="the custodian's X25519 private key (PEM)")
-    unseal.add_argument("--by", help="who submits (audit)")
     unseal.set_defaults(func=cmd_vault_unseal)
     status = vault.add_parser("status", help="sealed or not, key versions, processes")
     status.add_argument("--json", action="store_true")

@@ -4,13 +4,14 @@ and two processes sharing an unseal through the store."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from zeropay.adapters.vault import crypto
 from zeropay.adapters.vault.shares import Share, combine, parse_share
-from zeropay.adapters.vault.store import MemoryVaultStore
+from zeropay.adapters.vault.store import MemoryVaultStore, ShareDrop, Transfer
 from zeropay.adapters.vault.vault import Vault
 from zeropay.domain.errors import (
     KeyDestroyed,
@@ -352,3 +353,70 @@ def test_each_process_that_unseals_tells_who_completed_the_quorum() -> None:
         (("custodian:ana", "custodian:bo"), (1, 3)),
         ((f"peer:{first.peer_id}",), ()),
     ]
+
+
+# ---- someone who can write the database, without the peer secret --------------------------------
+
+
+def test_a_peer_row_rewritten_with_another_key_does_not_redirect_the_shares() -> None:
+    store = MemoryVaultStore()
+    server = fresh(store, secret=SECRET)
+    shares = server.initialize(shares=3, threshold=2)
+    server.sync()
+    attacker = crypto.new_box_key()
+    row = next(
+        p for p in store.peers(seen_since=NOW - timedelta(hours=1)) if p.id == server.peer_id
+    )
+    store.save_peer(replace(row, public_key=crypto.public_bytes(attacker)))
+    server.submit_share(shares[0].text(), submitted_by="custodian:ana")
+    # The share stayed in the server's memory: nothing in the database opens with the key the
+    # attacker put in the row.
+    assert store.drops(server.peer_id, since=NOW - timedelta(hours=1)) == []
+    server.submit_share(shares[1].text(), submitted_by="custodian:bo")
+    assert not server.sealed
+
+
+def test_forged_share_drops_and_transfers_are_ignored() -> None:
+    store = MemoryVaultStore()
+    server = fresh(store, secret=SECRET)
+    server.initialize(shares=3, threshold=2)
+    server.sync()
+    # The attacker makes a vault of their own, writes its shape over ours (commitments, root
+    # check) and plants its shares and root key for the server.
+    other_store = MemoryVaultStore()
+    theirs = fresh(other_store).initialize(shares=3, threshold=2)
+    store._meta = other_store.meta()
+    me = next(p for p in store.peers(seen_since=NOW - timedelta(hours=1)) if p.id == server.peer_id)
+    for share in theirs[:2]:
+        sealed = crypto.seal_box(
+            me.public_key,
+            share.value,
+            context=crypto.length_prefixed(b"share", me.id, str(share.index)),
+        )
+        store.drop_share(
+            me.id,
+            ShareDrop(share.index, sealed, "custodian:eve", NOW, seal_epoch=0, mac=bytes(32)),
+        )
+    root = combine(theirs[:2], threshold=2)  # their real root: it opens their root check
+    sealed_root = crypto.seal_box(
+        me.public_key, root, context=crypto.length_prefixed(b"transfer", me.id)
+    )
+    store.put_transfer(
+        me.id,
+        Transfer(sealed_root, "peer_eve", NOW + timedelta(minutes=1), seal_epoch=0, mac=bytes(32)),
+        now=NOW,
+    )
+    server.sync()
+    assert server.sealed
+
+
+def test_a_transfer_sent_before_a_seal_order_does_not_unseal_anyone_after_it() -> None:
+    store = MemoryVaultStore()
+    running = fresh(store, secret=SECRET)
+    running.unseal_with(running.initialize(shares=3, threshold=2)[:2])
+    starting = fresh(store, secret=SECRET)
+    starting.sync()  # announces itself sealed
+    running.sync()  # leaves it the key
+    running.seal_everywhere()  # before it was picked up
+    starting.sync()
+    assert starting.sealed and running.sealed

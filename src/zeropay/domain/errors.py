@@ -60,6 +60,8 @@
           |    +-- KeyUnavailable
           |         +-- VaultSealed         the vault holds no root key in this process yet
           |         +-- KeyDestroyed        the data key was crypto-shredded
+          |         +-- DetokenizationRefused  an instrument's number asked for outside the
+          |                                    funding adapter (a bug: HTTP 500 would hide it)
           +-- InvariantViolation           a bug: a rule the code promised was broken (HTTP 500)
 
 Every error carries a stable ``code`` that clients may branch on; the message is for people.
@@ -185,6 +187,12 @@ class VaultSealed(KeyUnavailable):
     """Nothing that needs a secret can run until custodians unseal the vault (HTTP 503)."""
 
     code = "vault_sealed"
+
+
+class DetokenizationRefused(KeyUnavailable):
+    """Only the funding adapter's revealer opens a payment instrument's number."""
+
+    code = "detokenization_refused"
 
 
 class KeyDestroyed(KeyUnavailable):

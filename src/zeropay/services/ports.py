@@ -76,7 +76,19 @@ class KeyRing(Protocol):
         retained: bool = False,
     ) -> bytes: ...
 
-    def decrypt(self, ciphertext: bytes, *, table: str, column: str, row_id: str) -> bytes: ...
+    def decrypt(
+        self,
+        ciphertext: bytes,
+        *,
+        table: str,
+        column: str,
+        row_id: str,
+        subject: str | None = None,
+    ) -> bytes:
+        """``subject``: whose data the row says it is; a ciphertext under another user's key
+        then fails (a row moved to another owner). Instruments' numbers are refused here:
+        only the funding adapter's revealer opens them."""
+        ...
 
     def blind_index(self, value: bytes, *, purpose: str) -> bytes:
         """A keyed HMAC-SHA256 of ``value``: equal inputs give equal outputs, nothing else leaks."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,13 +84,27 @@ def _retryable(exc: BaseException, *, at_commit: bool) -> bool:
     return False
 
 
+# The connection of the transaction this thread is running. One adapter needs it: on SQLite the
+# vault must write a user's first key inside that transaction, since a second connection would
+# wait for the write lock this very transaction holds (adapters.vault.store).
+_OPEN_TRANSACTION: ContextVar[Connection | None] = ContextVar("open_transaction", default=None)
+
+
+def open_transaction() -> Connection | None:
+    return _OPEN_TRANSACTION.get()
+
+
 def run_in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run ``work`` in one transaction, committing once; run it again on a retryable failure."""
     for attempt in range(1, bounds.TRANSACTION_ATTEMPTS_MAX + 1):
         at_commit = False
         try:
             with engine.begin() as connection:
-                result = work(connection)
+                token = _OPEN_TRANSACTION.set(connection)
+                try:
+                    result = work(connection)
+                finally:
+                    _OPEN_TRANSACTION.reset(token)
                 at_commit = True
             return result
         except Exception as exc:

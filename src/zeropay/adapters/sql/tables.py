@@ -808,6 +808,8 @@ vault_share_drops = Table(
     Column("sealed_share", LargeBinary, nullable=False),
     Column("submitted_by", String(80), nullable=False),
     Column("submitted_at", TS, nullable=False),
+    Column("seal_epoch", Integer, nullable=False),
+    Column("mac", LargeBinary(32), nullable=False),  # HMAC under the peer secret
 )
 
 # The root key sealed by an unsealed process to a sealed one's key; deleted on pickup or expiry.
@@ -819,6 +821,8 @@ vault_transfers = Table(
     Column("from_peer", String(ID), nullable=False),
     Column("created_at", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
+    Column("seal_epoch", Integer, nullable=False),
+    Column("mac", LargeBinary(32), nullable=False),  # HMAC under the peer secret
 )
 
 # A key custodian's credential for the unseal API (the share itself never authenticates anyone).

@@ -14,7 +14,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from zeropay.adapters.sql import tables as t
+from zeropay.adapters.sql.database import open_transaction
 
 T = TypeVar("T")
 
@@ -84,6 +85,8 @@ class ShareDrop:
     sealed_share: bytes
     submitted_by: str
     submitted_at: datetime
+    seal_epoch: int
+    mac: bytes  # under the peer secret: a row written by anyone else is ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class Transfer:
     sealed_root: bytes
     from_peer: str
     expires_at: datetime
+    seal_epoch: int
+    mac: bytes  # under the peer secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,8 @@ class KeyCount:
 
 
 class VaultStore(Protocol):
+    def in_open_transaction(self) -> bool: ...
+
     def meta(self) -> VaultMeta | None: ...
 
     def create_meta(self, meta: VaultMeta, keys: list[KeyRecord]) -> bool:
@@ -125,6 +132,10 @@ class VaultStore(Protocol):
         ...
 
     def destroy(self, purpose: str, subject: str, *, now: datetime) -> int: ...
+
+    def is_destroyed(self, purpose: str, subject: str) -> bool:
+        """Whether any version of (purpose, subject) was destroyed."""
+        ...
 
     def schedule_destruction(self, purpose: str, subject: str, *, at: datetime) -> int: ...
 
@@ -206,8 +217,28 @@ def vault_engine(engine: Engine) -> Engine:
 class SqlVaultStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    def in_open_transaction(self) -> bool:
+        """True while a call would run inside the caller's (uncommitted) SQLite transaction:
+        what it reads or makes there must not be cached, since that transaction may roll back."""
+        return self._ambient() is not None
+
+    def _ambient(self) -> Connection | None:
+        if not self._sqlite:
+            return None  # PostgreSQL: the vault's own connection never waits on the caller
+        connection = open_transaction()
+        if connection is None or connection.engine.url.database != self._engine.url.database:
+            return None
+        return connection
 
     def _run(self, work: Callable[[Connection], T]) -> T:
+        ambient = self._ambient()
+        if ambient is not None:
+            # SQLite, inside a use case's transaction, which holds the database's write lock:
+            # work there (a savepoint, so a refused insert leaves that transaction intact).
+            with ambient.begin_nested():
+                return work(ambient)
         with self._engine.begin() as connection:
             return work(connection)
 
@@ -273,6 +304,9 @@ class SqlVaultStore:
     def raise_seal_epoch(self) -> int:
         def work(c: Connection) -> int:
             c.execute(update(t.vault_meta).values(seal_epoch=t.vault_meta.c.seal_epoch + 1))
+            # Nothing sent before the order may unseal anyone after it.
+            c.execute(delete(t.vault_transfers))
+            c.execute(delete(t.vault_share_drops))
             return int(c.execute(select(t.vault_meta.c.seal_epoch)).scalar_one())
 
         return self._run(work)
@@ -313,6 +347,15 @@ class SqlVaultStore:
             .values(wrapped=None, state=DESTROYED, destroyed_at=now)
         )
         return int(self._run(lambda c: c.execute(statement).rowcount))
+
+    def is_destroyed(self, purpose: str, subject: str) -> bool:
+        k = t.vault_keys.c
+        query = (
+            select(k.id)
+            .where(k.purpose == purpose, k.subject == subject, k.state == DESTROYED)
+            .limit(1)
+        )
+        return self._run(lambda c: c.execute(query).first()) is not None
 
     def schedule_destruction(self, purpose: str, subject: str, *, at: datetime) -> int:
         statement = (
@@ -426,6 +469,8 @@ class SqlVaultStore:
                         sealed_share=drop.sealed_share,
                         submitted_by=drop.submitted_by,
                         submitted_at=drop.submitted_at,
+                        seal_epoch=drop.seal_epoch,
+                        mac=drop.mac,
                     )
                 )
             )
@@ -436,7 +481,14 @@ class SqlVaultStore:
     def drops(self, peer_id: str, *, since: datetime) -> list[ShareDrop]:
         d = t.vault_share_drops.c
         query = (
-            select(d.share_index, d.sealed_share, d.submitted_by, d.submitted_at)
+            select(
+                d.share_index,
+                d.sealed_share,
+                d.submitted_by,
+                d.submitted_at,
+                d.seal_epoch,
+                d.mac,
+            )
             .where(d.peer_id == peer_id, d.submitted_at >= since)
             .order_by(d.share_index)
         )
@@ -445,7 +497,9 @@ class SqlVaultStore:
                 share_index=r.share_index,
                 sealed_share=bytes(r.sealed_share),
                 submitted_by=r.submitted_by,
-                submitted_at=r.submitted_at,
+                submitted_at=_aware(r.submitted_at),
+                seal_epoch=r.seal_epoch,
+                mac=bytes(r.mac),
             )
             for r in self._run(lambda c: c.execute(query).all())
         ]
@@ -467,6 +521,8 @@ class SqlVaultStore:
                         from_peer=transfer.from_peer,
                         created_at=now,
                         expires_at=transfer.expires_at,
+                        seal_epoch=transfer.seal_epoch,
+                        mac=transfer.mac,
                     )
                 )
             )
@@ -478,17 +534,21 @@ class SqlVaultStore:
         def work(c: Connection) -> Transfer | None:
             tr = t.vault_transfers.c
             row = c.execute(
-                select(tr.sealed_root, tr.from_peer, tr.expires_at).where(tr.peer_id == peer_id)
+                select(tr.sealed_root, tr.from_peer, tr.expires_at, tr.seal_epoch, tr.mac).where(
+                    tr.peer_id == peer_id
+                )
             ).first()
             if row is None:
                 return None
             c.execute(delete(t.vault_transfers).where(tr.peer_id == peer_id))
-            if row.expires_at < now:
+            if _aware(row.expires_at) < now:
                 return None
             return Transfer(
                 sealed_root=bytes(row.sealed_root),
                 from_peer=row.from_peer,
-                expires_at=row.expires_at,
+                expires_at=_aware(row.expires_at),
+                seal_epoch=row.seal_epoch,
+                mac=bytes(row.mac),
             )
 
         return self._run(work)
@@ -524,6 +584,11 @@ class SqlVaultStore:
         query = select(cu.name).where(cu.token_hash == token_hash, cu.revoked_at.is_(None))
         name = self._run(lambda c: c.execute(query).scalar_one_or_none())
         return None if name is None else str(name)
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; every time we store is UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _key_values(record: KeyRecord) -> dict[str, Any]:
@@ -590,10 +655,15 @@ class MemoryVaultStore:
                 self._keys[record.id] = record
             return True
 
+    def in_open_transaction(self) -> bool:
+        return False
+
     def raise_seal_epoch(self) -> int:
         with self._lock:
             assert self._meta is not None
             self._meta = replace(self._meta, seal_epoch=self._meta.seal_epoch + 1)
+            self._transfers.clear()
+            self._drops.clear()
             return self._meta.seal_epoch
 
     def key(self, key_id: bytes) -> KeyRecord | None:
@@ -628,6 +698,12 @@ class MemoryVaultStore:
         return self._update(
             lambda k: (k.purpose, k.subject) == (purpose, subject) and k.state != DESTROYED,
             lambda k: replace(k, wrapped=None, state=DESTROYED, destroyed_at=now),
+        )
+
+    def is_destroyed(self, purpose: str, subject: str) -> bool:
+        return any(
+            (k.purpose, k.subject, k.state) == (purpose, subject, DESTROYED)
+            for k in self._keys.values()
         )
 
     def schedule_destruction(self, purpose: str, subject: str, *, at: datetime) -> int:

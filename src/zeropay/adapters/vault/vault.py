@@ -55,6 +55,7 @@ from zeropay.adapters.vault.store import (
 from zeropay.domain import bounds
 from zeropay.domain.errors import (
     ConfigurationError,
+    DetokenizationRefused,
     KeyDestroyed,
     ShareRefused,
     VaultSealed,
@@ -66,6 +67,11 @@ log = logging.getLogger("zeropay.vault")
 
 PERSONAL = "personal"
 RETENTION = "retention"
+# A payment instrument's number: under a key of its owner's (shredded with the personal key)
+# that only the funding adapter's revealer opens (``Vault.revealer``); ``decrypt`` refuses it.
+INSTRUMENT = "instrument"
+REVEALED_ONLY = frozenset({("instruments", "number")})
+SHREDDED = (PERSONAL, INSTRUMENT)
 INDEX = "index"
 GENERAL = "general"
 # Purpose keys exist from ``init``; every one but the blind-index key gets a new version at
@@ -228,6 +234,8 @@ class Vault:
         self._meta: VaultMeta | None = None
         self._epoch = 0
         self._index_keys: dict[str, bytes] = {}
+        # Shares given to this process while sealed: kept here, never in the database.
+        self._own_shares: dict[int, tuple[Share, str, datetime]] = {}
         self._box_key = crypto.new_box_key()
         self.peer_id = f"peer_{secrets.token_hex(12)}"
         self._started_at = clock.now()
@@ -297,6 +305,7 @@ class Vault:
         with self._lock:
             self._root = None
             self._index_keys.clear()
+            self._own_shares.clear()
             self._cache.clear()
         log.warning("vault sealed in this process", extra={"peer": self.peer_id})
 
@@ -317,6 +326,7 @@ class Vault:
             self._root = root
             self._meta = meta
             self._epoch = meta.seal_epoch
+            self._own_shares.clear()
             self._cache.clear()
             self._index_keys.clear()
         log.info("vault unsealed in this process", extra={"peer": self.peer_id})
@@ -350,8 +360,10 @@ class Vault:
     ) -> bytes:
         if retained and not subject:
             raise ValueError("only a subject's data is retained")
-        if subject:
-            purpose = RETENTION if retained else PERSONAL
+        if subject and retained:
+            purpose = RETENTION
+        elif subject:
+            purpose = INSTRUMENT if (table, column) in REVEALED_ONLY else PERSONAL
         else:
             purpose = PURPOSE_OF_TABLE.get(table, GENERAL)
         record, key = self._current_key(purpose, subject or "")
@@ -365,9 +377,26 @@ class Vault:
             random_bytes=self._random,
         )
 
-    def decrypt(self, ciphertext: bytes, *, table: str, column: str, row_id: str) -> bytes:
-        key, _ = self._key_by_id(crypto.field_key_id(ciphertext))
-        return crypto.open_field(key, ciphertext, table=table, column=column, row_id=row_id)
+    def decrypt(
+        self,
+        ciphertext: bytes,
+        *,
+        table: str,
+        column: str,
+        row_id: str,
+        subject: str | None = None,
+    ) -> bytes:
+        key, record = self._key_by_id(crypto.field_key_id(ciphertext))
+        if record.purpose == INSTRUMENT:
+            raise DetokenizationRefused("an instrument's number opens only for the funding adapter")
+        return _open(
+            key, record, ciphertext, table=table, column=column, row_id=row_id, subject=subject
+        )
+
+    def revealer(self) -> Revealer:
+        """The one capability that opens instruments' numbers; bootstrap hands it to the
+        funding adapter's detokenizer and to nobody else."""
+        return Revealer(self)
 
     def blind_index(self, value: bytes, *, purpose: str) -> bytes:
         if not purpose:
@@ -386,7 +415,7 @@ class Vault:
         """Crypto-shred. Needs no root key, so it works while the vault is sealed."""
         if not subject:
             raise ValueError("a subject is needed")
-        destroyed = self._store.destroy(PERSONAL, subject, now=now)
+        destroyed = sum(self._store.destroy(p, subject, now=now) for p in SHREDDED)
         self._cache.forget_subject(subject)
         log.info("personal key destroyed", extra={"subject": subject, "versions": destroyed})
         return destroyed
@@ -422,7 +451,8 @@ class Vault:
             state=ACTIVE,
             created_at=now,
         )
-        self._cache.put(key, record)
+        if not self._store.in_open_transaction():
+            self._cache.put(key, record)
         return record
 
     def _unwrap(self, root: bytes, meta: VaultMeta, record: KeyRecord) -> bytes:
@@ -433,7 +463,8 @@ class Vault:
             record.wrapped,
             aad=_key_aad(meta.vault_id, record.id, record.purpose, record.subject, record.version),
         )
-        self._cache.put(key, record)
+        if not self._store.in_open_transaction():  # that transaction may yet roll back
+            self._cache.put(key, record)
         return key
 
     def _key_by_id(self, key_id: bytes) -> tuple[bytes, KeyRecord]:
@@ -466,12 +497,18 @@ class Vault:
             made = self._new_key(root, meta.vault_id, purpose, subject, version, self._clock.now())
             if self._store.add_key(made):
                 record = made
+                if subject and self._store.is_destroyed(purpose, subject):
+                    # An erasure destroyed the subject's keys between our read and our insert
+                    # (a rewrap racing it): the new version goes the same way.
+                    self._store.destroy(purpose, subject, now=self._clock.now())
+                    raise KeyDestroyed("this subject's data was crypto-shredded")
             else:
                 record = self._store.newest(purpose, subject)
                 if record is None or record.state == DESTROYED:
                     raise KeyDestroyed("this subject's data key is destroyed")
         key = self._unwrap(root, meta, record)
-        self._cache.set_current(record)
+        if not self._store.in_open_transaction():
+            self._cache.set_current(record)
         return record, key
 
     def rotate(self) -> int:
@@ -530,10 +567,7 @@ class Vault:
         if meta is None:
             return VaultStatus(initialized=False, sealed=True, development=False)
         now = self._clock.now()
-        received = 0
-        if self.sealed:
-            since = now - timedelta(seconds=bounds.VAULT_SHARE_DROP_TTL_S)
-            received = len(self._store.drops(self.peer_id, since=since))
+        received = self._received(now) if self.sealed else 0
         return VaultStatus(
             initialized=True,
             sealed=self.sealed,
@@ -554,48 +588,86 @@ class Vault:
     # ---- shares and peers -----------------------------------------------------------------------
 
     def submit_share(self, text: object, *, submitted_by: str) -> UnsealProgress:
-        """Check a custodian's share against the vault, then seal it to every live sealed
-        process (this one included). Each unseals itself once it holds the quorum."""
+        """Check a custodian's share against the vault, keep it in this process's memory (if
+        sealed), and, with a peer secret, seal it to every other live sealed process that
+        proves the secret, authenticated under it. Each unseals itself once it holds the quorum.
+        """
         share = parse_share(text)
         meta = self._require_meta()
         _verify_share(meta, share)
         now = self._clock.now()
+        by = submitted_by[:80]
         self._announce(now, force=True)
-        targets = [
-            p
-            for p in self._store.peers(
-                seen_since=now - timedelta(seconds=bounds.VAULT_PEER_STALE_S)
-            )
-            if p.sealed and self._trusted(p)
-        ]
-        if not targets:
-            raise VaultStateConflict("no sealed ZeroPay process is running: nothing to unseal")
+        targets = 0
         taken = 0
-        for peer in targets:
+        with self._lock:
+            if self._root is None:
+                if share.index in self._own_shares or share.index in self._dropped_indices(now):
+                    raise ShareRefused(
+                        f"share {share.index} was already submitted", reason="duplicate"
+                    )
+                targets += 1
+                self._own_shares[share.index] = (share, by, now)
+                taken += 1
+        for peer in self._peers_to_serve(now):
+            targets += 1
+            sealed = crypto.seal_box(
+                peer.public_key, share.value, context=_share_context(peer.id, share.index)
+            )
             drop = ShareDrop(
                 share_index=share.index,
-                sealed_share=crypto.seal_box(
-                    peer.public_key, share.value, context=_share_context(peer.id, share.index)
-                ),
-                submitted_by=submitted_by[:80],
+                sealed_share=sealed,
+                submitted_by=by,
                 submitted_at=now,
+                seal_epoch=meta.seal_epoch,
+                mac=self._drop_mac(peer.id, share.index, meta.seal_epoch, by, sealed),
             )
             taken += self._store.drop_share(peer.id, drop)
+        if targets == 0:
+            raise VaultStateConflict("no sealed ZeroPay process is running: nothing to unseal")
         if taken == 0:
             raise ShareRefused(f"share {share.index} was already submitted", reason="duplicate")
         log.info(
             "vault share submitted",
-            extra={"index": share.index, "by": submitted_by, "processes": len(targets)},
+            extra={"index": share.index, "by": by, "processes": targets},
         )
         self.sync()
-        since = now - timedelta(seconds=bounds.VAULT_SHARE_DROP_TTL_S)
-        waiting = [len(self._store.drops(p.id, since=since)) for p in targets]
         return UnsealProgress(
             sealed=self.sealed,
-            received=max(waiting, default=0),
+            received=self._received(now),
             threshold=meta.threshold,
-            processes=len(targets),
+            processes=targets,
         )
+
+    def _dropped_indices(self, now: datetime) -> set[int]:
+        if self._peer_secret is None:
+            return set()
+        meta = self._store.meta()
+        since = now - timedelta(seconds=bounds.VAULT_SHARE_DROP_TTL_S)
+        return {
+            d.share_index
+            for d in self._store.drops(self.peer_id, since=since)
+            if meta is not None and self._genuine_drop(d, meta)
+        }
+
+    def _received(self, now: datetime) -> int:
+        """Shares waiting for the quorum: in this process, or else for the other processes."""
+        if self._root is None:
+            return len(set(self._own_shares) | self._dropped_indices(now))
+        since = now - timedelta(seconds=bounds.VAULT_SHARE_DROP_TTL_S)
+        waiting = [len(self._store.drops(p.id, since=since)) for p in self._peers_to_serve(now)]
+        return max(waiting, default=0)
+
+    def _peers_to_serve(self, now: datetime) -> list[Peer]:
+        """Other live sealed processes that prove the peer secret (none without a secret)."""
+        if self._peer_secret is None:
+            return []
+        seen_since = now - timedelta(seconds=bounds.VAULT_PEER_STALE_S)
+        return [
+            p
+            for p in self._store.peers(seen_since=seen_since)
+            if p.sealed and p.id != self.peer_id and self._trusted(p)
+        ]
 
     def sync(self) -> None:
         """One round: announce this process, then (sealed) collect a transfer or shares, or
@@ -642,6 +714,22 @@ class Vault:
         )
         self._announced_at = self._monotonic()
 
+    def _drop_mac(self, to: str, index: int, epoch: int, by: str, sealed: bytes) -> bytes:
+        assert self._peer_secret is not None
+        return crypto.mac(
+            self._peer_secret,
+            crypto.length_prefixed(
+                b"zeropay/vault/drop/v1", to, str(index), str(epoch), by, sealed
+            ),
+        )
+
+    def _transfer_mac(self, to: str, sender: str, epoch: int, sealed: bytes) -> bytes:
+        assert self._peer_secret is not None
+        return crypto.mac(
+            self._peer_secret,
+            crypto.length_prefixed(b"zeropay/vault/transfer/v1", to, sender, str(epoch), sealed),
+        )
+
     def _proof(self, peer_id: str, public_key: bytes) -> bytes | None:
         if self._peer_secret is None:
             return None
@@ -650,10 +738,11 @@ class Vault:
         )
 
     def _trusted(self, peer: Peer) -> bool:
-        """This process, or one that proves it holds the peer secret. Without a peer secret
-        nothing leaves this process (each one is unsealed on its own)."""
+        """Another process that proves it holds the peer secret. Without a peer secret nothing
+        leaves this process (each one is unsealed on its own). This process never trusts its
+        own row: whoever can write the table could have put another key there."""
         if peer.id == self.peer_id:
-            return True
+            return False
         expected = self._proof(peer.id, peer.public_key)
         return (
             expected is not None
@@ -662,8 +751,11 @@ class Vault:
         )
 
     def _collect(self, meta: VaultMeta, now: datetime) -> None:
+        """Unseal from a transfer or from a quorum of shares: shares given to this process, and
+        shares other processes left for it. Rows are believed only when authenticated under the
+        peer secret and made since the last seal order; anything else is someone's forgery."""
         transfer = self._store.take_transfer(self.peer_id, now=now)
-        if transfer is not None:
+        if transfer is not None and self._genuine_transfer(transfer, meta):
             try:
                 root = crypto.open_box(
                     self._box_key, transfer.sealed_root, context=_transfer_context(self.peer_id)
@@ -677,9 +769,14 @@ class Vault:
                 self._tell(Unsealed(by=(f"peer:{transfer.from_peer}",), shares=()))
                 return
         since = now - timedelta(seconds=bounds.VAULT_SHARE_DROP_TTL_S)
-        shares = []
-        submitters = []
-        for drop in self._store.drops(self.peer_id, since=since):
+        found: dict[int, tuple[datetime, str, Share]] = {
+            index: (at, by, share)
+            for index, (share, by, at) in self._own_shares.items()
+            if at >= since
+        }
+        for drop in self._store.drops(self.peer_id, since=since) if self._peer_secret else []:
+            if drop.share_index in found or not self._genuine_drop(drop, meta):
+                continue
             try:
                 value = crypto.open_box(
                     self._box_key,
@@ -691,19 +788,41 @@ class Vault:
             except (crypto.DecryptionFailed, ShareRefused):
                 log.error("a share addressed to this process was not valid: ignored")
                 continue
-            shares.append(share)
-            submitters.append((drop.submitted_at, drop.submitted_by))
-        if len(shares) < meta.threshold:
+            found[drop.share_index] = (drop.submitted_at, drop.submitted_by, share)
+        if len(found) < meta.threshold:
             return
+        shares = [share for _, _, share in found.values()]
         self._adopt(combine(shares, threshold=meta.threshold), meta)
         self._store.clear_drops(self.peer_id)
         self._announce(now, force=True)
         self._tell(
             Unsealed(
-                by=tuple(who for _, who in sorted(submitters)),
-                shares=tuple(s.index for s in shares),
+                by=tuple(by for _, by, _ in sorted(found.values(), key=lambda f: f[0])),
+                shares=tuple(sorted(found)),
             )
         )
+
+    def _genuine_transfer(self, transfer: Transfer, meta: VaultMeta) -> bool:
+        if self._peer_secret is None or transfer.seal_epoch != meta.seal_epoch:
+            return False
+        expected = self._transfer_mac(
+            self.peer_id, transfer.from_peer, transfer.seal_epoch, transfer.sealed_root
+        )
+        if hmac.compare_digest(expected, transfer.mac):
+            return True
+        log.error("a key transfer not authenticated under the peer secret: ignored")
+        return False
+
+    def _genuine_drop(self, drop: ShareDrop, meta: VaultMeta) -> bool:
+        if drop.seal_epoch != meta.seal_epoch:
+            return False
+        expected = self._drop_mac(
+            self.peer_id, drop.share_index, drop.seal_epoch, drop.submitted_by, drop.sealed_share
+        )
+        if hmac.compare_digest(expected, drop.mac):
+            return True
+        log.error("a share drop not authenticated under the peer secret: ignored")
+        return False
 
     def _tell(self, event: Unsealed) -> None:
         """Hand the unseal to whoever records it (bootstrap wires the audit log). A failure to
@@ -716,17 +835,14 @@ class Vault:
             log.exception("the unseal of this process could not be recorded")
 
     def _serve_transfers(self, root: bytes, now: datetime) -> None:
-        if self._peer_secret is None:
-            return
-        seen_since = now - timedelta(seconds=bounds.VAULT_PEER_STALE_S)
-        for peer in self._store.peers(seen_since=seen_since):
-            if not peer.sealed or peer.id == self.peer_id or not self._trusted(peer):
-                continue
+        for peer in self._peers_to_serve(now):
             sealed_root = crypto.seal_box(peer.public_key, root, context=_transfer_context(peer.id))
             transfer = Transfer(
                 sealed_root=sealed_root,
                 from_peer=self.peer_id,
                 expires_at=now + timedelta(seconds=bounds.VAULT_TRANSFER_TTL_S),
+                seal_epoch=self._epoch,
+                mac=self._transfer_mac(peer.id, self.peer_id, self._epoch, sealed_root),
             )
             if self._store.put_transfer(peer.id, transfer, now=now):
                 log.info("vault key sent to a sealed process", extra={"to": peer.id})
@@ -809,6 +925,38 @@ class Vault:
                 "this vault was initialized for production: a development file cannot unseal it"
             )
         self.unseal_with(_read_dev_file(path, meta.vault_id))
+
+
+class Revealer:
+    """Opens what ``Vault.decrypt`` refuses: payment instruments' numbers."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+
+    def reveal(
+        self, ciphertext: bytes, *, table: str, column: str, row_id: str, subject: str
+    ) -> bytes:
+        key, record = self._vault._key_by_id(crypto.field_key_id(ciphertext))
+        return _open(
+            key, record, ciphertext, table=table, column=column, row_id=row_id, subject=subject
+        )
+
+
+def _open(
+    key: bytes,
+    record: KeyRecord,
+    ciphertext: bytes,
+    *,
+    table: str,
+    column: str,
+    row_id: str,
+    subject: str | None,
+) -> bytes:
+    # A caller that knows whose data the row holds says so: a ciphertext whose row was moved to
+    # another owner (its user column rewritten) then fails, though it still opens.
+    if subject is not None and record.subject != subject:
+        raise crypto.DecryptionFailed("the ciphertext is not this subject's")
+    return crypto.open_field(key, ciphertext, table=table, column=column, row_id=row_id)
 
 
 def _verify_share(meta: VaultMeta, share: Share) -> None:

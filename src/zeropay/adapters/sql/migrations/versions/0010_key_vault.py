@@ -82,6 +82,8 @@ def upgrade() -> None:
         sa.Column("sealed_share", sa.LargeBinary(), nullable=False),
         sa.Column("submitted_by", sa.String(80), nullable=False),
         sa.Column("submitted_at", TS, nullable=False),
+        sa.Column("seal_epoch", sa.Integer(), nullable=False),
+        sa.Column("mac", sa.LargeBinary(32), nullable=False),
         sa.PrimaryKeyConstraint("peer_id", "share_index", name=op.f("pk_vault_share_drops")),
     )
     op.create_table(
@@ -91,6 +93,8 @@ def upgrade() -> None:
         sa.Column("from_peer", sa.String(40), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("expires_at", TS, nullable=False),
+        sa.Column("seal_epoch", sa.Integer(), nullable=False),
+        sa.Column("mac", sa.LargeBinary(32), nullable=False),
         sa.PrimaryKeyConstraint("peer_id", name=op.f("pk_vault_transfers")),
     )
     op.create_table(
