@@ -472,7 +472,7 @@ def tokenization(vault: Vault, engine: Engine, database_url: str, plan: Plan) ->
     # The platform allows 6,000 reads a minute (bounds.DETOKENIZE_OVERALL_MAX): raised here so
     # the mechanism's own cost is what is measured.
     detokenizer = Detokenizer(
-        vault, actor="funding:bench", per_instrument_max=10**9, overall_max=10**9
+        vault.revealer(), actor="funding:bench", per_instrument_max=10**9, overall_max=10**9
     )
 
     def detokenize(i: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,9 +23,11 @@ from support.instruments import (
     unb64url,
     wallet,
 )
+from zeropay.adapters.vault.crypto import DecryptionFailed
 from zeropay.domain.errors import DomainError
 from zeropay.domain.money import Money
-from zeropay.services import charges, ledger_check
+from zeropay.services import audit, charges, ledger_check
+from zeropay.services.ports import FundingRequest
 
 POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
@@ -176,6 +179,37 @@ def test_a_key_dies_with_its_device(mfa, backend):
     assert r.status_code == 204, r.text
     _refused(f.charge(body))  # a genuine cryptogram of the unbound device's key
     assert _count(mfa, "SELECT count(*) FROM charges") == 0
+
+
+def test_an_instrument_moved_to_another_payer_opens_for_nobody(mfa, backend):
+    """A database writer rewrites an instrument's owner: its display form, its device keys and
+    its number are under the first owner's keys, and every read names the owner the row says."""
+    owner = on_file(mfa, "owner@example.com")
+    body = owner.body(500)
+    thief = wallet(mfa, "thief@example.com")
+    thief_id = thief.phone.call("GET", "/v1/me").json()["id"]
+    instrument_id = owner.instrument["id"]
+    with mfa.container.engine.begin() as c:
+        c.execute(
+            text("UPDATE instruments SET user_id = :t WHERE id = :i"),
+            {"t": thief_id, "i": instrument_id},
+        )
+    r = thief.phone.call("GET", "/v1/me/instruments")
+    assert (r.status_code, r.json()["code"]) == (503, "decryption_failed"), r.text
+    assert "4242" not in r.text
+    r = owner.charge(body)  # the device key no longer opens for the row's owner
+    assert (r.status_code, r.json()["code"]) == (503, "decryption_failed"), r.text
+    ctx, gateway = mfa.container.ctx, mfa.container.funding
+    moved = ctx.read(lambda uow: uow.instruments.get(instrument_id))
+    request = FundingRequest("chg_moved", moved, owner.merchant.id, Money.of(500, "USD"))
+    with pytest.raises(DecryptionFailed):  # nor does the number, for the funding gateway
+        ctx.run(
+            lambda uow: gateway.charge(
+                uow, request, now=ctx.now(), audit=partial(audit.record, ctx, uow)
+            )
+        )
+    assert _count(mfa, "SELECT count(*) FROM charges") == 0
+    _ledger_clean(mfa)
 
 
 # ---- brute force: the device key locks --------------------------------------------------------

@@ -49,7 +49,9 @@ NOT_KEYRING_FIELDS = {
     ("vault_peers", "public_key"): "a process's X25519 public key",
     ("vault_peers", "proof"): "HMAC under the peer secret",
     ("vault_share_drops", "sealed_share"): "a share sealed to one process's key",
+    ("vault_share_drops", "mac"): "HMAC under the peer secret, no KeyRing ciphertext",
     ("vault_transfers", "sealed_root"): "the root key sealed to one process's key",
+    ("vault_transfers", "mac"): "HMAC under the peer secret, no KeyRing ciphertext",
     ("vault_custodians", "token_hash"): "hash of a custodian's credential",
 }
 

@@ -22,6 +22,7 @@ from support.instruments import (
 )
 from support.mfa import signed_up
 from zeropay.adapters.funding import Detokenizer, SandboxGateway
+from zeropay.adapters.vault.vault import Revealer
 from zeropay.domain import bounds
 from zeropay.services import audit, ledger_check, merchants
 
@@ -41,6 +42,13 @@ def _audited(mfa: Any, event: str) -> list[tuple[str, str, dict[str, Any]]]:
             plain = ctx.keyring.decrypt(entry.data, table="audit_log", column="data", row_id=row_id)
             out.append((entry.actor, entry.subject, json.loads(plain)))
     return out
+
+
+def _revealer(mfa: Any) -> Revealer:
+    """What opens a number: the funding adapter's, which the test borrows from the vault."""
+    vault = mfa.container.vault
+    assert vault is not None
+    return vault.revealer()
 
 
 def _ledger_clean(mfa: Any) -> None:
@@ -72,10 +80,13 @@ def test_a_carrier_number_is_kept_as_e164_and_shown_masked(mfa, backend, phone, 
     made = w.add_phone(phone, region)
     assert made["kind"] == "carrier" and made["display"] == "+82 ••••••5678"
     assert made["brand"] is None and made["exp_month"] is None
-    ctx = mfa.container.ctx
-    [row] = _rows(mfa, "SELECT id, number_ciphertext FROM instruments")
-    stored = ctx.keyring.decrypt(
-        bytes(row.number_ciphertext), table="instruments", column="number", row_id=row.id
+    [row] = _rows(mfa, "SELECT id, user_id, number_ciphertext FROM instruments")
+    stored = _revealer(mfa).reveal(
+        bytes(row.number_ciphertext),
+        table="instruments",
+        column="number",
+        row_id=row.id,
+        subject=row.user_id,
     )
     assert stored == b"+821012345678"
 
@@ -461,9 +472,7 @@ def _with_gateway(api_for, mfa, **limits):
     """The app over the same database, with a funding gateway whose detokenizer has ``limits``."""
     container = dataclasses.replace(
         mfa.container,
-        funding=SandboxGateway(
-            Detokenizer(mfa.container.ctx.keyring, actor="funding:sandbox", **limits)
-        ),
+        funding=SandboxGateway(Detokenizer(_revealer(mfa), actor="funding:sandbox", **limits)),
     )
     return api_for(container)
 

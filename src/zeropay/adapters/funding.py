@@ -1,10 +1,11 @@
 """Funding sources behind the ``FundingGateway`` port, and the one capability that reads a payment
 instrument's number back out of the vault.
 
-``Detokenizer`` is built in ``bootstrap.py`` and handed to the funding gateway only: it is not on
-the ``AppContext``, so no use case can decrypt a number. Each detokenization is counted in the
-database (per instrument and over the platform, in fixed windows shared by every API process)
-and written to the audit log naming the instrument and the purpose, never the number.
+``Detokenizer`` is built in ``bootstrap.py`` around the vault's ``Revealer`` (a number sits under
+a key of its owner's that ``KeyRing.decrypt`` refuses) and handed to the funding gateway only: it
+is not on the ``AppContext``, so no use case can read a number. Each detokenization is counted in
+the database (per instrument and over the platform, in fixed windows shared by every API
+process) and written to the audit log naming the instrument and the purpose, never the number.
 
 ``SandboxGateway`` is the shipped funding source: no network, documented outcomes (the way card
 networks publish test numbers), so clients can exercise every path.
@@ -13,6 +14,7 @@ networks publish test numbers), so clients can exercise every path.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from zeropay.domain import bounds
@@ -22,9 +24,11 @@ from zeropay.services.ports import (
     AuditTrail,
     FundingOutcome,
     FundingRequest,
-    KeyRing,
     UnitOfWork,
 )
+
+if TYPE_CHECKING:
+    from zeropay.adapters.vault.vault import Revealer
 
 
 class Detokenizer:
@@ -32,7 +36,7 @@ class Detokenizer:
 
     def __init__(
         self,
-        keyring: KeyRing,
+        revealer: Revealer,
         *,
         actor: str,
         per_instrument_max: int = bounds.DETOKENIZE_PER_INSTRUMENT_MAX,
@@ -41,7 +45,7 @@ class Detokenizer:
     ) -> None:
         invariant(1 <= per_instrument_max <= overall_max, "detokenization limits are ordered")
         invariant(window_s > 0, "a detokenization window has a length")
-        self._keyring = keyring
+        self._revealer = revealer
         self._actor = actor
         self._per_instrument_max = per_instrument_max
         self._overall_max = overall_max
@@ -66,11 +70,12 @@ class Detokenizer:
         assert instrument.number_ciphertext is not None
         self._count(uow, f"detokenize:{instrument.id}", self._per_instrument_max, now)
         self._count(uow, "detokenize:*", self._overall_max, now)
-        number = self._keyring.decrypt(
+        number = self._revealer.reveal(
             instrument.number_ciphertext,
             table="instruments",
             column="number",
             row_id=instrument.id,
+            subject=instrument.user_id,  # a row moved to another owner fails
         ).decode()
         audit(
             "instrument.detokenized",

@@ -134,7 +134,7 @@ def _authorized(
     """The device key whose cryptogram this is, its counter advanced; or the refusal, with the
     failure counted. The request names no key: each of the instrument's (few) keys is tried."""
     now = ctx.now()
-    candidates = [(key, _secret(ctx, key)) for key in keys]
+    candidates = [(key, _secret(ctx, instrument, key)) for key in keys]
     signer = next(((k, s) for k, s in candidates if made_with(s, use, presented)), None)
     if signer is None:
         # Altered (another amount, currency, merchant, token or counter) or forged: any of the
@@ -168,11 +168,16 @@ def _authorized(
     return key
 
 
-def _secret(ctx: AppContext, key: DeviceKey) -> bytes:
+def _secret(ctx: AppContext, instrument: Instrument, key: DeviceKey) -> bytes:
     invariant(key.key_ciphertext is not None, "an active device key holds its key")
     assert key.key_ciphertext is not None
+    # Under the instrument owner's key: a key row moved to another payer's instrument fails.
     return ctx.keyring.decrypt(
-        key.key_ciphertext, table="instrument_device_keys", column="key", row_id=key.id
+        key.key_ciphertext,
+        table="instrument_device_keys",
+        column="key",
+        row_id=key.id,
+        subject=instrument.user_id,
     )
 
 

@@ -195,6 +195,7 @@ def _view(ctx: AppContext, instrument: Instrument) -> InstrumentView:
         table="instruments",
         column="display",
         row_id=instrument.id,
+        subject=instrument.user_id,  # a row moved to another owner fails
     )
     return InstrumentView(instrument=instrument, display=display.decode())
 
