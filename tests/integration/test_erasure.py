@@ -3,10 +3,11 @@
 Two payers with every kind of personal data, one of them with money moved through the ledger;
 the first is erased. Every field the registry attributes to that user -- as the database holds
 it after, and as a backup copy taken before held it -- fails to open with ``KeyDestroyed``; the
-other payer is untouched; the ledger and the audit chain verify; sessions, devices and factors
-are gone; the email address stays readable under the retention key until the retention period
-ends, and not after the retention job. Erasing twice, or again after a run that stopped half
-way, is harmless.
+other payer is untouched; the ledger and the audit chain verify; sessions, devices, payment
+instruments (with their merchant tokens and device keys) and factors are gone; the email address
+stays readable under the retention key until the retention period ends, and not after the
+retention job. Erasing twice, or again after a run that stopped half way, is harmless; a vault
+sealed after the commit leaves the key destroyed all the same.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import pytest
 from sqlalchemy import text
 
 from support import personal
+from support.instruments import on_file
 from support.mfa import PASSWORD, Mfa
 from zeropay import cli
 from zeropay.adapters.sql.encrypted import ENCRYPTED_COLUMNS
-from zeropay.domain.errors import InvalidInput, KeyDestroyed, NotFound
+from zeropay.domain.errors import InvalidInput, KeyDestroyed, NotFound, VaultSealed
 from zeropay.services import audit, erasure, jobs, ledger_check
 
 OPERATOR = "cli:ops-anna"
@@ -158,6 +160,41 @@ def test_an_erased_user_has_no_session_device_factor_or_way_back_in(mfa):
     assert r.status_code == 200, r.text
 
 
+def test_an_erased_users_instruments_are_removed_and_their_merchant_tokens_die(mfa):
+    f = on_file(mfa)  # a card with a merchant token and a phone's cryptogram key
+    f.wallet.add_phone()
+    paid = f.charge(f.body(500))
+    assert paid.status_code == 201, paid.text
+    r = f.wallet.phone.call("GET", "/v1/me")
+    user_id = r.json()["id"]
+    kept, _ = personal.two_payers(mfa)
+
+    erasure.erase_user(mfa.container.ctx, user_id, by=OPERATOR)
+
+    instruments = _sql(
+        mfa,
+        "SELECT status, number_index, number_ciphertext, display_ciphertext FROM instruments"
+        " WHERE user_id = :u",
+        u=user_id,
+    )
+    assert len(instruments) == 2
+    assert {tuple(row) for row in instruments} == {("removed", None, None, None)}
+    grants = "SELECT g.status FROM instrument_grants g JOIN instruments i"
+    grants += " ON i.id = g.instrument_id WHERE i.user_id = :u"
+    assert _sql(mfa, grants, u=user_id) == [("revoked",)]
+    keys = "SELECT status, key_ciphertext FROM instrument_device_keys WHERE user_id = :u"
+    assert {tuple(row) for row in _sql(mfa, keys, u=user_id)} == {("removed", None)}
+    # The merchant's token for the card answers exactly like a token that never existed.
+    theirs = f.charge(f.body(500))
+    unknown = f.charge({**f.body(500), "token": "mtok_" + "A" * 43})
+    assert (theirs.status_code, theirs.json()) == (unknown.status_code, unknown.json())
+    assert theirs.status_code == 404 and theirs.json()["code"] == "not_found"
+    # The other payer's card is untouched.
+    r = kept.device.call("GET", "/v1/me/instruments")
+    assert r.status_code == 200 and len(r.json()["data"]) == 1, r.text
+    _verified(mfa)
+
+
 def test_each_step_is_audited_with_the_operator_as_actor(mfa):
     gone, _ = _two_payers(mfa)
     erasure.erase_user(mfa.container.ctx, gone.user_id, by=OPERATOR)
@@ -165,6 +202,7 @@ def test_each_step_is_audited_with_the_operator_as_actor(mfa):
     assert list(events) == [
         "user.sessions_ended",
         "user.devices_unbound",
+        "user.instruments_removed",
         "user.factors_revoked",
         "user.erased",
         "user.retention_scheduled",
@@ -172,6 +210,7 @@ def test_each_step_is_audited_with_the_operator_as_actor(mfa):
     ]
     assert events["user.sessions_ended"]["sessions"] >= 1
     assert events["user.devices_unbound"] == {"devices": 1}
+    assert events["user.instruments_removed"] == {"instruments": 1}
     assert events["user.factors_revoked"]["authenticators"] == 4  # passkey, TOTP, OCRA, SMS
     assert events["user.factors_revoked"]["security_answers"] == 2
     assert events["user.erased"]["requested_by_user"] is False
@@ -257,6 +296,39 @@ def test_a_run_stopped_after_its_commit_is_finished_by_running_it_again(mfa, mon
     with pytest.raises(KeyDestroyed):
         gone_email.open(ctx.keyring)
     assert erasure.retained_email(ctx, gone.user_id) == gone.email
+    _verified(mfa)
+
+
+def test_a_vault_sealed_after_the_commit_leaves_the_key_destroyed_and_a_rerun_audits_it(
+    mfa, monkeypatch
+):
+    gone, _ = _two_payers(mfa)
+    ctx = mfa.container.ctx
+    vault = mfa.container.vault
+    assert vault is not None
+    [gone_email] = [
+        f
+        for f in personal.stored_fields(mfa)
+        if f.column.table.name == "users" and f.subject == gone.user_id
+    ]
+    schedule = vault.schedule_retention_end
+
+    def then_sealed(*args: Any, **kwargs: Any) -> None:
+        schedule(*args, **kwargs)
+        vault.seal()  # custodians seal it just after the erasure's commit
+
+    monkeypatch.setattr(vault, "schedule_retention_end", then_sealed)
+    with pytest.raises(VaultSealed):  # the audit entries need the root key
+        erasure.erase_user(ctx, gone.user_id, by=OPERATOR)
+    monkeypatch.undo()
+    vault.auto_unseal(mfa.container.settings.vault_dev_file)
+    with pytest.raises(KeyDestroyed):  # destroying it needed no root key
+        gone_email.open(vault)
+    assert "user.personal_key_destroyed" not in [e for e, _, _ in _audited(mfa, gone.user_id)]
+    done = erasure.erase_user(ctx, gone.user_id, by=OPERATOR)
+    assert not done.erased_now and done.key_versions_destroyed == 0
+    events = [e for e, _, _ in _audited(mfa, gone.user_id)]
+    assert events[-2:] == ["user.retention_scheduled", "user.personal_key_destroyed"]
     _verified(mfa)
 
 

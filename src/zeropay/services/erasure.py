@@ -5,13 +5,17 @@ Every personal field is sealed under the user's own data key (the ``subject`` of
 
 1. reads the email address under the personal key and seals it again under the user's separate
    retention key, outside any transaction (the vault may have to write that key first);
-2. in one transaction: ends every session, unbinds every device, revokes every factor and
-   operator role, marks the user erased (its email index and password hash replaced by
-   meaningless values: the index would let anyone holding the index key test an address), and
-   keeps the sealed address in ``aml_retention`` for ``Durations.aml_retention_days``;
+2. in one transaction: ends every session, unbinds every device, removes every payment
+   instrument as its owner would (number, blind index and device keys wiped, merchant tokens
+   revoked), revokes every factor and operator role, marks the user erased (its email index and
+   password hash replaced by meaningless values: the index would let anyone holding the index
+   key test an address), and keeps the sealed address in ``aml_retention`` for
+   ``Durations.aml_retention_days``;
 3. after the commit, tells the vault when the retention key is to go (``schedule_retention_end``;
    the ``end_retention`` job destroys it then), and destroys the personal key
-   (``destroy_subject``): every field sealed under it is unreadable from then on.
+   (``destroy_subject``, with the instruments' key): every field sealed under it is unreadable
+   from then on. Neither needs the root key, so both are done before the two audit entries that
+   do: a vault sealed in between leaves those entries unwritten, never the key alive.
 
 Ledger rows, payments and SCA decisions are left alone: they name only the user id, a
 pseudonym once nothing links it to a person. Each step is audited with the operator as actor,
@@ -19,7 +23,8 @@ never the erased user (``audit.data_subject``: an entry acted by a user is seale
 user's key, so an entry written after step 3 could not be sealed at all).
 
 A run stopped before the commit left nothing behind; a run stopped after it is finished by
-running it again: the user is erased already, so step 3 is done again, which is harmless.
+running it again: the user is erased already, so step 3 is done again, which is harmless (a key
+destroyed already counts 0 versions in the second run's entry).
 """
 
 from __future__ import annotations
@@ -74,9 +79,11 @@ def erase_user(ctx: AppContext, user_id: object, *, by: str) -> Erasure:
         lambda uow: _erase(ctx, uow, wanted, scrubbed, actor=actor, by_user=by == wanted)
     )
     # Only after the commit: the keys follow what the database says, never the other way round.
+    # Both before the audit entries, which need the root key: a vault sealed in between must
+    # not leave an erased user with a live key.
     ctx.keyring.schedule_retention_end(wanted, destroy_after=kept.retained_until)
-    _record(ctx, "user.retention_scheduled", actor, wanted, retained_until=kept.retained_until)
     destroyed = ctx.keyring.destroy_subject(wanted, now=ctx.now())
+    _record(ctx, "user.retention_scheduled", actor, wanted, retained_until=kept.retained_until)
     _record(ctx, "user.personal_key_destroyed", actor, wanted, versions=destroyed)
     return Erasure(wanted, kept.erased_at, kept.retained_until, erased_now, destroyed)
 
@@ -167,6 +174,12 @@ def _erase(
     audit.record(ctx, uow, "user.sessions_ended", actor=actor, subject=user_id, sessions=ended)
     unbound = sum(uow.devices.remove(d.id, now) for d in uow.devices.of_user(user_id))
     audit.record(ctx, uow, "user.devices_unbound", actor=actor, subject=user_id, devices=unbound)
+    # As the owner would remove each (services.instruments.remove): its merchant tokens then
+    # answer like unknown ones, and no number or blind index outlives the erasure.
+    removed = sum(uow.instruments.remove(i.id, now) for i in uow.instruments.of_user(user_id))
+    audit.record(
+        ctx, uow, "user.instruments_removed", actor=actor, subject=user_id, instruments=removed
+    )
     _revoke_factors(ctx, uow, user_id, now, actor=actor)
     kept = RetainedIdentity(
         user_id=user_id,
