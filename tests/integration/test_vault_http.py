@@ -24,11 +24,11 @@ from sqlalchemy import Engine, select, text
 from conftest import Api
 from support import sca
 from support.mfa import Mfa, SmtpInbox
-from zeropay.adapters.clock import FixedClock
+from zeropay.adapters.clock import FixedClock, SystemClock
 from zeropay.adapters.passwords import Argon2PasswordHasher
 from zeropay.adapters.sql import tables as t
 from zeropay.adapters.vault.shares import Share
-from zeropay.adapters.vault.store import MemoryVaultStore
+from zeropay.adapters.vault.store import MemoryVaultStore, SqlVaultStore, vault_engine
 from zeropay.adapters.vault.vault import Vault
 from zeropay.api.app import create_app
 from zeropay.bootstrap import Container, build
@@ -222,20 +222,103 @@ def test_the_unseal_is_audited_under_the_custodian_who_completed_it(sealed: Seal
     assert audit.verify(sealed.container.ctx).breaks == []
 
 
-def test_a_share_waiting_for_the_quorum_is_in_the_database_only_sealed_and_is_gone_after(
+def _share_forms(share: Share) -> list[bytes]:
+    """A share as it could sit in a column: its value (whole, halves, hex, base64) or its text."""
+    value = share.value
+    return [
+        value,
+        value[:16],
+        value[16:],
+        value.hex().encode(),
+        base64.urlsafe_b64encode(value).rstrip(b"="),
+        base64.b64encode(value).rstrip(b"="),
+        share.text().encode(),
+    ]
+
+
+def _every_value(engine: Engine) -> list[bytes]:
+    """Every value of every row of every table, the vault's mailboxes included, as bytes."""
+    out = []
+    with engine.connect() as c:
+        for table in t.metadata.sorted_tables:
+            for row in c.execute(select(table)):
+                for value in row:
+                    if isinstance(value, bytes | bytearray | memoryview):
+                        out.append(bytes(value))
+                    elif value is not None:
+                        out.append(str(value).encode())
+    return out
+
+
+def test_a_share_waiting_for_the_quorum_in_a_single_process_is_nowhere_in_the_database(
     sealed: Sealed,
 ) -> None:
+    """Without a peer secret the process that receives a share keeps it in its memory: a
+    database writer who put their own key in its peer row would have been sent it otherwise."""
     sealed.unseal(1, 2)
+    assert sealed.status()["shares_received"] == 2
     with sealed.container.engine.connect() as c:
-        waiting = [
-            bytes(r[0]) for r in c.execute(text("SELECT sealed_share FROM vault_share_drops"))
-        ]
-    assert len(waiting) == 2
+        assert c.execute(text("SELECT count(*) FROM vault_share_drops")).scalar_one() == 0
+    stored = _every_value(sealed.container.engine)
+    assert stored  # the scan sees rows (the vault's shape, its keys, custodians, peers)
     for share in sealed.shares[:2]:
-        for form in (share.value, share.value[:16], share.value[16:], share.text().encode()):
-            assert not any(form in sealed_share for sealed_share in waiting)
+        for form in _share_forms(share):
+            assert not any(form in value for value in stored), (share.index, form)
+    assert sealed.submit(sealed.shares[2].text(), "cy").json()["sealed"] is False
+
+
+PEER_SECRET = "the servers' peer secret: 32 characters or more"
+
+
+@pytest.fixture
+def sealed_with_a_peer(settings: Settings, clock: FixedClock) -> Iterator[tuple[Sealed, Vault]]:
+    """A server with the peer secret, and a second sealed process on its database (another
+    worker, as ``bootstrap.build_vault`` makes it) that has announced itself."""
+    for server in _sealed(replace(settings, vault_peer_secret=PEER_SECRET), clock):
+        other = Vault(
+            SqlVaultStore(vault_engine(server.container.engine)),
+            clock=SystemClock(),
+            peer_secret=PEER_SECRET.encode(),
+        )
+        other.sync()
+        yield server, other
+        other.stop()
+
+
+def test_a_share_waiting_for_the_quorum_is_in_the_database_only_sealed_and_is_gone_after(
+    sealed_with_a_peer: tuple[Sealed, Vault],
+) -> None:
+    """With a peer secret a share reaches the other sealed processes through the database:
+    sealed to each one's key, MAC'd under the secret with the seal epoch, never to the process
+    that received it (which keeps it in memory)."""
+    sealed, other = sealed_with_a_peer
+    answers = sealed.unseal(1, 2)
+    assert [(a["sealed"], a["processes"]) for a in answers] == [(True, 2), (True, 2)]
+    with sealed.container.engine.connect() as c:
+        waiting = c.execute(
+            text(
+                "SELECT peer_id, share_index, sealed_share, submitted_by, seal_epoch, mac "
+                "FROM vault_share_drops"
+            )
+        ).all()
+    assert sorted((w.peer_id, w.share_index) for w in waiting) == [
+        (other.peer_id, 1),
+        (other.peer_id, 2),
+    ]
+    assert {w.seal_epoch for w in waiting} == {0}
+    macs = {bytes(w.mac) for w in waiting}
+    assert len(macs) == 2 and {len(m) for m in macs} == {32} and bytes(32) not in macs
+    # The other process counts them: each is authenticated under the secret it holds.
+    assert other.status().received == 2
+    stored = _every_value(sealed.container.engine)
+    for share in sealed.shares[:2]:
+        for form in _share_forms(share):
+            assert not any(form in value for value in stored), (share.index, form)
+
     r = sealed.submit(sealed.shares[2].text(), "cy")
     assert r.json()["sealed"] is False
+    other.sync()
+    assert not other.sealed
     with sealed.container.engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM vault_share_drops")).scalar_one() == 0
 
