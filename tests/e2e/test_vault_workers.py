@@ -1,11 +1,14 @@
 """The vault as production runs it: ``zeropay serve --workers 2`` on PostgreSQL, started sealed,
-with a peer secret, driven by key custodians through the ``zeropay`` CLI.
+with a peer secret, driven by key custodians and an operator through the ``zeropay`` CLI.
 
 ``vault init`` writes each share sealed to a custodian's X25519 key (made with ``openssl genpkey
--algorithm X25519``); each custodian runs ``vault unseal --share-file --private-key`` in a process
-of their own, which hands the share to every sealed worker through the database. Then both
-workers serve; a CLI command that needs the keys is sent them by a worker; ``vault seal`` reaches
-every worker, and a second quorum unseals them again.
+-algorithm X25519``) and ``vault custodian-add`` gives each custodian a credential. A custodian
+runs ``vault unseal --url --share-file --private-key --token-file`` from an environment that has
+neither the database nor the peer secret: the share goes to ``POST /v1/vault/unseal`` on
+whichever worker takes the connection, which keeps it in memory and leaves it for the other
+worker in the database, sealed to that worker's key and MAC'd under the peer secret. Both
+workers then serve; a CLI command that needs the keys, run where the peer secret is, is sent them
+by a worker; ``vault seal`` reaches every worker, and a second quorum unseals them again.
 """
 
 from __future__ import annotations
@@ -23,16 +26,21 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from support.servers import BIN, free_port, scratch_database, zeropay_server
+from support.servers import BIN, free_port, scratch_database, sealed_vault_env, zeropay_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-PASSWORD_ONLY_POLICY = Path(__file__).parents[1] / "policies" / "password-only.toml"
 SHARES = 5
 THRESHOLD = 3
 PEER_SECRET = "e2e peer secret: shared by the servers and the CLI"
 REQUESTS = 24  # each on a connection of its own, so the kernel deals them to both workers
 POLL_TRIES = 100  # x 0.1 s: a worker syncs every second
+# A key custodian's machine: no database URL, no peer secret, no other ZeroPay setting.
+CUSTODIAN_ENV = {
+    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    "HOME": os.environ.get("HOME", "/tmp"),
+    "LANG": "C.UTF-8",
+}
 
 
 @dataclass
@@ -42,8 +50,12 @@ class Cluster:
     supervisor: int
     shares: dict[int, Path]  # share index -> its sealed file
     keys: dict[int, Path]  # share index -> its custodian's private key
+    tokens: dict[int, Path]  # share index -> its custodian's credential (a file, 0600)
     init_output: str
     unseal_outputs: list[dict[str, Any]]
+    waiting: list[Any]  # vault_share_drops when two of the three shares were in
+    waiting_peers: dict[str, int]  # peer id -> pid, then
+    received_seen: list[int]  # shares_received answered then, each on a new connection
 
     def zeropay(
         self, *args: str, env: dict[str, str] | None = None
@@ -56,18 +68,31 @@ class Cluster:
             timeout=60,
         )
 
-    def unseal(self, index: int, key: int | None = None) -> subprocess.CompletedProcess[str]:
-        """Custodian ``index`` submits their share from its file, with their private key."""
+    def unseal(
+        self, index: int, key: int | None = None, *, token: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Custodian ``index`` sends their share from its file, opened with their private key,
+        to the server with their credential, from the custodian's own environment."""
         return self.zeropay(
             "vault",
             "unseal",
+            "--url",
+            self.url,
             "--share-file",
             str(self.shares[index]),
             "--private-key",
             str(self.keys[key or index]),
-            "--by",
-            f"custodian-{index}",
+            "--token-file",
+            str(token or self.tokens[index]),
+            env=CUSTODIAN_ENV,
         )
+
+    def received(self, count: int = 12) -> list[int]:
+        """``shares_received`` as the public status answers it, each time on a new connection."""
+        return [
+            int(httpx.get(f"{self.url}/v1/vault/status", timeout=10).json()["shares_received"])
+            for _ in range(count)
+        ]
 
     def workers(self) -> set[int]:
         out = subprocess.run(
@@ -144,21 +169,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     pairs = {i: _x25519_pair(keys_dir, f"custodian-{i}") for i in range(1, SHARES + 1)}
     with scratch_database("zp_e2e_vault") as database_url:
         env = {
-            **os.environ,
-            "ZEROPAY_DATABASE_URL": database_url,
-            "ZEROPAY_POLICY_PROFILE": "core",
-            "ZEROPAY_AUTH_POLICY": str(PASSWORD_ONLY_POLICY),
-            "ZEROPAY_RISK": "off",
-            "ZEROPAY_SCA_PROFILE": "off",
-            "ZEROPAY_VAULT_PEER_SECRET": PEER_SECRET,
-            "ZEROPAY_ARGON2_TIME_COST": "1",
-            "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
-            "ZEROPAY_LOG_LEVEL": "warning",
+            **sealed_vault_env(database_url, peer_secret=PEER_SECRET),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prom")),
         }
-        env.pop("ZEROPAY_VAULT_DEV_FILE", None)  # production: no development vault
         with zeropay_server(env, host="127.0.0.1", port=port, url=url, workers=2) as proc:
-            cluster = Cluster(url, env, proc.pid, {}, {}, "", [])
+            cluster = Cluster(url, env, proc.pid, {}, {}, {}, "", [], [], {}, [])
             # Not even initialized: sealed, like any production start.
             assert set(_sign_ups(url, "too.early", 4)) == {(503, "vault_sealed")}
             init = cluster.zeropay(
@@ -180,33 +195,64 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.init_output = init.stdout + init.stderr
             cluster.shares = {i: shares_dir / f"share-{i}.sealed.json" for i in pairs}
             cluster.keys = {i: pairs[i][0] for i in pairs}
+            for i in pairs:
+                added = cluster.zeropay("vault", "custodian-add", f"custodian-{i}")
+                assert added.returncode == 0, added.stderr
+                cluster.tokens[i] = _secret_file(keys_dir / f"custodian-{i}.token", added.stdout)
             # The workers announce themselves once the vault exists (their next sync).
             seen = cluster.wait_workers(sealed=True)
             assert [seen.get(pid) for pid in cluster.workers()] == [True, True], seen
             for index in (1, 3, 5):
+                if index == 5:  # two of three in: what waits, and what the workers count
+                    cluster.waiting = cluster.query(
+                        "SELECT peer_id, share_index, sealed_share, seal_epoch, mac "
+                        "FROM vault_share_drops"
+                    )
+                    cluster.waiting_peers = {
+                        r.id: r.pid for r in cluster.query("SELECT id, pid FROM vault_peers")
+                    }
+                    cluster.received_seen = cluster.received()
                 done = cluster.unseal(index)
                 assert done.returncode == 0, done.stderr
                 cluster.unseal_outputs.append(json.loads(done.stdout))
             yield cluster
 
 
+def _secret_file(path: Path, content: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(content.strip() + "\n")
+    return path
+
+
 def test_three_custodians_unseal_both_workers_from_their_sealed_share_files_with_the_cli(
     cluster: Cluster,
 ) -> None:
+    # The custodians held neither the database nor the peer secret.
+    assert not any(name.startswith("ZEROPAY_") for name in CUSTODIAN_ENV)
     # Each share went to a file sealed to its custodian's key: no share text is in it.
     assert sorted(p.name for p in cluster.shares[1].parent.iterdir()) == [
         f"share-{i}.sealed.json" for i in range(1, SHARES + 1)
     ]
+    for path in [*cluster.shares.values(), *cluster.tokens.values()]:
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
     for path in cluster.shares.values():
         assert "zeropay-share-v1" not in path.read_text()
-        assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert "zeropay-share-v1" not in cluster.init_output
-    # Each unseal reached both sealed workers and its own process, and the quorum is 3.
+    # Each share was taken by the worker that got the connection and counted by the other.
     assert [o["threshold"] for o in cluster.unseal_outputs] == [THRESHOLD] * 3
-    assert [o["processes"] for o in cluster.unseal_outputs] == [3] * 3, cluster.unseal_outputs
+    assert [o["processes"] for o in cluster.unseal_outputs] == [2] * 3, cluster.unseal_outputs
     assert [o["shares_received"] for o in cluster.unseal_outputs[:2]] == [1, 2]
-    seen = cluster.wait_workers(sealed=False)
+    assert [o["sealed"] for o in cluster.unseal_outputs] == [True, True, False]
+    assert set(cluster.received_seen) == {2}, cluster.received_seen
+    # What waited in the database for the quorum: each share once, for the worker that did not
+    # take it, MAC'd under the peer secret with the seal epoch.
     workers = cluster.workers()
+    waiting = sorted(cluster.waiting, key=lambda w: w.share_index)
+    assert [w.share_index for w in waiting] == [1, 3], waiting
+    assert {cluster.waiting_peers.get(w.peer_id) for w in waiting} <= workers
+    assert {(w.seal_epoch, len(bytes(w.mac))) for w in waiting} == {(0, 32)}
+    seen = cluster.wait_workers(sealed=False)
     assert [seen.get(pid) for pid in workers] == [False, False], seen
     assert set(_sign_ups(cluster.url, "after.unseal")) == {(201, None)}
     status = cluster.zeropay("vault", "status", "--json")
@@ -221,20 +267,51 @@ def test_three_custodians_unseal_both_workers_from_their_sealed_share_files_with
 def test_a_share_file_opened_with_another_custodians_key_is_refused_and_reaches_no_worker(
     cluster: Cluster,
 ) -> None:
+    before = cluster.query("SELECT count(*) AS n FROM vault_share_drops")[0].n
     done = cluster.unseal(2, key=4)
     assert done.returncode != 0
     assert "zeropay-share-v1" not in done.stdout + done.stderr
-    without_secret = {k: v for k, v in cluster.env.items() if k != "ZEROPAY_VAULT_PEER_SECRET"}
-    refused = cluster.zeropay(
-        "vault",
-        "unseal",
-        "--share-file",
-        str(cluster.shares[2]),
-        "--private-key",
-        str(cluster.keys[2]),
-        env=without_secret,
-    )
-    assert refused.returncode == 2 and "ZEROPAY_VAULT_PEER_SECRET" in refused.stderr
+    assert cluster.query("SELECT count(*) AS n FROM vault_share_drops")[0].n == before
+
+
+def test_a_custodian_cli_with_a_wrong_credential_exits_non_zero_and_unseals_nothing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.wait_workers(sealed=False)
+    assert cluster.zeropay("vault", "seal").returncode == 0
+    try:
+        seen = cluster.wait_workers(sealed=True)
+        assert [seen.get(pid) for pid in cluster.workers()] == [True, True], seen
+        real = cluster.tokens[1].read_text().strip()
+        wrong = {
+            1: "zpc_" + "A" * 43,  # well formed, nobody's
+            2: real[:-1] + ("B" if real[-1] != "B" else "C"),  # custodian 1's, one letter off
+            3: real.upper(),
+        }
+        # Three different shares: had any of them counted, the quorum would be met.
+        for index, token in wrong.items():
+            done = cluster.unseal(index, token=_secret_file(tmp_path / f"{index}.token", token))
+            assert done.returncode != 0, done.stdout
+            assert json.loads(done.stdout)["code"] == "not_authenticated", done.stdout
+        without = cluster.zeropay(
+            "vault",
+            "unseal",
+            "--url",
+            cluster.url,
+            "--share-file",
+            str(cluster.shares[4]),
+            "--private-key",
+            str(cluster.keys[4]),
+            env=CUSTODIAN_ENV,
+        )
+        assert without.returncode == 2 and "ZEROPAY_CUSTODIAN_TOKEN" in without.stderr
+        assert set(cluster.received()) == {0}
+        assert set(_sign_ups(cluster.url, "wrong.credential", 8)) == {(503, "vault_sealed")}
+        assert cluster.query("SELECT count(*) AS n FROM vault_share_drops")[0].n == 0
+    finally:
+        for index in (1, 2, 3):
+            cluster.unseal(index)
+        cluster.wait_workers(sealed=False)
 
 
 def test_cli_commands_that_need_the_keys_are_sent_them_by_an_unsealed_worker(
@@ -242,6 +319,17 @@ def test_cli_commands_that_need_the_keys_are_sent_them_by_an_unsealed_worker(
 ) -> None:
     cluster.wait_workers(sealed=False)
     assert set(_sign_ups(cluster.url, "before.rotation", 6)) == {(201, None)}
+    # Without the peer secret (a custodian's environment with the database added) no worker
+    # sends the keys: nothing rotates.
+    without_secret = {k: v for k, v in cluster.env.items() if k != "ZEROPAY_VAULT_PEER_SECRET"}
+    refused = cluster.zeropay("vault", "rotate", env=without_secret)
+    assert refused.returncode != 0 and "ZEROPAY_VAULT_PEER_SECRET" in refused.stderr
+    assert cluster.query("SELECT generation FROM vault_meta")[0].generation == 1
+    by_peer = (
+        "SELECT actor FROM audit_log WHERE event = 'vault.unsealed' AND actor LIKE 'peer:%' "
+        "ORDER BY seq"
+    )
+    sent_before = len(cluster.query(by_peer))
     rotated = cluster.zeropay("vault", "rotate")
     assert rotated.returncode == 0, rotated.stderr
     assert "key version 2" in rotated.stdout
@@ -249,6 +337,11 @@ def test_cli_commands_that_need_the_keys_are_sent_them_by_an_unsealed_worker(
     assert rewrapped.returncode == 0, rewrapped.stderr
     report = json.loads(rewrapped.stdout)
     assert report["rewrapped"] > 0 and report["changed"] == 0, report
+    # Each command was sent the key by a worker, and recorded it.
+    senders = [r.actor.removeprefix("peer:") for r in cluster.query(by_peer)]
+    assert len(senders) == sent_before + 2, senders
+    workers = {r.id: r.pid for r in cluster.query("SELECT id, pid FROM vault_peers")}
+    assert {workers.get(s) for s in senders[-2:]} <= cluster.workers(), (senders, workers)
     # Every address is now under a version-2 key: read from the key id each ciphertext names,
     # without any key.
     versions = cluster.query(
@@ -275,6 +368,8 @@ def test_vault_seal_reaches_every_worker_and_a_second_quorum_unseals_them_again(
     assert set(_sign_ups(cluster.url, "while.sealed")) == {(503, "vault_sealed")}
     seen = cluster.wait_workers(sealed=True)
     assert [seen.get(pid) for pid in cluster.workers()] == [True, True], seen
+    # The order cleared every mailbox: nothing sent before it can unseal anyone after it.
+    assert cluster.query("SELECT count(*) AS n FROM vault_transfers")[0].n == 0
 
     for index in (2, 4, 5):
         done = cluster.unseal(index)

@@ -21,6 +21,7 @@ PG_URL = (
 )
 BIN = Path(sys.executable).parent
 READY_TRIES = 200  # x 0.1 s: a server that is not up in 20 s has failed
+PASSWORD_ONLY_POLICY = Path(__file__).parents[1] / "policies" / "password-only.toml"
 
 
 def free_port() -> int:
@@ -53,6 +54,26 @@ def scratch_database(prefix: str) -> Iterator[str]:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def sealed_vault_env(database_url: str, *, peer_secret: str) -> dict[str, str]:
+    """A server's environment as production has it for the vault: no development vault file
+    (it starts sealed) and the peer secret; the payments core with a password-only policy, no
+    risk engine or SCA exemptions, and cheap password hashing, so the tests are about the vault."""
+    env = {
+        **os.environ,
+        "ZEROPAY_DATABASE_URL": database_url,
+        "ZEROPAY_POLICY_PROFILE": "core",
+        "ZEROPAY_AUTH_POLICY": str(PASSWORD_ONLY_POLICY),
+        "ZEROPAY_RISK": "off",
+        "ZEROPAY_SCA_PROFILE": "off",
+        "ZEROPAY_VAULT_PEER_SECRET": peer_secret,
+        "ZEROPAY_ARGON2_TIME_COST": "1",
+        "ZEROPAY_ARGON2_MEMORY_KIB": "1024",
+        "ZEROPAY_LOG_LEVEL": "warning",
+    }
+    env.pop("ZEROPAY_VAULT_DEV_FILE", None)
+    return env
 
 
 def wait_ready(url: str) -> None:
