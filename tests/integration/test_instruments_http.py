@@ -16,6 +16,7 @@ from support.instruments import (
     DECLINED_CARD,
     NO_FUNDS_CARD,
     PHONE,
+    b64url,
     merchant,
     on_file,
     wallet,
@@ -499,6 +500,49 @@ def test_detokenization_is_rate_limited_per_instrument_and_overall(mfa, backend,
     assert r.status_code == 201, r.text
     assert len(_rows(mfa, "SELECT id FROM charges")) == 4
     assert len(_audited(mfa, "instrument.detokenized")) == 4
+
+
+def test_a_rate_limited_charge_sent_again_with_its_idempotency_key_runs_for_real(
+    mfa, backend, clock, api_for
+):
+    # README: "nothing was spent, send it again after retry_after_s". A 429 kept as the key's
+    # answer would be replayed to that retry for as long as the key lives.
+    f = on_file(mfa)
+    limited = _with_gateway(api_for, mfa, per_instrument_max=1, overall_max=1)
+
+    def charge(body, key="order-7"):
+        headers = {**f.merchant.headers, "Idempotency-Key": key}
+        return limited.client.post("/v1/charges", headers=headers, json=body)
+
+    assert charge(f.body(100), key="order-6").status_code == 201  # the window's one read
+    held = f.body(100)
+    for _ in range(2):  # each one ran, and was refused again
+        r = charge(held)
+        assert r.status_code == 429 and r.json()["code"] == "rate_limited", r.text
+        assert "Idempotent-Replayed" not in r.headers
+    clock.advance(seconds=bounds.DETOKENIZE_WINDOW_S)
+    first = charge(held)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers, first.text
+    again = charge(held)  # from now on the key answers with the charge it made
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
+    assert len(_rows(mfa, "SELECT id FROM charges")) == 2
+
+
+def test_a_charge_refused_by_a_lock_that_ends_runs_again_under_its_idempotency_key(
+    mfa, backend, clock
+):
+    f = on_file(mfa)
+    genuine = f.body(500, counter=1)
+    forged = {**genuine, "cryptogram": b64url(bytes(32))}
+    for n in range(5):  # five forgeries lock the key for 60 s
+        r = f.charge(forged, key=f"forged-{n}")
+        assert r.status_code == 403, r.text
+    r = f.charge(genuine, key="order-8")
+    assert r.status_code == 423 and r.json()["permanent"] is False, r.text
+    clock.advance(seconds=61)
+    r = f.charge(genuine, key="order-8")  # the lock ran out: the same key runs it for real
+    assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers, r.text
 
 
 def test_a_sealed_vault_refuses_with_503_and_leaves_nothing_half_done(mfa, backend):

@@ -5,8 +5,9 @@ refused (``idempotency_key_reused``); while the first is still running, a second
 ``idempotency_request_in_flight``. The key is claimed in its own short transaction, and the
 response is stored in the *same* transaction as the work it describes, so a crash can never leave
 work done without its response, nor a response without its work. A request that failed with a
-client error keeps that answer; one that failed inside the platform releases the key, so the
-client's retry runs it afresh.
+client error keeps that answer; one that failed inside the platform, or was told to come back
+later (``rate_limited``, a factor locked for now), releases the key, so the client's retry runs
+it afresh.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import Any, TypeVar
 
 from zeropay.domain.errors import (
     DomainError,
+    FactorLocked,
     IdempotencyKeyReused,
     IdempotencyRequestInFlight,
     InvariantViolation,
+    RateLimited,
 )
 from zeropay.services.context import AppContext, UnitOfWork
 
@@ -99,6 +102,9 @@ def run(
     try:
         call(store)
     except DomainError as exc:
+        if _retry_later(exc):
+            ctx.run(lambda uow: uow.idempotency.release(scope=request.scope, key=request.key))
+            raise
         status, body = render_error(exc)
         ctx.run(
             lambda uow: uow.idempotency.complete(
@@ -111,3 +117,13 @@ def run(
         raise
     status, body = rendered[0]
     return Answer(status, body, replayed=False)
+
+
+def _retry_later(error: DomainError) -> bool:
+    """An answer that tells the client to send the same request again later is not the request's
+    final answer: kept, it would be replayed to that retry for as long as the key lives."""
+    if isinstance(error, RateLimited):
+        return True
+    # A lock with an end (CryptogramLocked for one: 60 s, doubling) lifts by itself; a permanent
+    # one is final until the payer acts, and a retry of the same request changes nothing.
+    return isinstance(error, FactorLocked) and error.details.get("permanent") is False
