@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -67,18 +67,28 @@ def transfer_context(peer_id: str) -> bytes:
     return crypto.length_prefixed(b"transfer", peer_id)
 
 
-def forged_drop_mac(to: str, index: int, epoch: int, by: str, sealed: bytes) -> bytes:
+def micros(at: datetime) -> str:
+    return str((at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1))
+
+
+def forged_drop_mac(to: str, index: int, epoch: int, at: datetime, by: str, sealed: bytes) -> bytes:
     """The drop MAC laid out as the code lays it out, under the attacker's guess."""
     return crypto.mac(
         GUESSED,
-        crypto.length_prefixed(b"zeropay/vault/drop/v1", to, str(index), str(epoch), by, sealed),
+        crypto.length_prefixed(
+            b"zeropay/vault/drop/v2", to, str(index), str(epoch), micros(at), by, sealed
+        ),
     )
 
 
-def transfer_mac(secret: bytes, to: str, sender: str, epoch: int, sealed: bytes) -> bytes:
+def transfer_mac(
+    secret: bytes, to: str, sender: str, epoch: int, expires: datetime, sealed: bytes
+) -> bytes:
     return crypto.mac(
         secret,
-        crypto.length_prefixed(b"zeropay/vault/transfer/v1", to, sender, str(epoch), sealed),
+        crypto.length_prefixed(
+            b"zeropay/vault/transfer/v2", to, sender, str(epoch), micros(expires), sealed
+        ),
     )
 
 
@@ -213,7 +223,9 @@ def test_a_sealed_server_given_the_attackers_vault_shares_and_root_stays_sealed(
                     "sealed": sealed,
                     "at": now,
                     "epoch": current,
-                    "mac": forged_drop_mac(target, share.index, current, "custodian:eve", sealed),
+                    "mac": forged_drop_mac(
+                        target, share.index, current, now, "custodian:eve", sealed
+                    ),
                 },
             )
     root = combine(theirs[:2], threshold=2)  # their root: it opens their root check
@@ -236,6 +248,7 @@ def _plant_transfer(
 ) -> None:
     sealed = crypto.seal_box(public_key_of(engine, target), root, context=transfer_context(target))
     current = epoch(engine)
+    expires = clock.now() + timedelta(seconds=60)
     write(engine, "DELETE FROM vault_transfers WHERE peer_id = :peer", peer=target)
     write(
         engine,
@@ -244,9 +257,9 @@ def _plant_transfer(
         peer=target,
         sealed=sealed,
         now=clock.now(),
-        expires=clock.now() + timedelta(seconds=60),
+        expires=expires,
         epoch=current,
-        mac=transfer_mac(secret, target, "peer_eve", current, sealed),
+        mac=transfer_mac(secret, target, "peer_eve", current, expires, sealed),
     )
 
 

@@ -257,8 +257,8 @@ class SqlVaultStore:
             generation=row.generation,
             seal_epoch=row.seal_epoch,
             development=bool(row.development),
-            created_at=row.created_at,
-            rotated_at=row.rotated_at,
+            created_at=_aware(row.created_at),
+            rotated_at=None if row.rotated_at is None else _aware(row.rotated_at),
         )
 
     def create_meta(self, meta: VaultMeta, keys: list[KeyRecord]) -> bool:
@@ -445,8 +445,8 @@ class SqlVaultStore:
                 host=r.host,
                 pid=r.pid,
                 sealed=bool(r.sealed),
-                started_at=r.started_at,
-                seen_at=r.seen_at,
+                started_at=_aware(r.started_at),
+                seen_at=_aware(r.seen_at),
             )
             for r in self._run(lambda c: c.execute(query).all())
         ]

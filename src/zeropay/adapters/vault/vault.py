@@ -33,8 +33,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from zeropay.adapters.clock import SystemClock
@@ -233,6 +233,7 @@ class Vault:
         self._root: bytes | None = None
         self._meta: VaultMeta | None = None
         self._epoch = 0
+        self._epoch_floor = 0  # the highest seal epoch this process has seen: it never goes back
         self._index_keys: dict[str, bytes] = {}
         # Shares given to this process while sealed: kept here, never in the database.
         self._own_shares: dict[int, tuple[Share, str, datetime]] = {}
@@ -307,6 +308,10 @@ class Vault:
             self._index_keys.clear()
             self._own_shares.clear()
             self._cache.clear()
+            # A new key pair: whatever was sealed to the old one (a transfer or shares copied
+            # before the seal and put back later) opens no more. Announced at the next sync.
+            self._box_key = crypto.new_box_key()
+            self._announced_at = 0.0
         log.warning("vault sealed in this process", extra={"peer": self.peer_id})
 
     def seal_everywhere(self) -> None:
@@ -614,14 +619,15 @@ class Vault:
             sealed = crypto.seal_box(
                 peer.public_key, share.value, context=_share_context(peer.id, share.index)
             )
-            drop = ShareDrop(
+            unsigned = ShareDrop(
                 share_index=share.index,
                 sealed_share=sealed,
                 submitted_by=by,
                 submitted_at=now,
                 seal_epoch=meta.seal_epoch,
-                mac=self._drop_mac(peer.id, share.index, meta.seal_epoch, by, sealed),
+                mac=b"",
             )
+            drop = replace(unsigned, mac=self._drop_mac(peer.id, unsigned))
             taken += self._store.drop_share(peer.id, drop)
         if targets == 0:
             raise VaultStateConflict("no sealed ZeroPay process is running: nothing to unseal")
@@ -677,6 +683,7 @@ class Vault:
             if meta is None:
                 return
             now = self._clock.now()
+            self._epoch_floor = max(self._epoch_floor, meta.seal_epoch)
             if self._root is not None:
                 if meta.seal_epoch != self._epoch:
                     self.seal()
@@ -714,20 +721,33 @@ class Vault:
         )
         self._announced_at = self._monotonic()
 
-    def _drop_mac(self, to: str, index: int, epoch: int, by: str, sealed: bytes) -> bytes:
+    def _drop_mac(self, to: str, drop: ShareDrop) -> bytes:
         assert self._peer_secret is not None
         return crypto.mac(
             self._peer_secret,
             crypto.length_prefixed(
-                b"zeropay/vault/drop/v1", to, str(index), str(epoch), by, sealed
+                b"zeropay/vault/drop/v2",
+                to,
+                str(drop.share_index),
+                str(drop.seal_epoch),
+                _micros(drop.submitted_at),
+                drop.submitted_by,
+                drop.sealed_share,
             ),
         )
 
-    def _transfer_mac(self, to: str, sender: str, epoch: int, sealed: bytes) -> bytes:
+    def _transfer_mac(self, to: str, transfer: Transfer) -> bytes:
         assert self._peer_secret is not None
         return crypto.mac(
             self._peer_secret,
-            crypto.length_prefixed(b"zeropay/vault/transfer/v1", to, sender, str(epoch), sealed),
+            crypto.length_prefixed(
+                b"zeropay/vault/transfer/v2",
+                to,
+                transfer.from_peer,
+                str(transfer.seal_epoch),
+                _micros(transfer.expires_at),
+                transfer.sealed_root,
+            ),
         )
 
     def _proof(self, peer_id: str, public_key: bytes) -> bytes | None:
@@ -802,23 +822,27 @@ class Vault:
             )
         )
 
-    def _genuine_transfer(self, transfer: Transfer, meta: VaultMeta) -> bool:
-        if self._peer_secret is None or transfer.seal_epoch != meta.seal_epoch:
+    def _current_epoch(self, epoch: int, meta: VaultMeta) -> bool:
+        """Made since the last seal order. The database's epoch only counts when it has not gone
+        back below one this process has seen: set back, it would revive rows from before."""
+        if meta.seal_epoch < self._epoch_floor:
+            log.error("the vault's seal epoch went backwards in the database: ignored")
             return False
-        expected = self._transfer_mac(
-            self.peer_id, transfer.from_peer, transfer.seal_epoch, transfer.sealed_root
-        )
+        return epoch == meta.seal_epoch
+
+    def _genuine_transfer(self, transfer: Transfer, meta: VaultMeta) -> bool:
+        if self._peer_secret is None or not self._current_epoch(transfer.seal_epoch, meta):
+            return False
+        expected = self._transfer_mac(self.peer_id, transfer)
         if hmac.compare_digest(expected, transfer.mac):
             return True
         log.error("a key transfer not authenticated under the peer secret: ignored")
         return False
 
     def _genuine_drop(self, drop: ShareDrop, meta: VaultMeta) -> bool:
-        if drop.seal_epoch != meta.seal_epoch:
+        if not self._current_epoch(drop.seal_epoch, meta):
             return False
-        expected = self._drop_mac(
-            self.peer_id, drop.share_index, drop.seal_epoch, drop.submitted_by, drop.sealed_share
-        )
+        expected = self._drop_mac(self.peer_id, drop)
         if hmac.compare_digest(expected, drop.mac):
             return True
         log.error("a share drop not authenticated under the peer secret: ignored")
@@ -837,13 +861,14 @@ class Vault:
     def _serve_transfers(self, root: bytes, now: datetime) -> None:
         for peer in self._peers_to_serve(now):
             sealed_root = crypto.seal_box(peer.public_key, root, context=_transfer_context(peer.id))
-            transfer = Transfer(
+            unsigned = Transfer(
                 sealed_root=sealed_root,
                 from_peer=self.peer_id,
                 expires_at=now + timedelta(seconds=bounds.VAULT_TRANSFER_TTL_S),
                 seal_epoch=self._epoch,
-                mac=self._transfer_mac(peer.id, self.peer_id, self._epoch, sealed_root),
+                mac=b"",
             )
+            transfer = replace(unsigned, mac=self._transfer_mac(peer.id, unsigned))
             if self._store.put_transfer(peer.id, transfer, now=now):
                 log.info("vault key sent to a sealed process", extra={"to": peer.id})
 
@@ -966,6 +991,12 @@ def _verify_share(meta: VaultMeta, share: Share) -> None:
         raise ShareRefused("no share has that index in this vault", reason="corrupt")
     if not hmac.compare_digest(share.commitment(), meta.commitments[share.index - 1]):
         raise ShareRefused(f"share {share.index} is not the one issued", reason="corrupt")
+
+
+def _micros(at: datetime) -> str:
+    """A time as whole microseconds since the epoch: the same however the database hands the
+    zone back."""
+    return str((at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1))
 
 
 def _token_hash(token: str) -> bytes:
