@@ -247,6 +247,11 @@ def create_app(container: Container) -> FastAPI:
             worker = threading.Thread(target=_job_loop, args=(container, stop), daemon=True)
             worker.start()
         if container.vault is not None:
+            if container.vault.sealed:
+                log.warning(
+                    "vault_sealed: requests that need a key answer 503 until key custodians "
+                    "unseal it (zeropay vault status; POST /v1/vault/unseal)"
+                )
             container.vault.start()
         yield
         if container.vault is not None:
