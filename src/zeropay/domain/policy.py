@@ -15,6 +15,7 @@ from typing import Any
 
 from zeropay.domain.errors import ConfigurationError
 from zeropay.domain.factors import CATEGORIES, RESTRICTED, Factor, FactorCategory, is_strong
+from zeropay.domain.onboarding import OnboardingPolicy, parse_onboarding
 
 
 class AccessPoint(StrEnum):
@@ -65,6 +66,8 @@ class AuthPolicy:
     approval_requests_max: int = 3  # per user and hour, against push bombing
     login_attempts_per_ip_max: int = 60  # per minute, shared by all processes
     login_attempts_per_account_max: int = 20  # per minute
+    # Skip-and-return onboarding: reminders and when a skipped step becomes required.
+    onboarding: OnboardingPolicy = field(default_factory=OnboardingPolicy)
 
     def point(self, point: AccessPoint) -> PointPolicy:
         return self.points[point]
@@ -145,6 +148,7 @@ _TOP = {
     "approval_requests_max",
     "login_attempts_per_ip_max",
     "login_attempts_per_account_max",
+    "onboarding",
 }
 _POINT = {"paths", "waived_when_unavailable", "ttl_s", "attempts_max", "single_factor_allowed"}
 
@@ -251,4 +255,5 @@ def parse_policy(data: Mapping[str, Any]) -> AuthPolicy:
         approval_requests_max=_int(data, "approval_requests_max", 3, 1, 20),
         login_attempts_per_ip_max=_int(data, "login_attempts_per_ip_max", 60, 1, 100_000),
         login_attempts_per_account_max=_int(data, "login_attempts_per_account_max", 20, 1, 1000),
+        onboarding=parse_onboarding(data.get("onboarding")),
     )
