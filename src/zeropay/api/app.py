@@ -41,6 +41,7 @@ from zeropay.api.instrument_routes import router as instrument_router
 from zeropay.api.operator_routes import router as operator_router
 from zeropay.api.pages import SecurityHeaders
 from zeropay.api.pages import router as pages_router
+from zeropay.api.privacy_routes import router as privacy_router
 from zeropay.api.problems import problem, problem_body, render_error
 from zeropay.api.routes import router
 from zeropay.api.vault_routes import router as vault_router
@@ -274,6 +275,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(operator_router)
     app.include_router(fraud_router)
     app.include_router(instrument_router)
+    app.include_router(privacy_router)
     app.include_router(vault_router)
     app.include_router(webhook_router)
     app.include_router(pages_router)

@@ -178,3 +178,11 @@ invariant(
     DETOKENIZE_PER_INSTRUMENT_MAX <= DETOKENIZE_OVERALL_MAX,
     "one instrument never has more room than the platform",
 )
+
+# -- privacy center (services.privacy) -------------------------------------------------------------
+PRIVACY_VALUES_SHOWN_MAX = 20  # values per field on the privacy page; the export has them all
+EXPORT_ROWS_PER_TABLE_MAX = 100_000  # a user's rows of one table in one export (marked truncated)
+invariant(
+    PRIVACY_VALUES_SHOWN_MAX <= EXPORT_ROWS_PER_TABLE_MAX,
+    "the export holds at least what the privacy page shows",
+)

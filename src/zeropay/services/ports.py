@@ -234,6 +234,52 @@ class ErasureStore(Protocol):
     def retained(self, user_id: str) -> RetainedIdentity | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A ciphertext read for its owner's privacy view, with what ``KeyRing.decrypt`` needs."""
+
+    ciphertext: bytes
+    table: str
+    column: str  # the column name the writer passed to ``encrypt``
+    row_id: str
+    subject: str | None
+
+
+HIDDEN = "held, not shown"  # a secret's place in a privacy view: never read out of its row
+
+
+@dataclass(frozen=True, slots=True)
+class InventoriedField:
+    """One entry of the data inventory (``adapters.sql.inventory``), as a user is told it."""
+
+    table: str
+    column: str
+    name: str
+    purpose: str
+    basis: str
+    retention: str
+    setting: str | None
+    encrypted: bool
+    shown: bool  # False: a secret, always ``HIDDEN``
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRows:
+    """One inventoried table's rows that belong to one user: each row has one value per field,
+    in order: None, a plain value, a ``Sealed`` ciphertext, or ``HIDDEN``."""
+
+    table: str
+    fields: tuple[InventoriedField, ...]
+    rows: tuple[tuple[object, ...], ...]
+    truncated: bool  # more rows than were asked for
+
+
+class PrivacyStore(Protocol):
+    def held(self, user_id: str, *, rows_max: int) -> list[HeldRows]:
+        """Every inventoried table's rows for this user, at most ``rows_max`` each."""
+        ...
+
+
 class SessionStore(Protocol):
     def add(self, session: Session, *, token_hash: bytes, user_agent: str | None) -> None: ...
     def by_token_hash(self, token_hash: bytes) -> Session | None: ...
@@ -654,6 +700,8 @@ class UnitOfWork(Protocol):
 
     @property
     def ledger(self) -> LedgerStore: ...
+    @property
+    def privacy(self) -> PrivacyStore: ...
     @property
     def payments(self) -> PaymentStore: ...
     @property

@@ -19,6 +19,7 @@ from zeropay.adapters.sql.event_records import PaymentEventRepository
 from zeropay.adapters.sql.fraud_records import FraudRepository
 from zeropay.adapters.sql.instrument_records import InstrumentRepository
 from zeropay.adapters.sql.operator_records import OperatorRepository
+from zeropay.adapters.sql.privacy_records import PrivacyRepository
 from zeropay.adapters.sql.records import (
     AuditRepository,
     IdempotencyRepository,
@@ -45,6 +46,7 @@ class SqlUnitOfWork:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.ledger = LedgerRepository(connection)
+        self.privacy = PrivacyRepository(connection)
         self.payments = PaymentRepository(connection)
         self.spend = SpendRepository(connection)
         self.accounts = AccountRepository(connection)
