@@ -40,7 +40,12 @@ class Shown(Enum):
     HIDDEN = "held, not shown"  # a secret or a hash: its presence only
 
 
-UNTIL_ERASURE = "until the account is erased (no job deletes it before)"
+# No job deletes these rows, and erasure deletes none either: it makes what is encrypted under
+# the user's key unreadable, revokes and wipes what it names, and leaves the rest.
+UNTIL_ERASURE = (
+    "no job deletes it; erasure shreds what is encrypted under your key and leaves plaintext "
+    "fields in place"
+)
 AML = (
     "kept after erasure, pseudonymous (it names only the account id): anti-money-laundering law "
     "asks for at least 5 years after the relationship ends; no job deletes it"
@@ -331,7 +336,7 @@ INVENTORY: tuple[Personal, ...] = (
         t.risk_assessments,
         _F,
         "fraud prevention: each risk decision and its reasons",
-        UNTIL_ERASURE + " (no job deletes it; it names only the account id)",
+        UNTIL_ERASURE + " (it names only the account id)",
         {
             "id": "decision id",
             "user_subject": "account id",
