@@ -176,8 +176,10 @@ def test_erasing_my_account_needs_a_recent_strong_sign_in_and_says_what_is_kept(
     kept_tables = {k["table"]: k for k in answer["kept"]}
     assert {"aml_retention", "ledger_transfers", "payments", "audit_log"} <= set(kept_tables)
     assert kept_tables["payments"]["legal_basis"].startswith("Art. 6(1)(c)")
-    # Shredded or wiped: never reported as kept.
+    # Shredded, wiped or replaced by meaningless values: never reported as kept.
     assert "email address" not in kept_tables["users"]["fields"]
+    assert "password (hashed)" not in kept_tables["users"]["fields"]
+    assert "email lookup index" not in kept_tables["users"]["fields"]
     assert (
         "instruments" not in kept_tables
         or "card or phone number" not in (kept_tables["instruments"]["fields"])

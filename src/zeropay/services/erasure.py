@@ -44,6 +44,8 @@ ERASED = "erased"
 RETENTION_TABLE, RETENTION_COLUMN = "aml_retention", "email"
 # The actor of an erasure the user asked for: never the user (see the module docstring).
 SYSTEM_ACTOR = "system"
+# Columns erasure fills with meaningless values: still non-empty, no longer about the person.
+REPLACED = frozenset({("users", "email_index"), ("users", "password_hash")})
 EMAIL_INDEX_BYTES = 32  # as long as a real blind index (HMAC-SHA256)
 PASSWORD_STAND_IN_BYTES = 32
 

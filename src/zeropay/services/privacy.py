@@ -74,7 +74,8 @@ def erase_me(ctx: AppContext, session: Session) -> ErasedAccount:
         names = tuple(
             f.name
             for i, f in enumerate(held.fields)
-            if any(_survives(row[i], session.user_id) for row in held.rows)
+            if (f.table, f.column) not in erasure.REPLACED
+            and any(_survives(row[i], session.user_id) for row in held.rows)
         )
         if names:
             kept.append(Kept(held, names))
