@@ -111,7 +111,7 @@ def test_after_the_configured_days_every_payment_needs_the_required_steps() -> N
     assert requirement(states, POLICY, just_before, signed_up_at=T0, above_low_value=False) is None
     got = requirement(states, POLICY, day(14), signed_up_at=T0, above_low_value=False)
     assert got is not None
-    assert (got.step, got.because) == (Step.BIND_DEVICE, RequiredBecause.ACCOUNT_AGE)
+    assert (got.step, got.because) == (Step.PASSKEY, RequiredBecause.ACCOUNT_AGE)
 
 
 def test_nothing_is_required_once_the_required_steps_are_completed() -> None:
@@ -163,4 +163,4 @@ def test_the_default_policy_file_carries_safe_onboarding_defaults() -> None:
 
     text = files("zeropay.policies").joinpath("default.toml").read_text()
     policy = parse_policy(tomllib.loads(text))
-    assert policy.onboarding == OnboardingPolicy((1, 3, 7), 14, (Step.BIND_DEVICE, Step.PASSKEY))
+    assert policy.onboarding == OnboardingPolicy((1, 3, 7), 14, (Step.PASSKEY,))

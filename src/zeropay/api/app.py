@@ -38,6 +38,7 @@ from zeropay.adapters.sms import DevSmsSink
 from zeropay.api.auth_routes import router as auth_router
 from zeropay.api.fraud_routes import router as fraud_router
 from zeropay.api.instrument_routes import router as instrument_router
+from zeropay.api.onboarding_routes import router as onboarding_router
 from zeropay.api.operator_routes import router as operator_router
 from zeropay.api.pages import SecurityHeaders
 from zeropay.api.pages import router as pages_router
@@ -276,6 +277,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(fraud_router)
     app.include_router(instrument_router)
     app.include_router(privacy_router)
+    app.include_router(onboarding_router)
     app.include_router(vault_router)
     app.include_router(webhook_router)
     app.include_router(pages_router)

@@ -76,6 +76,7 @@ PUBLIC_DETAILS = frozenset(
         "attempts_left",
         "retry_after_s",
         "age_s_max",
+        "step",
     }
 )
 

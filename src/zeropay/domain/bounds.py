@@ -179,6 +179,9 @@ invariant(
     "one instrument never has more room than the platform",
 )
 
+# -- onboarding (domain.onboarding) ---------------------------------------------------------------
+ONBOARDING_REMINDER_BATCH = 200  # skipped steps read per reminder job run (oldest skip first)
+
 # -- privacy center (services.privacy) -------------------------------------------------------------
 PRIVACY_VALUES_SHOWN_MAX = 20  # values per field on the privacy page; the export has them all
 EXPORT_ROWS_PER_TABLE_MAX = 100_000  # a user's rows of one table in one export (marked truncated)

@@ -54,6 +54,7 @@
           |    |    +-- PasskeyRequired      an operator session not signed in with a passkey
           |    |    +-- OperatorRoleRequired the operator's roles do not grant the action
           |    |    +-- CryptogramInvalid    a token's use with a replayed or altered cryptogram
+          |    |    +-- OnboardingRequired   a payment needs an onboarding step the payer skipped
           |    +-- RateLimited
           +-- ConfigurationError           a policy or setting that cannot be used (at start)
           +-- InfrastructureError          adapters only, always ``raise ... from exc`` (HTTP 503)
@@ -360,3 +361,10 @@ class CryptogramLocked(FactorLocked):
     provisions a new one from the device (after a strong sign-in)."""
 
     code = "cryptogram_locked"
+
+
+class OnboardingRequired(Forbidden):
+    """Policy requires an onboarding step before this payment (``domain.onboarding``): above the
+    low-value ceiling, or any payment once the account is old enough. ``step`` names it."""
+
+    code = "onboarding_required"

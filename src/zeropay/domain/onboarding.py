@@ -27,7 +27,7 @@ REQUIRED_AFTER_DAYS_MAX = 365
 
 class Step(StrEnum):
     BIND_DEVICE = "bind_device"
-    PASSKEY = "passkey"
+    PASSKEY = "passkey"  # or an OCRA app, on a phone without a platform authenticator
     SECOND_FACTOR = "second_factor"  # a TOTP app confirmed
 
 
@@ -46,7 +46,7 @@ class RequiredBecause(StrEnum):
 class OnboardingPolicy:
     reminder_days: tuple[int, ...] = (1, 3, 7)
     required_after_days: int = 14
-    required_steps: tuple[Step, ...] = (Step.BIND_DEVICE, Step.PASSKEY)
+    required_steps: tuple[Step, ...] = (Step.PASSKEY,)
 
     def __post_init__(self) -> None:
         invariant(len(self.reminder_days) <= REMINDERS_MAX, "too many reminders")

@@ -70,6 +70,7 @@ from zeropay.services import (
     factor_checks,
     mail,
     notices,
+    onboarding,
     passkeys,
     payments,
     risk,
@@ -292,6 +293,7 @@ def register(
         )
 
     made = accounts.register(ctx, email=email, password=password, then=then)
+    onboarding.started()
     return made, send_code(ctx, flows[0].flow.id, Factor.EMAIL_OTP.value, requester)
 
 
@@ -986,6 +988,7 @@ def _bind_device(ctx: AppContext, uow: UnitOfWork, flow: Flow) -> Device:
         f"Devices and change your password."
         + (f" You have {len(others)} other device(s)." if others else ""),
     )
+    onboarding.record_enrollment(ctx, uow, user_id)  # the device and its passkey
     return device
 
 

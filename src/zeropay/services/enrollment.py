@@ -29,7 +29,15 @@ from zeropay.domain.ocra import parse_payment_suite
 from zeropay.domain.ocra import verify as verify_ocra
 from zeropay.domain.passwords import check_password_policy
 from zeropay.domain.sessions import Session, require_recent_auth
-from zeropay.services import audit, notices, ocra_codes, passkeys, questions, totp
+from zeropay.services import (
+    audit,
+    notices,
+    ocra_codes,
+    onboarding,
+    passkeys,
+    questions,
+    totp,
+)
 from zeropay.services.accounts import email_of
 from zeropay.services.context import AppContext, UnitOfWork
 
@@ -135,6 +143,7 @@ def confirm_totp(ctx: AppContext, session: Session, authenticator_id: object, co
         if not uow.authenticators.activate(pending.id, ctx.now(), last_step=step):
             raise Conflict("this authenticator was confirmed already", reason="not_pending")
         _added(ctx, uow, session, "authenticator app", pending.id)
+        onboarding.record_enrollment(ctx, uow, session.user_id)
 
     ctx.run(work)
 
@@ -240,6 +249,7 @@ def confirm_ocra(ctx: AppContext, session: Session, authenticator_id: object, co
         if not uow.authenticators.activate(pending.id, ctx.now()):
             raise Conflict("this app was confirmed already", reason="not_pending")
         _added(ctx, uow, session, "confirmation code app", pending.id)
+        onboarding.record_enrollment(ctx, uow, session.user_id)
 
     ctx.run(work)
 
@@ -315,6 +325,7 @@ def confirm_passkey(
         ):
             raise Conflict("this passkey is registered already", reason="not_pending")
         _added(ctx, uow, session, f"passkey '{name}'", pending.id)
+        onboarding.record_enrollment(ctx, uow, session.user_id)
         return pending.id
 
     return ctx.run(work)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from zeropay.domain import bounds
-from zeropay.services import erasure, fraud, mail, payments, webhooks
+from zeropay.services import erasure, fraud, mail, onboarding, payments, webhooks
 from zeropay.services.context import AppContext, UnitOfWork
 
 log = logging.getLogger("zeropay.jobs")
@@ -66,6 +66,8 @@ JOBS: tuple[Job, ...] = (
     Job("deliver_webhooks", 5, lambda ctx: webhooks.deliver_due(ctx, owner="job")),
     # Erased users' AML retention keys, destroyed once their retention period has ended.
     Job("end_retention", 3600, lambda ctx: erasure.end_retention(ctx)),
+    # Skipped onboarding steps whose scheduled reminder is due (notification and email).
+    Job("onboarding_reminders", 600, lambda ctx: onboarding.send_reminders(ctx)),
 )
 
 

@@ -47,7 +47,7 @@ from zeropay.domain.payments import (
 from zeropay.domain.policy import AccessPoint, plan_paths, risk_paths
 from zeropay.domain.records import Refund
 from zeropay.domain.sessions import Session
-from zeropay.services import audit, sca
+from zeropay.services import audit, onboarding, sca
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.factor_checks import Requester
 from zeropay.services.idempotency import Hook
@@ -251,6 +251,8 @@ def confirm(
             return Confirmation(_hold_for_review(ctx, uow, payment, payer_id, device_id))
         transition(payment, PaymentEvent.CONFIRM, now)  # refuses a payment that cannot be paid
         _check_limits(ctx, uow, payment, device_id)
+        # Skip-and-return onboarding: a skipped step policy requires now stops the payment.
+        onboarding.check_payment(ctx, uow, payer_id, payment.amount)
         decided = sca.decide_for(
             ctx,
             uow,

@@ -19,6 +19,7 @@ from zeropay.domain.instruments import Charge, DeviceKey, Grant, Instrument
 from zeropay.domain.ledger import Account, AccountKind, BalanceChange, Transfer
 from zeropay.domain.lockout import FactorState
 from zeropay.domain.money import Money
+from zeropay.domain.onboarding import Step, StepState
 from zeropay.domain.operators import Role
 from zeropay.domain.payments import Payment
 from zeropay.domain.records import ApiKey, Notification, Refund, User
@@ -695,6 +696,16 @@ class FraudStore(Protocol):
         ...
 
 
+class OnboardingStore(Protocol):
+    """Skip-and-return onboarding: a user's steps that left pending (no row: pending)."""
+
+    def states(self, user_id: str, *, lock: bool = False) -> dict[Step, StepState]: ...
+    def save(self, user_id: str, state: StepState) -> None: ...
+    def skipped_before(
+        self, before: datetime, *, reminders_below: int, limit: int
+    ) -> list[tuple[str, StepState]]: ...
+
+
 class UnitOfWork(Protocol):
     """One open transaction and the stores that read and write inside it."""
 
@@ -744,6 +755,8 @@ class UnitOfWork(Protocol):
     def erasure(self) -> ErasureStore: ...
     @property
     def instruments(self) -> InstrumentStore: ...
+    @property
+    def onboarding(self) -> OnboardingStore: ...
 
 
 class VaultControl(Protocol):

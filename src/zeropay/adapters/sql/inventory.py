@@ -577,6 +577,21 @@ INVENTORY: tuple[Personal, ...] = (
         },
         secret=("hash",),
     ),
+    *_group(
+        t.onboarding_steps,
+        _C,
+        "the setup steps you skipped or finished, and the reminders we sent you",
+        UNTIL_ERASURE,
+        {
+            "user_id": "account id",
+            "step": "setup step",
+            "status": "skipped or done",
+            "updated_at": "changed at",
+            "skipped_at": "skipped at",
+            "completed_at": "done at",
+            "reminders_sent": "reminders sent",
+        },
+    ),
 )
 
 # Columns that name a customer: a table holding one is about people and is never waved through

@@ -959,3 +959,24 @@ carrier_billing_totals = Table(
     Column("amount_minor", BigInteger, nullable=False),
     CheckConstraint("amount_minor >= 0", name="non_negative"),
 )
+
+# Skip-and-return onboarding (domain.onboarding): one row per user and step once the user skips
+# or completes it (no row: pending). ``reminders_sent`` counts the spent entries of the schedule
+# since the last skip, so each scheduled reminder is sent at most once.
+onboarding_steps = Table(
+    "onboarding_steps",
+    metadata,
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("step", String(16), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("skipped_at", TS),
+    Column("completed_at", TS),
+    Column("reminders_sent", Integer, nullable=False),
+    CheckConstraint("step IN ('bind_device', 'passkey', 'second_factor')", name="step"),
+    CheckConstraint("status IN ('pending', 'skipped', 'completed')", name="status"),
+    CheckConstraint("(status = 'completed') = (completed_at IS NOT NULL)", name="completed_when"),
+    CheckConstraint("status <> 'skipped' OR skipped_at IS NOT NULL", name="skipped_when"),
+    CheckConstraint("reminders_sent >= 0 AND reminders_sent <= 5", name="reminders"),
+    Index("ix_onboarding_steps_status_skipped", "status", "skipped_at"),
+)

@@ -18,6 +18,7 @@ from zeropay.adapters.sql.erasure_records import ErasureRepository
 from zeropay.adapters.sql.event_records import PaymentEventRepository
 from zeropay.adapters.sql.fraud_records import FraudRepository
 from zeropay.adapters.sql.instrument_records import InstrumentRepository
+from zeropay.adapters.sql.onboarding_records import OnboardingRepository
 from zeropay.adapters.sql.operator_records import OperatorRepository
 from zeropay.adapters.sql.privacy_records import PrivacyRepository
 from zeropay.adapters.sql.records import (
@@ -68,6 +69,7 @@ class SqlUnitOfWork:
         self.fraud = FraudRepository(connection)
         self.instruments = InstrumentRepository(connection)
         self.erasure = ErasureRepository(connection)
+        self.onboarding = OnboardingRepository(connection)
 
 
 def _conforms(uow: SqlUnitOfWork) -> UnitOfWork:
