@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
 from support.mfa import PASSWORD, Device, Mfa, signed_up
 from support.sca import bill, confirm, exemption_of, payer, shop
@@ -208,3 +209,15 @@ def test_the_leased_job_sends_a_due_reminder_once_across_processes(
     assert jobs.run_due(ctx, owner="process-b")["onboarding_reminders"] == 0
     kinds = [n.kind for n in accounts.notifications(ctx, user_id)]
     assert kinds.count("onboarding.reminder") == 1
+
+
+def test_an_account_that_is_not_active_is_not_reminded(cumulative: Mfa, clock: FixedClock) -> None:
+    phone = signed_up(cumulative, EMAIL)
+    assert _skip(phone, "passkey").status_code == 200
+    user_id = _steps(phone)["user_id"]
+    with cumulative.container.engine.begin() as c:
+        c.execute(text("UPDATE users SET status = 'frozen' WHERE id = :id"), {"id": user_id})
+    clock.advance(days=1)
+    ctx = cumulative.container.ctx
+    assert onboarding.send_reminders(ctx) == 0
+    assert [n.kind for n in accounts.notifications(ctx, user_id)].count("onboarding.reminder") == 0

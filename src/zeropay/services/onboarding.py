@@ -211,6 +211,9 @@ def send_reminders(ctx: AppContext, *, batch: int = bounds.ONBOARDING_REMINDER_B
             if not rules.reminders_due(state, policy, now):
                 continue
             uow.onboarding.save(user_id, rules.mark_reminded(state, policy, now))
+            user = uow.accounts.user(user_id)
+            if user is None or user.status != "active":
+                continue  # an erased or frozen account is not nudged; the reminder is spent
             notices.alert(
                 ctx,
                 uow,
