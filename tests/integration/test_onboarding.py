@@ -12,6 +12,7 @@ from sqlalchemy import text
 from support.mfa import PASSWORD, Device, Mfa, signed_up
 from support.sca import bill, confirm, exemption_of, payer, shop
 from zeropay.adapters.clock import FixedClock
+from zeropay.domain.onboarding import Step, StepStatus
 from zeropay.services import accounts, jobs, mail, onboarding, operators
 
 EMAIL = "ana@example.com"
@@ -221,3 +222,17 @@ def test_an_account_that_is_not_active_is_not_reminded(cumulative: Mfa, clock: F
     ctx = cumulative.container.ctx
     assert onboarding.send_reminders(ctx) == 0
     assert [n.kind for n in accounts.notifications(ctx, user_id)].count("onboarding.reminder") == 0
+
+
+def test_confirming_an_authenticator_app_completes_the_second_factor_step(cumulative: Mfa) -> None:
+    phone = signed_up(cumulative, EMAIL)
+    user_id = _skip(phone, "second_factor").json()["user_id"]
+    assert cumulative.bind(phone, EMAIL).status_code == 201
+    before = _funnel("second_factor", "completed")
+    cumulative.enroll_totp(phone)
+    # Recorded by the enrollment itself, before anyone reads the onboarding.
+    ctx = cumulative.container.ctx
+    stored = ctx.read(lambda uow: uow.onboarding.states(user_id))
+    assert stored[Step.SECOND_FACTOR].status is StepStatus.COMPLETED
+    assert _funnel("second_factor", "completed") - before == 1
+    assert _status(_steps(phone))["second_factor"] == "completed"
