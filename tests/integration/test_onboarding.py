@@ -64,6 +64,7 @@ def test_sign_up_starts_with_every_step_pending_and_asks_for_a_passkey_first(
         "second_factor": "pending",
     }
     assert body["next_required"]["step"] == "passkey"
+    assert body["next_required"]["required_for_payments_above_low_value"] is True
     assert body["next_required"]["required_for_all_payments_at"].startswith("2026-11-16")
 
 
@@ -236,3 +237,14 @@ def test_confirming_an_authenticator_app_completes_the_second_factor_step(cumula
     assert stored[Step.SECOND_FACTOR].status is StepStatus.COMPLETED
     assert _funnel("second_factor", "completed") - before == 1
     assert _status(_steps(phone))["second_factor"] == "completed"
+
+
+def test_without_sca_exemptions_only_the_account_age_makes_a_step_required(
+    mfa: Mfa, clock: FixedClock
+) -> None:
+    """With the exemptions off there is no low-value ceiling for the rule to apply to, and the
+    view says only the account-age rule applies."""
+    phone = signed_up(mfa, EMAIL)
+    body = _steps(phone)
+    assert body["next_required"]["required_for_payments_above_low_value"] is False
+    assert body["next_required"]["why"].startswith("every payment needs it from 2026-11-16")

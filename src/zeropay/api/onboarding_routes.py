@@ -21,6 +21,13 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _why(made: OnboardingView) -> str:
+    every = f"every payment needs it from {made.required_for_all_payments_at.isoformat()}"
+    if made.above_low_value_rule:
+        return f"payments above the low-value limit need it now, and {every}"
+    return every
+
+
 def onboarding_json(made: OnboardingView) -> dict[str, Any]:
     """Every step with its state and times, what is asked next and why, and the policy."""
     policy = made.policy
@@ -42,9 +49,8 @@ def onboarding_json(made: OnboardingView) -> dict[str, Any]:
         "next_required": (
             {
                 "step": made.next_required.value,
-                "why": "payments above the low-value limit need it now, and every payment "
-                f"needs it from {made.required_for_all_payments_at.isoformat()}",
-                "required_for_payments_above_low_value": True,
+                "why": _why(made),
+                "required_for_payments_above_low_value": made.above_low_value_rule,
                 "required_for_all_payments_at": made.required_for_all_payments_at.isoformat(),
             }
             if made.next_required is not None

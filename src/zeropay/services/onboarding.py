@@ -47,6 +47,7 @@ class OnboardingView:
     next_required: Step | None
     required_for_all_payments_at: datetime
     policy: OnboardingPolicy
+    above_low_value_rule: bool  # an SCA profile sets a low-value ceiling the rule can apply to
 
 
 def policy_of(ctx: AppContext) -> OnboardingPolicy:
@@ -115,6 +116,7 @@ def _view(ctx: AppContext, uow: UnitOfWork, user_id: str) -> OnboardingView:
         next_required=rules.next_required(states, policy),
         required_for_all_payments_at=rules.required_for_all_payments_at(user.created_at, policy),
         policy=policy,
+        above_low_value_rule=ctx.exemptions is not None and bool(ctx.exemptions.ceiling_minor),
     )
 
 
