@@ -71,6 +71,9 @@ def _held(uow: UnitOfWork, user_id: str) -> set[Step]:
     held: set[Step] = set()
     if any(d.status == "active" for d in uow.devices.of_user(user_id)):
         held.add(Step.BIND_DEVICE)
+        # A bound device's key signs the payment itself (policy: device key + password), so it
+        # too is a way to confirm payments on this phone: the passkey step's purpose.
+        held.add(Step.PASSKEY)
     for a in uow.authenticators.of_user(user_id):
         if a.status != "active":
             continue
