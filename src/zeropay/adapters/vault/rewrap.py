@@ -4,8 +4,9 @@ Each registered column (``adapters.sql.encrypted.ENCRYPTED_COLUMNS``) is walked 
 order, a batch at a time: the batch is read, re-encrypted in memory, then written in one short
 transaction with ``UPDATE ... WHERE key = :key AND column = :old``, so a row that a use case
 rewrote meanwhile (already under the current key) is left as it is. Nothing stops serving
-while it runs: every version stays readable until the pass is complete, and only then are the
-older purpose-key versions marked retired (still readable; audit entries keep theirs).
+while it runs: every version stays readable until the pass is complete, and only then is every
+key with a newer version (purpose keys and users' keys) marked retired (still readable; audit
+entries keep theirs).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class RewrapReport:
     shredded: int = 0  # under a destroyed key, left as it is (last pass)
     changed: int = 0  # rewritten by the application between read and write: read again
     passes: int = 0
-    retired: int = 0  # older purpose-key versions marked retired at the end
+    retired: int = 0  # superseded key versions marked retired at the end
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

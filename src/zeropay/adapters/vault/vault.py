@@ -4,19 +4,23 @@ Hierarchy::
 
     root key (256 bits; Shamir-shared among custodians; only ever in process memory)
      +-- purpose keys, one per purpose and version (audit, mail, webhook, general, index)
-     +-- per user: a personal key (crypto-shredded at erasure) and an AML retention key
+     +-- per user: a personal key and an instrument key (both crypto-shredded at erasure; the
+         instrument key opens only through ``Vault.revealer``) and an AML retention key
          (destroyed when the retention period ends)
 
 Each data key is random, sealed under the root key (``crypto.wrap``) in ``vault_keys``; field
 ciphertexts name their key's id, so every version stays readable until it is destroyed.
 
-Processes start sealed. A custodian's share is sealed to every live sealed process's own X25519
-key (``vault_peers``), so one submission reaches all of them; each rebuilds the root key itself.
-A process that starts later, or a CLI command that needs the keys, gets the root key sealed to
-its key by an unsealed process (``vault_transfers``, deleted on pickup, gone after a minute).
-Peer rows carry an HMAC under the peer secret (``ZEROPAY_VAULT_PEER_SECRET``): without it, write
-access to the database would be enough to register a peer and be sent the key. See
-the "Key vault" section of README.md for the threat model.
+Processes start sealed. A share given to a process stays in its memory; with the peer secret
+(``ZEROPAY_VAULT_PEER_SECRET``) it is also sealed to every other live sealed process's X25519
+key (``vault_peers``, rows proven by an HMAC under the secret) and left for it in
+``vault_share_drops``, so one submission reaches all of them and each rebuilds the root key
+itself. A process that starts later, or a CLI command that needs the keys, gets the root key
+sealed to its key by an unsealed process (``vault_transfers``, deleted on pickup, gone after a
+minute). Drops and transfers carry an HMAC under the secret over recipient, time and seal
+epoch: a row from anyone else, or from before the last seal order, is ignored, and a process
+that seals takes a new X25519 key. See the "Key vault" section of README.md for the threat
+model.
 """
 
 from __future__ import annotations
@@ -244,7 +248,6 @@ class Vault:
         self._purged_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.development = False
         # Called once this process unseals from shares or a transfer (the audit log).
         self.on_unsealed: Callable[[Unsealed], None] | None = None
 
@@ -255,7 +258,6 @@ class Vault:
     def ephemeral(cls, clock: Clock | None = None) -> Vault:
         """An unsealed development vault that lives in memory only (unit tests)."""
         vault = cls(MemoryVaultStore(), clock=clock or SystemClock())
-        vault.development = True
         vault.unseal_with(vault.initialize(shares=1, threshold=1, development=True))
         return vault
 
@@ -296,7 +298,7 @@ class Vault:
         return pieces
 
     def unseal_with(self, shares: Sequence[Share]) -> None:
-        """Unseal this process from shares in hand (development file, tests, a local CLI)."""
+        """Unseal this process from shares in hand (the development file, tests)."""
         meta = self._require_meta()
         for share in shares:
             _verify_share(meta, share)
@@ -929,7 +931,6 @@ class Vault:
     def auto_unseal(self, path: Path) -> None:
         """Development only: initialize on first use with one share kept in ``path``, and unseal
         from it. Anyone who can read that file holds every key."""
-        self.development = True
         log.warning(
             "DEVELOPMENT VAULT: auto-unsealed from %s; whoever reads that file holds every key. "
             "Never use it in production (unset ZEROPAY_VAULT_DEV_FILE and run `zeropay vault "
