@@ -14,6 +14,8 @@
           |    |                             given twice
           |    |    +-- InstrumentInvalid    a card number, expiry or phone number that cannot be
           |    |                             a payment instrument
+          |    |    +-- RecoveryLinkInvalid  a recovery alert's link that is forged, edited,
+          |    |                             expired or used
           |    +-- NotFound
           |    +-- Conflict                 the resource is not in a state that allows this
           |    |    +-- CurrencyMismatch
@@ -55,6 +57,7 @@
           |    |    +-- OperatorRoleRequired the operator's roles do not grant the action
           |    |    +-- CryptogramInvalid    a token's use with a replayed or altered cryptogram
           |    |    +-- OnboardingRequired   a payment needs an onboarding step the payer skipped
+          |    |    +-- CoolingOff           an action refused to a new device after a recovery
           |    +-- RateLimited
           +-- ConfigurationError           a policy or setting that cannot be used (at start)
           +-- InfrastructureError          adapters only, always ``raise ... from exc`` (HTTP 503)
@@ -368,3 +371,17 @@ class OnboardingRequired(Forbidden):
     low-value ceiling, or any payment once the account is old enough. ``step`` names it."""
 
     code = "onboarding_required"
+
+
+class RecoveryLinkInvalid(InvalidInput):
+    """A one-click link from a recovery alert that the server did not sign for that account, or
+    that was edited; an expired or used one is ``expired`` or ``used`` in ``reason``."""
+
+    code = "recovery_link_invalid"
+
+
+class CoolingOff(Forbidden):
+    """The account was recovered from a new device recently: a session that is not on a device
+    bound before the recovery cannot do this until ``until`` (``domain.recovery``)."""
+
+    code = "cooling_off"

@@ -16,6 +16,7 @@ from typing import Any
 from zeropay.domain.errors import ConfigurationError
 from zeropay.domain.factors import CATEGORIES, RESTRICTED, Factor, FactorCategory, is_strong
 from zeropay.domain.onboarding import OnboardingPolicy, parse_onboarding
+from zeropay.domain.recovery import RecoveryPolicy, parse_recovery
 
 
 class AccessPoint(StrEnum):
@@ -23,8 +24,8 @@ class AccessPoint(StrEnum):
     LOGIN = "login"
     STEP_UP = "step_up"  # re-authentication before a sensitive action
     DEVICE_REGISTRATION = "device_registration"
-    RECOVERY = "recovery"  # flows arrive with the recovery issue; the policy already says them
-    PAYMENT_CONFIRMATION = "payment_confirmation"  # likewise, with dynamic linking
+    RECOVERY = "recovery"  # then ``domain.recovery``: held, completed, cooling off
+    PAYMENT_CONFIRMATION = "payment_confirmation"  # with dynamic linking
 
 
 Path = tuple[Factor, ...]
@@ -68,6 +69,8 @@ class AuthPolicy:
     login_attempts_per_account_max: int = 20  # per minute
     # Skip-and-return onboarding: reminders and when a skipped step becomes required.
     onboarding: OnboardingPolicy = field(default_factory=OnboardingPolicy)
+    # After a recovery: the cooling-off period and its payment ceiling; the alerts' links.
+    recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
 
     def point(self, point: AccessPoint) -> PointPolicy:
         return self.points[point]
@@ -149,6 +152,7 @@ _TOP = {
     "login_attempts_per_ip_max",
     "login_attempts_per_account_max",
     "onboarding",
+    "recovery",
 }
 _POINT = {"paths", "waived_when_unavailable", "ttl_s", "attempts_max", "single_factor_allowed"}
 
@@ -256,4 +260,5 @@ def parse_policy(data: Mapping[str, Any]) -> AuthPolicy:
         login_attempts_per_ip_max=_int(data, "login_attempts_per_ip_max", 60, 1, 100_000),
         login_attempts_per_account_max=_int(data, "login_attempts_per_account_max", 20, 1, 1000),
         onboarding=parse_onboarding(data.get("onboarding")),
+        recovery=parse_recovery(data.get("recovery")),
     )
