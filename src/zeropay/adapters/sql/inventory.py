@@ -592,6 +592,32 @@ INVENTORY: tuple[Personal, ...] = (
             "reminders_sent": "reminders sent",
         },
     ),
+    *_group(
+        t.recoveries,
+        _F,
+        "account recoveries: which factors were used, from which device key, what the risk "
+        "check and an operator said, and the cooling-off period that followed",
+        UNTIL_ERASURE,
+        {
+            "id": "recovery id",
+            "user_id": "account id",
+            "flow_id": "recovery flow id",
+            "state": "state",
+            "factors": "factors used",
+            "jkt": "device key thumbprint",
+            "new_device": "from a new device",
+            "created_at": "started at",
+            "expires_at": "to be completed by",
+            "risk_reasons": "risk check reasons",
+            "device_id": "device it completed on",
+            "cooling_until": "cooling off until",
+            "decided_by": "operator who decided",
+            "decided_at": "decided at",
+            "decision_reason": "operator's reason",
+            "completed_at": "completed at",
+            "reported_at": "reported as not you at",
+        },
+    ),
 )
 
 # Columns that name a customer: a table holding one is about people and is never waved through

@@ -561,6 +561,14 @@ class AccountRepository(_Repo):
             update(t.users).where(t.users.c.id == user_id).values(password_hash=password_hash)
         )
 
+    def set_status(self, user_id: str, status: str, *, was: str) -> bool:
+        """Move an account from ``was`` to ``status`` (active <-> frozen); False if it was not."""
+        x = t.users.c
+        moved = self.c.execute(
+            update(t.users).where(x.id == user_id, x.status == was).values(status=status)
+        )
+        return moved.rowcount == 1
+
     def password_changed(self, user_id: str, password_hash: str, now: datetime) -> None:
         self.c.execute(
             update(t.users)

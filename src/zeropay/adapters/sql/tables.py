@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -979,4 +980,41 @@ onboarding_steps = Table(
     CheckConstraint("status <> 'skipped' OR skipped_at IS NOT NULL", name="skipped_when"),
     CheckConstraint("reminders_sent >= 0 AND reminders_sent <= 5", name="reminders"),
     Index("ix_onboarding_steps_status_skipped", "status", "skipped_at"),
+)
+
+# Account recoveries once their flow's factors passed (domain.recovery): held for an operator or
+# ready, then completed (the device bound, the cooling-off period running) or reported ("this
+# wasn't me": the account frozen). ``jkt`` is the key of the device that ran the flow: only it
+# completes the recovery.
+RECOVERY_STATES = ("held", "ready", "approved", "denied", "completed", "reported")
+recoveries = Table(
+    "recoveries",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False),
+    Column("flow_id", String(ID), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("factors", String(200), nullable=False),
+    Column("jkt", String(64), nullable=False),
+    Column("new_device", Boolean, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("risk_reasons", String(500), nullable=False),
+    Column("device_id", String(ID)),
+    Column("cooling_until", TS),
+    Column("decided_by", String(ID)),
+    Column("decided_at", TS),
+    Column("decision_reason", String(bounds.OPERATOR_REASON_LENGTH_MAX)),
+    Column("completed_at", TS),
+    Column("reported_at", TS),
+    CheckConstraint(
+        "state IN (" + ", ".join(f"'{s}'" for s in RECOVERY_STATES) + ")", name="state"
+    ),
+    CheckConstraint(
+        "state IN ('completed', 'reported') OR completed_at IS NULL", name="completed_only"
+    ),
+    CheckConstraint("state <> 'completed' OR completed_at IS NOT NULL", name="completed_when"),
+    CheckConstraint("cooling_until IS NULL OR completed_at IS NOT NULL", name="cooling_after"),
+    Index("ix_recoveries_user_created", "user_id", "created_at"),
+    Index("ix_recoveries_state_created", "state", "created_at"),
 )

@@ -27,6 +27,7 @@ from zeropay.adapters.sql.records import (
     JobRepository,
     OutboxRepository,
 )
+from zeropay.adapters.sql.recovery_records import RecoveryRepository
 from zeropay.adapters.sql.repositories import (
     AccountRepository,
     LedgerRepository,
@@ -70,6 +71,7 @@ class SqlUnitOfWork:
         self.instruments = InstrumentRepository(connection)
         self.erasure = ErasureRepository(connection)
         self.onboarding = OnboardingRepository(connection)
+        self.recoveries = RecoveryRepository(connection)
 
 
 def _conforms(uow: SqlUnitOfWork) -> UnitOfWork:
