@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import orjson
 
+from zeropay.domain.consents import SignalGroup
 from zeropay.domain.risk.config import RiskConfig
 from zeropay.domain.risk.engine import RiskDecision, decide, learn, passed
 from zeropay.domain.risk.events import EventInvalid, RiskEvent, parse_event, parse_holds
@@ -35,9 +36,12 @@ Locate = Callable[[str], Place | None]
 
 def located(event: RiskEvent, locate: Locate | None) -> RiskEvent:
     """Fill the place from GeoIP where the event does not carry it; the event's own ``country``,
-    ``lat`` and ``lon`` always win."""
+    ``lat`` and ``lon`` always win. An event whose user withholds their location is never
+    located (``domain.consents``)."""
     has_coordinates = event.lat is not None and event.lon is not None  # not the property: hot
     if locate is None or event.ip is None or (event.country and has_coordinates):
+        return event
+    if SignalGroup.LOCATION in event.withheld:
         return event
     place = locate(event.ip)
     if place is None:

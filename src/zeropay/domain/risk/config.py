@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+from zeropay.domain.consents import SignalGroup
 from zeropay.domain.errors import ConfigurationError
 
 SIGNALS = (
@@ -69,6 +70,8 @@ class RiskConfig:
     version: str
     thresholds: Thresholds
     weights: Mapping[str, int]
+    # Points a withheld signal group adds (``domain.consents``): fewer signals, more challenges.
+    withheld: Mapping[SignalGroup, int]
     windows: Mapping[str, int]
     limits: Mapping[str, float]
     monthly_cap_minor: Mapping[str, int]
@@ -98,6 +101,7 @@ class Rules:
     block: int
     weights: Mapping[str, int]
     rank: Mapping[str, int]  # a signal's place among reasons: heaviest first, then by name
+    withheld: Mapping[SignalGroup, int]
     short_s: int
     long_s: int
     recent_change_s: int
@@ -135,6 +139,7 @@ class Rules:
             block=config.thresholds.block,
             weights=dict(weights),
             rank={s: i for i, s in enumerate(ordered)},
+            withheld=dict(config.withheld),
             short_s=windows["short_s"],
             long_s=windows["long_s"],
             recent_change_s=windows["recent_change_s"],
@@ -212,6 +217,11 @@ def parse_risk_config(doc: Mapping[str, object]) -> RiskConfig:
     if unknown:
         raise ConfigurationError(f"risk config: unknown signal(s) {sorted(unknown)} in [weights]")
     weights = {s: _int(weights_table, "weights", s, 0, 100) for s in SIGNALS}
+    withheld_table = _table(doc, "withheld")
+    unknown = set(withheld_table) - {g.value for g in SignalGroup}
+    if unknown:
+        raise ConfigurationError(f"risk config: unknown group(s) {sorted(unknown)} in [withheld]")
+    withheld = {g: _int(withheld_table, "withheld", g.value, 0, 100) for g in SignalGroup}
     windows_table = _table(doc, "windows")
     windows = {w: _int(windows_table, "windows", w, 1, 366 * 86400) for w in WINDOWS}
     if windows["short_s"] > windows["long_s"]:
@@ -230,6 +240,7 @@ def parse_risk_config(doc: Mapping[str, object]) -> RiskConfig:
         version=version,
         thresholds=thresholds,
         weights=weights,
+        withheld=withheld,
         windows=windows,
         limits=limits,
         monthly_cap_minor=caps,

@@ -13,6 +13,12 @@ phone); on any other device an approval from a device that was bound before; and
 has no trusted device at all, a payment is held for an operator instead of asking for something
 a phished mailbox would give.
 
+A user may withhold the ``location`` and ``behaviour`` signal groups (``domain.consents`` says
+which signals each holds): the engine then neither scores nor learns them for that user, adds the
+``[withheld]`` points of the rules instead -- enough to ask for a factor more often, never enough
+on their own for a review or a block -- and names each group in the reasons
+(``signals_withheld:location``). The security signals stay: they protect the account.
+
 No clock is read here: time is the event's ``at_s``. The same code runs live and in replay.
 """
 
@@ -24,6 +30,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import NamedTuple
 
+from zeropay.domain.consents import SignalGroup, withheld_reason
 from zeropay.domain.factors import Factor
 from zeropay.domain.risk.config import RiskConfig, Rules
 from zeropay.domain.risk.events import EventType, RiskEvent
@@ -97,6 +104,8 @@ _LOGIN, _PAYMENT = EventType.LOGIN, EventType.PAYMENT
 _REGISTRATION, _RECOVERY = EventType.DEVICE_REGISTRATION, EventType.RECOVERY
 _ALLOW, _CHALLENGE, _REVIEW, _BLOCK = Action.ALLOW, Action.CHALLENGE, Action.REVIEW, Action.BLOCK
 _PASSKEY = Factor.PASSKEY
+_LOCATION, _BEHAVIOUR = SignalGroup.LOCATION, SignalGroup.BEHAVIOUR
+_WITHHELD_REASONS = {g: withheld_reason(g) for g in SignalGroup}
 _STRONG = frozenset({Factor.PASSKEY, Factor.BOUND_DEVICE_APPROVAL})
 _ACTION_VALUES = {a: a.value for a in Action}
 _FACTOR_VALUES = {f: f.value for f in Factor}
@@ -123,7 +132,10 @@ def _signals(event: RiskEvent, view: RiskView, rules: Rules, passkey_login: bool
         if event.payee is not None and event.payee in rules.blocked_payees:
             fired.append("blocked_payee")
     _device_signals(event, view, rules, fired, passkey_login)
-    _place_and_time_signals(event, user, rules, fired)
+    location = behaviour = True  # which groups the user lets the engine use
+    if event.withheld:
+        location, behaviour = _LOCATION not in event.withheld, _BEHAVIOUR not in event.withheld
+    _place_and_time_signals(event, user, rules, fired, location=location, behaviour=behaviour)
     if view.ip is not None:
         limit = rules.ip_failures_short_max
         failures = view.ip.failures
@@ -136,7 +148,7 @@ def _signals(event: RiskEvent, view: RiskView, rules: Rules, passkey_login: bool
     if recovered_s is not None and at - recovered_s < rules.recent_change_s:
         fired.append("recent_recovery")
     if event.type is _PAYMENT:
-        _payment_signals(event, view, rules, fired)
+        _payment_signals(event, view, rules, fired, behaviour=behaviour)
     return fired
 
 
@@ -170,11 +182,20 @@ def _device_signals(
 
 
 def _place_and_time_signals(
-    event: RiskEvent, user: UserRisk, rules: Rules, fired: list[str]
+    event: RiskEvent,
+    user: UserRisk,
+    rules: Rules,
+    fired: list[str],
+    *,
+    location: bool,
+    behaviour: bool,
 ) -> None:
+    """Location signals (travel, country) and the behaviour signal of the hour of day, each
+    only with the user's consent."""
     lat, lon, last_lat, last_lon = event.lat, event.lon, user.last_lat, user.last_lon
     if (
-        lat is not None
+        location
+        and lat is not None
         and lon is not None
         and user.last_s is not None
         and last_lat is not None
@@ -188,10 +209,15 @@ def _place_and_time_signals(
         hours = max(event.at_s - user.last_s, 60.0) / SECONDS_PER_HOUR
         if km >= rules.travel_distance_min_km and km / hours > rules.impossible_speed_kmh:
             fired.append("impossible_travel")
-    if event.country is not None and user.countries and event.country not in user.countries:
+    if (
+        location
+        and event.country is not None
+        and user.countries
+        and event.country not in user.countries
+    ):
         fired.append("new_country")
     total = user.hours_total
-    if total >= rules.hour_history_min:
+    if behaviour and total >= rules.hour_history_min:
         # hour_of(event.at_s), spelt out: this and learn_outcome run for every event
         hours_seen, h = user.hours, int(event.at_s % 86400) // SECONDS_PER_HOUR
         around = hours_seen[h - 1] + hours_seen[h] + hours_seen[(h + 1) % 24]
@@ -199,18 +225,20 @@ def _place_and_time_signals(
             fired.append("unusual_hour")
 
 
-def _payment_signals(event: RiskEvent, view: RiskView, rules: Rules, fired: list[str]) -> None:
+def _payment_signals(
+    event: RiskEvent, view: RiskView, rules: Rules, fired: list[str], *, behaviour: bool
+) -> None:
     user, at = view.user, event.at_s
     amount, currency = event.amount_minor, event.currency
     assert amount is not None and currency is not None  # parse_event: a payment has both
-    stats = user.amounts.get(currency)
+    stats = user.amounts.get(currency) if behaviour else None
     if stats is not None and stats.count >= rules.amount_history_min:
         excess = math.log(amount) - stats.mean
         stdev = stats.stdev
         z = excess / stdev if stdev > 0 else math.inf
         if math.exp(excess) > rules.amount_ratio_max and z > rules.amount_z_max:
             fired.append("unusual_amount")
-    if event.payee is not None and user.payees and event.payee not in user.payees:
+    if behaviour and event.payee is not None and user.payees and event.payee not in user.payees:
         fired.append("new_payee")
     # A window is walked only when it holds enough entries, the latest of them recent enough.
     payments, limit, since = user.payments, rules.user_payments_short_max, at - rules.short_s
@@ -273,6 +301,20 @@ def _level(score: int, rules: Rules) -> Action:
     return _ALLOW
 
 
+def _compensated(score: int, withheld: frozenset[SignalGroup], rules: Rules) -> int:
+    """The score with the points of each withheld group added: the engine knows less, so it may
+    ask for a factor more often. The points lift the score at most to just below the review
+    threshold, so withholding never holds or blocks anyone by itself (the user must not be
+    locked out for opting out); a score the signals put higher is left as it is."""
+    extra = 0
+    for group in withheld:
+        extra += rules.withheld[group]
+    ceiling = rules.review - 1
+    if not extra or score >= ceiling:
+        return score
+    return min(score + extra, ceiling)
+
+
 def _factors(event: RiskEvent, user: UserRisk) -> tuple[Factor, ...]:
     """What to ask for, so that someone holding only what an attacker steals fails."""
     seen = user.devices.get(event.device) if event.device is not None else None
@@ -318,6 +360,9 @@ def decide(event: RiskEvent, view: RiskView, config: RiskConfig) -> RiskDecision
             reasons = sorted(fired, key=rules.rank.__getitem__)
         while reasons and not weights[reasons[-1]]:
             reasons.pop()
+    if event.withheld:
+        score = _compensated(score, event.withheld, rules)
+        reasons.extend(_WITHHELD_REASONS[g] for g in SignalGroup if g in event.withheld)
     action = _level(score, rules) if score else _ALLOW  # a challenge threshold is at least 1
     if kind is _LOGIN and event.first_factor_ok is False:
         return RiskDecision(_BLOCK, score, ("first_factor_failed", *reasons), (), rules.version)
@@ -415,6 +460,9 @@ def learn_outcome(
             _failed(view, event.at_s)
         return
     user, at = view.user, event.at_s
+    location = behaviour = True  # what the user lets the engine learn about them
+    if event.withheld:
+        location, behaviour = _LOCATION not in event.withheld, _BEHAVIOUR not in event.withheld
     seen = user.devices.get(event.device) if event.device is not None else None
     if seen is not None:
         seen.trusted, seen.trusted_s = True, at
@@ -422,32 +470,48 @@ def learn_outcome(
             seen.strong = True
     if event.type is _REGISTRATION:
         user.registration_s = at
-    if event.lat is not None and event.lon is not None:
+    if location and event.lat is not None and event.lon is not None:
         user.last_lat, user.last_lon = event.lat, event.lon
     user.last_s = at
-    if event.country is not None:
+    if location and event.country is not None:
         user.countries.add(event.country)
-    user.hours[int(at % 86400) // SECONDS_PER_HOUR] += 1  # hour_of(at), spelt out
-    user.hours_total += 1
+    if behaviour:
+        user.hours[int(at % 86400) // SECONDS_PER_HOUR] += 1  # hour_of(at), spelt out
+        user.hours_total += 1
     if event.type is _PAYMENT:
-        _learn_payment(event, user, cashout=event.mcc in config.cashout_mcc)
+        _learn_payment(event, user, cashout=event.mcc in config.cashout_mcc, behaviour=behaviour)
 
 
-def _learn_payment(event: RiskEvent, user: UserRisk, *, cashout: bool) -> None:
+def _learn_payment(event: RiskEvent, user: UserRisk, *, cashout: bool, behaviour: bool) -> None:
     amount, currency = event.amount_minor, event.currency
     assert amount is not None and currency is not None
-    stats = user.amounts.get(currency)
-    if stats is None:
-        stats = user.amounts[currency] = AmountStats()
-    stats.add(amount)
-    if event.payee is not None:
-        user.count_payee(event.payee)
+    if behaviour:  # the user's typical amounts and usual payees are habits
+        stats = user.amounts.get(currency)
+        if stats is None:
+            stats = user.amounts[currency] = AmountStats()
+        stats.add(amount)
+        if event.payee is not None:
+            user.count_payee(event.payee)
+    # The month's spending is the carrier's cap, and cash-outs are abuse: both stay.
     month = _month_of_day(int(event.at_s // 86400))  # month_of(event.at_s), one call fewer
     if user.month != month:
         user.month, user.month_spent_minor = month, {}
     user.month_spent_minor[currency] = user.month_spent_minor.get(currency, 0) + amount
     if cashout:
         user.cashouts.append(event.at_s)
+
+
+def forget(user: UserRisk, groups: frozenset[SignalGroup]) -> None:
+    """Drop what was learned about the user in ``groups`` before they withheld them: a place
+    and the countries seen for ``location``; the hours, amounts and payees for ``behaviour``."""
+    if _LOCATION in groups:
+        user.last_lat = user.last_lon = None
+        user.countries.clear()
+    if _BEHAVIOUR in groups:
+        user.hours = [0] * len(user.hours)
+        user.hours_total = 0
+        user.amounts.clear()
+        user.payees.clear()
 
 
 def device_trust(user: UserRisk, device: str, now_s: float, config: RiskConfig) -> int:

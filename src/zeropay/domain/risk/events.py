@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
+from zeropay.domain.consents import NO_GROUPS, ConsentsInvalid, SignalGroup, parse_groups
 from zeropay.domain.errors import InvalidInput
 from zeropay.domain.factors import Factor
 
@@ -53,6 +54,9 @@ class RiskEvent(NamedTuple):
     mcc: str | None = None
     # A passkey assertion whose signature counter did not increase: the key may be copied.
     passkey_clone: bool = False
+    # The signal groups the user withholds (``domain.consents``): the engine neither uses nor
+    # learns them, and an event withholding ``location`` carries no place at all.
+    withheld: frozenset[SignalGroup] = NO_GROUPS
 
     @property
     def has_coordinates(self) -> bool:
@@ -178,6 +182,8 @@ def _parse_well_formed(raw: dict[str, object]) -> RiskEvent | None:
     clone = get("passkey_clone", False)
     if clone is not False and clone is not True:
         return None
+    if get("withheld") is not None:
+        return None  # rare: left to the checked path, which drops a withheld place
     amount, currency, payee, mcc = get("amount"), get("currency"), get("payee"), get("mcc")
     if amount is None:
         if currency is not None or event_type is EventType.PAYMENT:
@@ -252,6 +258,9 @@ def _parse_checked(raw: object) -> RiskEvent:
     if not isinstance(clone, bool):
         raise EventInvalid("passkey_clone is true or false", reason="invalid_passkey_clone")
     amount, currency, payee, mcc = _payment(raw, event_type)
+    withheld = _withheld(raw)
+    if SignalGroup.LOCATION in withheld:
+        country, lat, lon = None, None, None  # a place the user withholds is never read
     assert event_id is not None and user is not None
     return RiskEvent(
         id=event_id,
@@ -271,7 +280,31 @@ def _parse_checked(raw: object) -> RiskEvent:
         payee=payee,
         mcc=mcc,
         passkey_clone=clone,
+        withheld=withheld,
     )
+
+
+def _withheld(raw: Mapping[str, object]) -> frozenset[SignalGroup]:
+    value = raw.get("withheld")
+    if value is None:
+        return NO_GROUPS
+    try:
+        return parse_groups(value)
+    except ConsentsInvalid:
+        raise EventInvalid(
+            "withheld is a list of location, behaviour", reason="invalid_withheld"
+        ) from None
+
+
+def withholding(event: RiskEvent, groups: frozenset[SignalGroup]) -> RiskEvent:
+    """``event`` with ``groups`` withheld as well: a withheld location drops the place, so it is
+    neither scored nor stored with the decision."""
+    groups = event.withheld | groups
+    if groups == event.withheld:
+        return event
+    if SignalGroup.LOCATION in groups:
+        return event._replace(withheld=groups, country=None, lat=None, lon=None)
+    return event._replace(withheld=groups)
 
 
 def _first_factor(raw: Mapping[str, object]) -> tuple[Factor | None, bool | None]:
@@ -356,4 +389,6 @@ def event_as_input(event: RiskEvent) -> dict[str, object]:
         out["amount"] = event.amount_minor
     if event.passkey_clone:
         out["passkey_clone"] = True
+    if event.withheld:
+        out["withheld"] = sorted(g.value for g in event.withheld)
     return out
