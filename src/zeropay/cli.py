@@ -142,6 +142,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
     from zeropay.bootstrap import read_policy_file
     from zeropay.domain.errors import ConfigurationError
+    from zeropay.domain.policy import class_table
 
     try:
         policy = read_policy_file(Path(args.file))
@@ -152,6 +153,11 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     for point, rule in policy.points.items():
         paths = " | ".join(" + ".join(f.value for f in path) for path in rule.paths)
         print(f"  {point.value:22} {paths}")
+    print("by device class:")
+    for point, by_class in class_table(policy).items():
+        for device_class, opened in by_class.items():
+            paths = " | ".join(" + ".join(f.value for f in path) for path in opened) or "(none)"
+            print(f"  {point.value:22} {device_class.value:10} {paths}")
     return 0
 
 

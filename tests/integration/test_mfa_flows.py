@@ -251,7 +251,7 @@ def test_a_password_then_a_mailed_code_logs_in_on_another_device(mfa):
     flow = _start(mfa, laptop, email=EMAIL)
     # Before a factor proves who is there, every address is offered the policy's paths.
     assert flow["paths"] == _policy_paths(mfa, "login")
-    assert flow["next"] == ["passkey", "password"]
+    assert flow["next"] == ["device_key", "passkey", "password"]
     r = mfa.step(laptop, flow["id"], "password", password=PASSWORD)
     assert r.status_code == 200, r.text
     assert r.json()["flow"]["paths"] == [["password", "email_otp"]]
@@ -617,7 +617,7 @@ def _app_with_policy(mfa: Mfa, clock: Any, policy: Path) -> Iterator[Mfa]:
 def test_a_policy_file_changes_the_paths_a_login_offers(mfa, clock, tmp_path):
     _signed_up(mfa)
     laptop = mfa.device("Laptop", "linux")
-    assert _start(mfa, laptop, email=EMAIL)["next"] == ["passkey", "password"]
+    assert _start(mfa, laptop, email=EMAIL)["next"] == ["device_key", "passkey", "password"]
     policy = tmp_path / "email-first.toml"
     policy.write_text(_policy('[["email_otp", "password"]]'), encoding="utf-8")
     with _app_with_policy(mfa, clock, policy) as custom:

@@ -66,7 +66,7 @@ def test_a_parsed_policy_keeps_the_paths_in_order_and_the_waivable_factors():
     parsed = policy()
     assert parsed.point(AccessPoint.LOGIN).paths[:2] == ((PASSKEY,), (PASSWORD, TOTP))
     registration = parsed.point(AccessPoint.DEVICE_REGISTRATION)
-    assert registration.paths == ((EMAIL, PASSKEY, APPROVAL),)
+    assert registration.paths == ((EMAIL, PASSKEY, APPROVAL), (EMAIL, PASSWORD, F.PIN, APPROVAL))
     assert registration.waived_when_unavailable == frozenset({APPROVAL})
     assert parsed.point(AccessPoint.STEP_UP).ttl_s == 300
 

@@ -36,6 +36,8 @@ Id = Annotated[StrictStr, Field(max_length=bounds.ID_LENGTH_MAX)]
 class DeviceIn(Strict):
     name: Annotated[StrictStr, Field(max_length=bounds.DEVICE_NAME_LENGTH_MAX)]
     platform: Annotated[StrictStr, Field(max_length=bounds.PLATFORM_LENGTH_MAX)]
+    # What the device keeps its keys in (README: Older phones); platform when not said.
+    device_class: Literal["platform", "key_store", "software"] | None = None
 
 
 class FlowStart(Strict):
@@ -50,6 +52,8 @@ class FlowStep(Strict):
     code: Annotated[StrictStr, Field(max_length=32)] | None = None
     credential: dict[str, Any] | None = None
     answers: dict[StrictStr, StrictStr] | None = Field(default=None, max_length=8)
+    # pin: the device PIN (set at a registration without a passkey, checked afterwards).
+    pin: Annotated[StrictStr, Field(max_length=bounds.PIN_LENGTH_MAX)] | None = None
     # device_key at a payment confirmation: the device's ES256 signature (r || s, base64url)
     # over the canonical transaction data, and optionally the bytes it signed (base64url).
     signature: Annotated[StrictStr, Field(max_length=128)] | None = None

@@ -3,7 +3,7 @@
 A *bound device* is a key pair a device made (a phone app's key, or the browser's
 non-extractable WebCrypto P-256 key) whose public half we registered through the device
 registration flow. An *authenticator* is an enrolled factor that needs server-side state: a
-passkey (WebAuthn credential), a TOTP seed, a phone number for SMS codes.
+passkey (WebAuthn credential), a TOTP seed, a phone number for SMS codes, a device's PIN.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from zeropay.domain import bounds
+from zeropay.domain.device_classes import DeviceClass
 from zeropay.domain.errors import InvalidInput, PaymentLimitExceeded
 from zeropay.domain.money import Money
 
@@ -32,6 +33,8 @@ class Device:
     last_seen_at: datetime
     reduced_until: datetime | None = None
     removed_at: datetime | None = None
+    # What the device said it keeps its keys in, at registration (``domain.device_classes``).
+    device_class: DeviceClass = DeviceClass.PLATFORM
 
     def is_reduced(self, now: datetime) -> bool:
         """A new device pays only small amounts for its first hours (the policy says how long)."""
@@ -67,6 +70,7 @@ class AuthenticatorKind(StrEnum):
     PASSKEY = "passkey"
     SMS = "sms_otp"
     OCRA = "ocra"  # RFC 6287 seed for payment confirmation codes; its suite in ``ocra_suite``
+    PIN = "pin"  # a device PIN's argon2id hash, encrypted; bound to ``device_id`` (domain.pins)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ DPOP_PROOF_LENGTH_MAX = 4096
 CREDENTIAL_ID_BYTES_MAX = 1023  # WebAuthn L3 §5.8.3 credential ids are at most 1023 bytes
 WEBAUTHN_RESPONSE_BYTES_MAX = 16 * 1024
 SECURITY_ANSWER_LENGTH_MAX = 200
+PIN_LENGTH_MAX = 16  # digits of a device PIN (domain.pins); the policy sets the minimum
 PHONE_LENGTH_MAX = 20  # E.164: "+" and at most 15 digits, with room for spaces
 OPERATOR_REASON_LENGTH_MAX = 500  # why an operator approved or declined, kept in the audit log
 # X-Forwarded-For, read right to left (domain.network): nothing further left is ever read.

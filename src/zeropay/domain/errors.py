@@ -7,6 +7,7 @@
           |    |    +-- InvalidAmount
           |    |    +-- UnknownCurrency
           |    |    +-- WeakPassword
+          |    |    +-- WeakPin              a device PIN too short, not all digits, or guessable
           |    |    +-- InvalidReason        an operator's decision without a usable reason
           |    |    +-- UrlRefused           a webhook URL that could reach inside (SSRF)
           |    |    +-- InvalidOverlap       a secret rotation's overlap out of bounds
@@ -105,6 +106,10 @@ class UnknownCurrency(InvalidInput):
 
 class WeakPassword(InvalidInput):
     code = "weak_password"
+
+
+class WeakPin(InvalidInput):
+    code = "weak_pin"
 
 
 class NotFound(DomainError):

@@ -1,6 +1,6 @@
 """The authentication factors and the category each one proves.
 
-Categories after PSD2 RTS Art. 6-8 and DESIGN.md: knowledge (password, security answer),
+Categories after PSD2 RTS Art. 6-8 and DESIGN.md: knowledge (password, device PIN, security answer),
 possession (a bound device key, a passkey, a TOTP app, an email or SMS code, a recovery code),
 inherence (biometric user verification performed on the device; the server never receives
 biometric data). Strong authentication means two different categories (RTS Art. 4(1)).
@@ -30,6 +30,9 @@ class Factor(StrEnum):
     BOUND_DEVICE_APPROVAL = "bound_device_approval"
     # A code over the transaction (RFC 6287) from a device without a secure key store.
     OCRA = "ocra"
+    # A PIN bound to one device, checked by the server with that device's DPoP proof: the
+    # knowledge half of a device key held in software (``domain.pins``).
+    PIN = "pin"
 
 
 K, P, INH = FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION, FactorCategory.INHERENCE
@@ -47,6 +50,7 @@ CATEGORIES: dict[Factor, frozenset[FactorCategory]] = {
     Factor.RECOVERY_CODE: frozenset({P}),
     Factor.BOUND_DEVICE_APPROVAL: frozenset({P}),
     Factor.OCRA: frozenset({P}),
+    Factor.PIN: frozenset({K}),
 }
 
 # SMS is a restricted channel (NIST 800-63B §5.1.3.3): by default it never stands alone as the

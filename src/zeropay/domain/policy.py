@@ -4,6 +4,11 @@ The policy is data (a TOML file, ``zeropay/policies/default.toml``, replaced wit
 ``ZEROPAY_AUTH_POLICY``); this module parses and checks it, and plans the ways one user can pass a
 point given the factors that user holds. A *path* is an ordered list of factors: the flow asks
 them in that order and never lets the client skip one.
+
+Device classes (``domain.device_classes``) narrow the paths: a point's ``classes`` table lists,
+per class, the paths of that point a device of the class may take (a class it does not name may
+take them all), and no class is ever offered a path with a factor it cannot present (a passkey
+without a platform authenticator). ``class_table`` is what README.md's fallback table shows.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from zeropay.domain import bounds
+from zeropay.domain.device_classes import CANNOT_PRESENT, STRONGEST_FIRST, DeviceClass
 from zeropay.domain.errors import ConfigurationError
 from zeropay.domain.factors import CATEGORIES, RESTRICTED, Factor, FactorCategory, is_strong
 from zeropay.domain.onboarding import OnboardingPolicy, parse_onboarding
+from zeropay.domain.pins import PIN_DIGITS_MIN_DEFAULT, PIN_DIGITS_MIN_FLOOR
 from zeropay.domain.recovery import RecoveryPolicy, parse_recovery
 
 
@@ -48,6 +56,18 @@ class PointPolicy:
     waived_when_unavailable: frozenset[Factor] = frozenset()
     ttl_s: int = 600
     attempts_max: int = 5  # PSD2 RTS Art. 4(3)(b)
+    # The paths each named device class may take, a subset of ``paths``; a class not named here
+    # may take every path (less what it cannot present).
+    classes: Mapping[DeviceClass, tuple[Path, ...]] = field(default_factory=dict)
+
+    def paths_for(self, device_class: DeviceClass | None) -> tuple[Path, ...]:
+        """The paths open to a device of ``device_class``; None (a device that is not bound,
+        whose class nobody has stated) may take every path."""
+        if device_class is None:
+            return self.paths
+        cannot = CANNOT_PRESENT[device_class]
+        allowed = self.classes.get(device_class, self.paths)
+        return tuple(p for p in allowed if not cannot & set(p))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +87,7 @@ class AuthPolicy:
     approval_requests_max: int = 3  # per user and hour, against push bombing
     login_attempts_per_ip_max: int = 60  # per minute, shared by all processes
     login_attempts_per_account_max: int = 20  # per minute
+    pin_digits_min: int = PIN_DIGITS_MIN_DEFAULT  # device PINs (domain.pins)
     # Skip-and-return onboarding: reminders and when a skipped step becomes required.
     onboarding: OnboardingPolicy = field(default_factory=OnboardingPolicy)
     # After a recovery: the cooling-off period and its payment ceiling; the alerts' links.
@@ -77,18 +98,22 @@ class AuthPolicy:
 
 
 def plan_paths(
-    policy: AuthPolicy, point: AccessPoint, available: frozenset[Factor]
+    policy: AuthPolicy,
+    point: AccessPoint,
+    available: frozenset[Factor],
+    device_class: DeviceClass | None = None,
 ) -> tuple[Path, ...]:
-    """The paths this user can take: waivable factors the user lacks are dropped, paths needing
-    any other factor the user lacks are left out, and -- unless the policy allows it -- a path
-    whose only possession proof is SMS is offered only to users who hold another second factor."""
+    """The paths this user can take from a device of ``device_class``: only the paths the class
+    may take; waivable factors the user lacks are dropped, paths needing any other factor the
+    user lacks are left out, and -- unless the policy allows it -- a path whose only possession
+    proof is SMS is offered only to users who hold another second factor."""
     rule = policy.point(point)
     # Email is a confirmation channel, not an out-of-band authenticator (NIST 800-63B), so it
     # does not count as the user's "other" second factor.
     second = {f for f in available if CATEGORIES[f] - {FactorCategory.KNOWLEDGE}}
     sms_may_stand = policy.sms_alone_allowed or bool(second - RESTRICTED - {Factor.EMAIL_OTP})
     out: list[Path] = []
-    for path in rule.paths:
+    for path in rule.paths_for(device_class):
         kept = tuple(f for f in path if f in available or f not in rule.waived_when_unavailable)
         if not kept or any(f not in available for f in kept):
             continue
@@ -98,6 +123,15 @@ def plan_paths(
         if kept not in out:
             out.append(kept)
     return tuple(out)
+
+
+def class_table(policy: AuthPolicy) -> dict[AccessPoint, dict[DeviceClass, tuple[Path, ...]]]:
+    """Every access point, every device class: the paths the policy opens to it (before what
+    one user holds narrows them further). README.md's fallback table is this table."""
+    return {
+        point: {c: policy.point(point).paths_for(c) for c in STRONGEST_FIRST}
+        for point in AccessPoint
+    }
 
 
 # Possession a thief of a password (or of a mailbox) does not hold: when the risk engine's own
@@ -151,10 +185,18 @@ _TOP = {
     "approval_requests_max",
     "login_attempts_per_ip_max",
     "login_attempts_per_account_max",
+    "pin_digits_min",
     "onboarding",
     "recovery",
 }
-_POINT = {"paths", "waived_when_unavailable", "ttl_s", "attempts_max", "single_factor_allowed"}
+_POINT = {
+    "paths",
+    "waived_when_unavailable",
+    "ttl_s",
+    "attempts_max",
+    "single_factor_allowed",
+    "classes",
+}
 
 
 def _int(data: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -209,7 +251,76 @@ def _point(name: AccessPoint, data: object) -> PointPolicy:
         waived_when_unavailable=waived,
         ttl_s=_int(data, "ttl_s", 600, 60, 3600),
         attempts_max=_int(data, "attempts_max", 5, 1, 5),
+        classes=_classes(name, data.get("classes", {}), paths),
     )
+
+
+def _classes(
+    name: AccessPoint, raw: object, paths: tuple[Path, ...]
+) -> dict[DeviceClass, tuple[Path, ...]]:
+    """``points.NAME.classes``: per device class, the point's paths that class may take."""
+    where = f"points.{name}.classes"
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"policy: {where} must be a table of device classes")
+    out: dict[DeviceClass, tuple[Path, ...]] = {}
+    for key, listed in raw.items():
+        try:
+            device_class = DeviceClass(key)
+        except ValueError:
+            raise ConfigurationError(
+                f"policy: {where} names an unknown device class {key!r} "
+                f"(known: {[c.value for c in STRONGEST_FIRST]})"
+            ) from None
+        if not isinstance(listed, list):
+            raise ConfigurationError(f"policy: {where}.{key} must be a list of paths")
+        chosen = tuple(_factors(p, f"{where}.{key}[{i}]") for i, p in enumerate(listed))
+        for i, path in enumerate(chosen):
+            # A class narrows: it never adds a path the point does not have.
+            if path not in paths:
+                raise ConfigurationError(
+                    f"policy: {where}.{key}[{i}] {[f.value for f in path]} is not one of "
+                    f"points.{name}.paths"
+                )
+            if cannot := CANNOT_PRESENT[device_class] & set(path):
+                raise ConfigurationError(
+                    f"policy: {where}.{key}[{i}] asks for {sorted(f.value for f in cannot)}, "
+                    f"which a {key} device cannot present"
+                )
+        out[device_class] = chosen
+    return out
+
+
+def _possession(path: Path) -> set[Factor]:
+    return {f for f in path if FactorCategory.POSSESSION in CATEGORIES[f]}
+
+
+def _check_classes(points: Mapping[AccessPoint, PointPolicy], *, sms_alone: bool) -> None:
+    """What no device class may be given, however the file is written."""
+    for point, rule in points.items():
+        # Registration decides what the device is made into (a passkey or a PIN), so its
+        # classes differ rather than nest; everywhere else a weaker class gets no more.
+        if point not in (AccessPoint.DEVICE_REGISTRATION, AccessPoint.SIGNUP):
+            for stronger, weaker in zip(STRONGEST_FIRST, STRONGEST_FIRST[1:], strict=False):
+                if extra := set(rule.paths_for(weaker)) - set(rule.paths_for(stronger)):
+                    raise ConfigurationError(
+                        f"policy: points.{point}.classes gives {weaker} "
+                        f"{sorted([f.value for f in p] for p in extra)}, which {stronger} "
+                        "does not get: a weaker device class never gets more"
+                    )
+        if sms_alone:
+            continue
+        for device_class in STRONGEST_FIRST:
+            open_paths = rule.paths_for(device_class)
+            # NIST 800-63B §5.1.3.3: SMS is a restricted channel. Unless the policy allows it,
+            # it is never the only second factor a class of device can pass a point with
+            # (email does not count as the other one: it is a confirmation channel).
+            sms_only = any(_possession(p) and _possession(p) <= RESTRICTED for p in open_paths)
+            other = any(_possession(p) - RESTRICTED - {Factor.EMAIL_OTP} for p in open_paths)
+            if sms_only and not other:
+                raise ConfigurationError(
+                    f"policy: points.{point} leaves a {device_class} device only SMS as its "
+                    "second factor (set sms_alone_allowed to allow it)"
+                )
 
 
 def parse_policy(data: Mapping[str, Any]) -> AuthPolicy:
@@ -244,6 +355,7 @@ def parse_policy(data: Mapping[str, Any]) -> AuthPolicy:
     sms_alone = data.get("sms_alone_allowed", False)
     if not isinstance(require_dpop, bool) or not isinstance(sms_alone, bool):
         raise ConfigurationError("policy: require_dpop and sms_alone_allowed are true or false")
+    _check_classes(points, sms_alone=sms_alone)
     return AuthPolicy(
         version=version,
         points=points,
@@ -259,6 +371,13 @@ def parse_policy(data: Mapping[str, Any]) -> AuthPolicy:
         approval_requests_max=_int(data, "approval_requests_max", 3, 1, 20),
         login_attempts_per_ip_max=_int(data, "login_attempts_per_ip_max", 60, 1, 100_000),
         login_attempts_per_account_max=_int(data, "login_attempts_per_account_max", 20, 1, 1000),
+        pin_digits_min=_int(
+            data,
+            "pin_digits_min",
+            PIN_DIGITS_MIN_DEFAULT,
+            PIN_DIGITS_MIN_FLOOR,
+            bounds.PIN_LENGTH_MAX,
+        ),
         onboarding=parse_onboarding(data.get("onboarding")),
         recovery=parse_recovery(data.get("recovery")),
     )

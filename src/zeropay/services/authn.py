@@ -26,6 +26,7 @@ from zeropay.domain.authenticators import (
     Device,
     parse_label,
 )
+from zeropay.domain.device_classes import DeviceClass, parse_device_class, registered_as
 from zeropay.domain.dynamic_linking import (
     NONCE_BYTES,
     binding_of,
@@ -87,6 +88,7 @@ from zeropay.services.factor_checks import (
     TransactionMismatch,
     code_hash,
 )
+from zeropay.services.fallbacks import DEVICE_CLASS, bind_pin, device_class, holds_pin
 from zeropay.services.ports import StoredFlow
 
 SESSION_TOKEN_BYTES = 32  # 256 bits; OWASP ASVS asks for at least 128
@@ -167,6 +169,10 @@ def available_factors(
         out.add(Factor.PASSKEY)
     if this_device is not None:
         out.add(Factor.DEVICE_KEY)
+    # A device PIN counts only from its own device; registering a device without a platform
+    # authenticator sets its PIN (services.fallbacks).
+    if point is AccessPoint.DEVICE_REGISTRATION or holds_pin(uow, user_id, this_device):
+        out.add(Factor.PIN)
     if any(d is not this_device for d in devices):
         out.add(Factor.BOUND_DEVICE_APPROVAL)
     if uow.authenticators.security_answers(user_id):
@@ -176,8 +182,16 @@ def available_factors(
     return frozenset(out)
 
 
-def _public_paths(ctx: AppContext, point: AccessPoint) -> tuple[tuple[Factor, ...], ...]:
-    return plan_paths(ctx.policy, point, frozenset(Factor))
+def _public_paths(
+    ctx: AppContext, uow: UnitOfWork, point: AccessPoint, binding: Mapping[str, str]
+) -> tuple[tuple[Factor, ...], ...]:
+    return plan_paths(ctx.policy, point, frozenset(Factor), _class_of(uow, binding))
+
+
+def _class_of(uow: UnitOfWork, binding: Mapping[str, str]) -> DeviceClass | None:
+    """The class of the device the flow is bound to: it narrows the paths (README: Older
+    phones)."""
+    return device_class(uow, binding, binding.get("jkt"))
 
 
 def _narrowed(
@@ -187,7 +201,8 @@ def _narrowed(
     if not flow.binding.get(ADDRESSED) or flow.done or flow.user_id is None:
         return flow
     available = available_factors(uow, flow.user_id, requester, point=flow.point)
-    keep = tuple(p for p in plan_paths(ctx.policy, flow.point, available) if p[0] is factor)
+    planned = plan_paths(ctx.policy, flow.point, available, _class_of(uow, flow.binding))
+    keep = tuple(p for p in planned if p[0] is factor)
     if not keep:
         raise Forbidden("no way to pass this step with the factors enrolled", reason="no_path")
     return transition(flow, Narrowed(keep), ctx.now())
@@ -254,12 +269,13 @@ def start(
             raise Conflict("this device key is already bound", reason="device_bound")
         if session is not None:
             available = available_factors(uow, session.user_id, requester, point=access)
-            paths = plan_paths(ctx.policy, access, available)
+            paths = plan_paths(ctx.policy, access, available, _class_of(uow, binding))
         elif index is not None:
-            paths = _public_paths(ctx, access)
+            paths = _public_paths(ctx, uow, access, binding)
             binding[ADDRESSED] = index.hex()[:32]  # the address, keyed: for its code limit
         else:
-            paths = tuple(p for p in ctx.policy.point(access).paths if p == (Factor.PASSKEY,))
+            opened = ctx.policy.point(access).paths_for(_class_of(uow, binding))
+            paths = tuple(p for p in opened if p == (Factor.PASSKEY,))
         if not paths:
             raise Forbidden("no way to pass this step with the factors enrolled", reason="no_path")
         flow = start_flow(
@@ -357,7 +373,13 @@ def _parse_device(device: Mapping[str, object] | None, requester: Requester) -> 
     platform = parse_label(device.get("platform"), field="device.platform")[
         : bounds.PLATFORM_LENGTH_MAX
     ]
-    return {"jkt": proof.jkt, "jwk": proof.jwk_json(), "device_name": name, "platform": platform}
+    return {
+        "jkt": proof.jkt,
+        "jwk": proof.jwk_json(),
+        "device_name": name,
+        "platform": platform,
+        DEVICE_CLASS: parse_device_class(device.get("device_class")).value,
+    }
 
 
 # ---- loading and checking a flow ----------------------------------------------------------------
@@ -818,7 +840,7 @@ def _pass(
     flow = current.flow
     if checked.user_id is not None and flow.user_id is None:
         available = available_factors(uow, checked.user_id, requester, point=flow.point)
-        paths = plan_paths(ctx.policy, flow.point, available)
+        paths = plan_paths(ctx.policy, flow.point, available, _class_of(uow, flow.binding))
         flow = transition(flow, Identified(checked.user_id, paths), now)
     flow = _narrowed(ctx, uow, flow, factor, requester)
     flow, blocked = _risk_of_first_factor(ctx, uow, flow, factor, requester)
@@ -829,7 +851,7 @@ def _pass(
         return Outcome(stored=failed, blocked=blocked)
     # Transition again under the row lock: of two racing answers to one step, one wins.
     flow = transition(flow, FactorPassed(factor), now)
-    binding = dict(flow.binding)
+    binding = {**flow.binding, **checked.binding}
     if checked.new_passkey is not None:
         made = checked.new_passkey
         binding["passkey_credential_id"] = _b64(made.credential_id)
@@ -931,8 +953,9 @@ def _finish(ctx: AppContext, uow: UnitOfWork, stored: StoredFlow, requester: Req
 
 
 def _bind_device(ctx: AppContext, uow: UnitOfWork, flow: Flow) -> Device:
-    """The device registration's last step: bind the key, keep the passkey made on the device,
-    start the reduced-limits period and tell every other device."""
+    """The device registration's last step: bind the key, keep the passkey made on the device
+    (or the PIN set for it, on a device without a platform authenticator), start the
+    reduced-limits period and tell every other device."""
     user_id = flow.user_id
     assert user_id is not None
     now = ctx.now()
@@ -950,23 +973,16 @@ def _bind_device(ctx: AppContext, uow: UnitOfWork, flow: Flow) -> Device:
         created_at=now,
         last_seen_at=now,
         reduced_until=now + timedelta(seconds=ctx.policy.new_device_reduced_s),
+        device_class=registered_as(
+            DeviceClass(b.get(DEVICE_CLASS, DeviceClass.PLATFORM)),
+            made_passkey="passkey_credential_id" in b,
+        ),
     )
     others = uow.devices.of_user(user_id)
     uow.devices.add(device)
-    passkey = Authenticator(
-        id=ctx.new_id("auth"),
-        user_id=user_id,
-        kind=AuthenticatorKind.PASSKEY,
-        label=f"Passkey on {device.name}",
-        status="active",
-        created_at=now,
-        credential_id=base64.urlsafe_b64decode(b["passkey_credential_id"]),
-        public_key=base64.urlsafe_b64decode(b["passkey_public_key"]),
-        sign_count=int(b["passkey_sign_count"]),
-        device_id=device.id,
-    )
-    if not uow.authenticators.add(passkey):
-        raise Conflict("this passkey is already registered", reason="passkey_taken")
+    pin = bind_pin(ctx, uow, b, device)
+    passkey = _keep_passkey(ctx, uow, b, device) if "passkey_credential_id" in b else None
+    invariant((pin is None) != (passkey is None), "a device registers with a passkey or a PIN")
     audit.record(
         ctx,
         uow,
@@ -974,7 +990,9 @@ def _bind_device(ctx: AppContext, uow: UnitOfWork, flow: Flow) -> Device:
         actor=user_id,
         subject=device.id,
         platform=device.platform,
-        passkey=passkey.id,
+        device_class=device.device_class.value,
+        passkey=passkey,
+        pin=pin,
     )
     notices.alert(
         ctx,
@@ -990,6 +1008,25 @@ def _bind_device(ctx: AppContext, uow: UnitOfWork, flow: Flow) -> Device:
     )
     onboarding.record_enrollment(ctx, uow, user_id)  # the device and its passkey
     return device
+
+
+def _keep_passkey(ctx: AppContext, uow: UnitOfWork, b: Mapping[str, str], device: Device) -> str:
+    """The passkey a registration made on its device, kept as the device's. Its id."""
+    passkey = Authenticator(
+        id=ctx.new_id("auth"),
+        user_id=device.user_id,
+        kind=AuthenticatorKind.PASSKEY,
+        label=f"Passkey on {device.name}",
+        status="active",
+        created_at=ctx.now(),
+        credential_id=base64.urlsafe_b64decode(b["passkey_credential_id"]),
+        public_key=base64.urlsafe_b64decode(b["passkey_public_key"]),
+        sign_count=int(b["passkey_sign_count"]),
+        device_id=device.id,
+    )
+    if not uow.authenticators.add(passkey):
+        raise Conflict("this passkey is already registered", reason="passkey_taken")
+    return passkey.id
 
 
 def flow_json(

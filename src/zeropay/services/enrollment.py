@@ -625,5 +625,6 @@ def device_json(d: Device, *, current_device_id: str | None = None) -> dict[str,
         "first_seen_at": d.created_at.isoformat(),
         "last_seen_at": d.last_seen_at.isoformat(),
         "reduced_until": d.reduced_until.isoformat() if d.reduced_until else None,
+        "device_class": d.device_class.value,
         "current": d.id == current_device_id,
     }

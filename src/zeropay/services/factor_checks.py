@@ -12,7 +12,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from zeropay.domain import bounds
@@ -33,8 +33,9 @@ from zeropay.domain.factors import Factor
 from zeropay.domain.flows import ADDRESSED
 from zeropay.domain.ocra import parse_payment_suite
 from zeropay.domain.ocra import verify as verify_ocra
+from zeropay.domain.pins import is_pin_shaped
 from zeropay.domain.policy import AccessPoint
-from zeropay.services import audit, lockouts, ocra_codes, passkeys, questions, totp
+from zeropay.services import audit, fallbacks, lockouts, ocra_codes, passkeys, questions, totp
 from zeropay.services.context import AppContext, RelyingParty, UnitOfWork
 from zeropay.services.device_keys import VerifiedProof, verify_transaction_signature
 from zeropay.services.ports import StoredFlow
@@ -69,6 +70,7 @@ class Checked:
     passkey_id: str | None = None
     sign_count: int | None = None
     new_passkey: passkeys.NewPasskey | None = None
+    binding: Mapping[str, str] = field(default_factory=dict)  # added to the flow's binding
 
 
 def check(
@@ -81,6 +83,10 @@ def check(
     flow = stored.flow
     if factor is Factor.PASSKEY:
         return _check_passkey(ctx, stored, payload, requester)
+    if factor is Factor.PIN and flow.point is AccessPoint.DEVICE_REGISTRATION:
+        # Registering a device without a platform authenticator sets its PIN, as registering
+        # one with it makes its passkey: nothing to check yet.
+        return Checked(binding=fallbacks.set_for_registration(ctx, flow, payload.get("pin")))
     user_id = flow.user_id
     if user_id is None:
         ctx.hasher.burn(str(payload.get("password", "")))  # as slow as a real check
@@ -293,6 +299,27 @@ def _check_device_key(
         raise TransactionMismatch(FAILED)
 
 
+def _check_pin(
+    ctx: AppContext,
+    stored: StoredFlow,
+    user_id: str,
+    payload: Mapping[str, object],
+    requester: Requester,
+) -> None:
+    """The PIN of the device this request's DPoP proof comes from: a PIN counts only on the
+    device it was set on, so a copy of a software device key still lacks it, and a PIN seen
+    over a shoulder is worth nothing without the device."""
+    pin = payload.get("pin")
+    proof = requester.proof
+    device = ctx.read(lambda uow: uow.devices.by_jkt(proof.jkt)) if proof else None
+    held = ctx.read(lambda uow: fallbacks.pin_of_device(uow, user_id, device)) if device else None
+    if held is None or not is_pin_shaped(pin):
+        ctx.hasher.burn(pin if isinstance(pin, str) else "")  # as slow as a real check
+        raise AuthenticationFailed(FAILED)
+    assert isinstance(pin, str)
+    ctx.hasher.verify(fallbacks.pin_hash(ctx, held), pin)
+
+
 def _signed_data(raw: object) -> bytes | None:
     """What the client says its device signed (optional; base64url of the canonical bytes)."""
     if raw is None:
@@ -315,6 +342,7 @@ _CHECKS = {
     Factor.RECOVERY_CODE: _check_recovery_code,
     Factor.BOUND_DEVICE_APPROVAL: _check_approval,
     Factor.DEVICE_KEY: _check_device_key,
+    Factor.PIN: _check_pin,
 }
 
 
@@ -385,7 +413,10 @@ def earlier_challenges(binding: Mapping[str, str]) -> list[bytes]:
     ]
 
 
-_FROM_BOUND_DEVICE = frozenset({AccessPoint.LOGIN, AccessPoint.PAYMENT_CONFIRMATION})
+# "Passkey with user verification on a bound device": a recovery's passkey step too.
+_FROM_BOUND_DEVICE = frozenset(
+    {AccessPoint.LOGIN, AccessPoint.PAYMENT_CONFIRMATION, AccessPoint.RECOVERY}
+)
 
 
 def _refuse_other_transaction(

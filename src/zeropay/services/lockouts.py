@@ -95,6 +95,7 @@ _FACTOR_NAMES = {
     "passkey": "passkey",
     "security_question": "security answers",
     "recovery_code": "recovery codes",
+    "pin": "device PIN",
 }
 
 

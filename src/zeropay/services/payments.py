@@ -50,6 +50,7 @@ from zeropay.domain.sessions import Session
 from zeropay.services import audit, onboarding, sca
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.factor_checks import Requester
+from zeropay.services.fallbacks import device_class
 from zeropay.services.idempotency import Hook
 from zeropay.services.ports import PaymentEventRecord, ScaDecisionRecord, StoredFlow
 from zeropay.services.risk import PaymentCheck, Verdict
@@ -346,7 +347,9 @@ def _start_confirmation(
     now = ctx.now()
     point = AccessPoint.PAYMENT_CONFIRMATION
     available = available_factors(uow, payer_id, requester, point=point)
-    paths = plan_paths(ctx.policy, point, available)
+    # The paying device's class narrows the paths (README: Older phones).
+    jkt = requester.proof.jkt if requester.proof is not None else None
+    paths = plan_paths(ctx.policy, point, available, device_class(uow, {}, jkt))
     if asked:
         paths = risk_paths(paths, (), asked, available)
     if not paths:

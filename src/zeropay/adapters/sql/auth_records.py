@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from zeropay.adapters.sql import tables as t
 from zeropay.adapters.sql.repositories import _aware, _is_unique_violation, _Repo, aware
 from zeropay.domain.authenticators import Authenticator, AuthenticatorKind, Device
+from zeropay.domain.device_classes import DeviceClass
 from zeropay.domain.factors import Factor
 from zeropay.domain.flows import Flow, FlowState
 from zeropay.domain.policy import AccessPoint
@@ -190,6 +191,7 @@ def _device(row: Row) -> Device:
         last_seen_at=_aware(row.last_seen_at),
         reduced_until=aware(row.reduced_until),
         removed_at=aware(row.removed_at),
+        device_class=DeviceClass(row.device_class),
     )
 
 
@@ -208,6 +210,7 @@ class DeviceRepository(_Repo):
                 last_seen_at=device.last_seen_at,
                 reduced_until=device.reduced_until,
                 removed_at=None,
+                device_class=device.device_class.value,
             )
         )
 
@@ -332,6 +335,7 @@ class AuthenticatorRepository(_Repo):
         sign_count: int = 0,
         last_step: int | None = None,
         label: str | None = None,
+        device_id: str | None = None,
     ) -> bool:
         """Pending to active, once: the confirmation that wins a race is the only one."""
         x = t.authenticators.c
@@ -344,6 +348,8 @@ class AuthenticatorRepository(_Repo):
         }
         if label is not None:
             values["label"] = label
+        if device_id is not None:
+            values["device_id"] = device_id  # a device PIN set before its device was bound
         if credential_id is not None:
             values.update(credential_id=credential_id, public_key=public_key, sign_count=sign_count)
         try:

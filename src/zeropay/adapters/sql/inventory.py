@@ -206,6 +206,7 @@ INVENTORY: tuple[Personal, ...] = (
             "last_seen_at": "last seen at",
             "reduced_until": "reduced limits until",
             "removed_at": "removed at",
+            "device_class": "device class (what it keeps its keys in)",
         },
     ),
     *_group(
@@ -219,7 +220,7 @@ INVENTORY: tuple[Personal, ...] = (
             "kind": "kind",
             "label": "label",
             "status": "status",
-            "secret_ciphertext": "TOTP/OCRA seed or phone number",
+            "secret_ciphertext": "TOTP/OCRA seed, phone number or device PIN (hashed)",
             "credential_id": "passkey credential id",
             "public_key": "passkey public key",
             "sign_count": "signature counter",

@@ -334,8 +334,11 @@ devices = Table(
     Column("last_seen_at", TS, nullable=False),
     Column("reduced_until", TS),  # a new device's reduced limits end here
     Column("removed_at", TS),
+    # What it said it keeps its keys in (domain.device_classes); it only narrows its paths.
+    Column("device_class", String(16), nullable=False, server_default="platform"),
     CheckConstraint("status IN ('active', 'removed')", name="status"),
     CheckConstraint("(status = 'removed') = (removed_at IS NOT NULL)", name="removed_when_removed"),
+    CheckConstraint("device_class IN ('platform', 'key_store', 'software')", name="device_class"),
 )
 
 authenticators = Table(
@@ -346,7 +349,8 @@ authenticators = Table(
     Column("kind", String(32), nullable=False),
     Column("label", String(bounds.LABEL_LENGTH_MAX), nullable=False),
     Column("status", String(16), nullable=False),
-    # TOTP seed or phone number, encrypted under the KeyRing and bound to this row.
+    # TOTP or OCRA seed, phone number or a device PIN's argon2id hash, encrypted under the
+    # KeyRing and bound to this row.
     Column("secret_ciphertext", LargeBinary),
     # WebAuthn: credential id (unique across users), COSE public key, signature counter.
     Column("credential_id", LargeBinary(bounds.CREDENTIAL_ID_BYTES_MAX), unique=True),
@@ -363,7 +367,7 @@ authenticators = Table(
     Column("created_at", TS, nullable=False),
     Column("last_used_at", TS),
     Column("removed_at", TS),
-    CheckConstraint("kind IN ('totp', 'passkey', 'sms_otp', 'ocra')", name="kind"),
+    CheckConstraint("kind IN ('totp', 'passkey', 'sms_otp', 'ocra', 'pin')", name="kind"),
     CheckConstraint("status IN ('pending', 'active', 'removed')", name="status"),
     CheckConstraint("sign_count >= 0 AND clone_signals >= 0", name="counts"),
 )
