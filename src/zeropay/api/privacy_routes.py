@@ -1,20 +1,22 @@
 """HTTP routes of the privacy center: what we hold about me and why (``GET /v1/me/privacy``),
-all of it as a JSON archive (``GET /v1/me/export``, GDPR Art. 15 and 20), and erasing my account
-(``DELETE /v1/me``, Art. 17). Secrets are named, never shown."""
+all of it as a JSON archive (``GET /v1/me/export``, GDPR Art. 15 and 20), erasing my account
+(``DELETE /v1/me``, Art. 17), and which signals the risk engine may use about me
+(``GET``/``PUT /v1/me/consents``). Secrets are named, never shown."""
 
 from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from zeropay.api.deps import Ctx, CurrentSession
 from zeropay.api.render import ts
 from zeropay.domain import bounds
-from zeropay.services import privacy
+from zeropay.domain.consents import SIGNAL_GROUPS
+from zeropay.services import consents, privacy
 from zeropay.services.ports import HIDDEN, HeldRows, InventoriedField
 
 router = APIRouter()
@@ -39,7 +41,12 @@ def my_privacy(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
             elif values:
                 entry["held"]["shown"] = HIDDEN
             fields.append(entry)
-    return {"user_id": held.user_id, "at": ts(held.at), "fields": fields}
+    return {
+        "user_id": held.user_id,
+        "at": ts(held.at),
+        "fields": fields,
+        "consents": _consents(consents.mine(ctx, session)),
+    }
 
 
 @router.get("/v1/me/export", tags=["payer"])
@@ -52,6 +59,7 @@ def my_export(ctx: Ctx, session: CurrentSession) -> JSONResponse:
         "exported_at": ts(held.at),
         "inventory": [_field(f) for t in held.tables for f in t.fields],
         "data": {t.table: _rows(t) for t in held.tables},
+        "consents": _consents(consents.mine(ctx, session)),
     }
     name = f"zeropay-export-{held.user_id}.json"
     return JSONResponse(body, headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -77,6 +85,47 @@ def erase_me(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
             }
             for k in done.kept
         ],
+    }
+
+
+@router.get("/v1/me/consents", tags=["payer"])
+def my_consents(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
+    """Which signal groups the risk engine may use about me, what each holds, and the security
+    signals it always uses."""
+    return _consents(consents.mine(ctx, session))
+
+
+@router.put("/v1/me/consents", tags=["payer"])
+def change_my_consents(
+    ctx: Ctx,
+    session: CurrentSession,
+    body: Annotated[
+        Any,
+        Body(
+            description="One or both groups, true (use) or false (withhold)",
+            examples=[{"location": False, "behaviour": True}],
+        ),
+    ],
+) -> dict[str, Any]:
+    """Give or withhold ``location`` and ``behaviour``. Withholding needs a strong sign-in in the
+    last ``recent_auth_s`` (403 ``recent_auth_required``); a body that is not groups to true or
+    false is refused with 422 ``consents_invalid`` and a ``reason``."""
+    return _consents(consents.change(ctx, session, body))
+
+
+def _consents(made: consents.ConsentsView) -> dict[str, Any]:
+    return {
+        "user_id": made.user_id,
+        "consents": {
+            group.value: {
+                "given": c.given,
+                "changed_at": ts(c.changed_at) if c.changed_at is not None else None,
+                "signals": sorted(SIGNAL_GROUPS[group]),
+            }
+            for group, c in made.consents.items()
+        },
+        # Never withheld: they protect the account and profile nobody.
+        "always_used": sorted(SIGNAL_GROUPS[None]),
     }
 
 

@@ -183,6 +183,9 @@ def _erase(
         ctx, uow, "user.instruments_removed", actor=actor, subject=user_id, instruments=removed
     )
     _revoke_factors(ctx, uow, user_id, now, actor=actor)
+    # The user's consents to the risk engine's signals go with the account (their history stays
+    # in the audit log, sealed under the user's key that erasure destroys).
+    uow.consents.remove_all(user_id)
     kept = RetainedIdentity(
         user_id=user_id,
         email_ciphertext=scrubbed.retained_email,

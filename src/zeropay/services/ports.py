@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from zeropay.domain.audit import AuditRecord
 from zeropay.domain.authenticators import Authenticator, Device
+from zeropay.domain.consents import Consent, SignalGroup
 from zeropay.domain.exemptions import Counters
 from zeropay.domain.flows import Flow
 from zeropay.domain.fraud import ClosedPeriod, FraudReport, PeriodKind, Totals
@@ -496,6 +497,14 @@ class HeldForReview:
     decision: StoredAssessment | None
 
 
+class ConsentStore(Protocol):
+    """A user's choices per signal group of the risk engine (no row: given)."""
+
+    def of_user(self, user_id: str, *, lock: bool = False) -> dict[SignalGroup, Consent]: ...
+    def save(self, user_id: str, consent: Consent) -> None: ...
+    def remove_all(self, user_id: str) -> int: ...
+
+
 class OperatorStore(Protocol):
     def roles_of(self, user_id: str) -> frozenset[Role]: ...
     def grant(self, user_id: str, role: Role, *, granted_by: str, now: datetime) -> bool:
@@ -757,6 +766,8 @@ class UnitOfWork(Protocol):
     def replay(self) -> ReplayStore: ...
     @property
     def risk(self) -> RiskStore: ...
+    @property
+    def consents(self) -> ConsentStore: ...
     @property
     def operators(self) -> OperatorStore: ...
     @property

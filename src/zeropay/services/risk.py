@@ -8,6 +8,10 @@ learned at once (velocity, failures, who was seen where). What the engine learns
 the flow that asks for its factors passes or fails (``settle``). A review or a block grants
 nothing. Every decision is stored with its event (as a replay line), score, reasons, factors
 and the version of the rules.
+
+The user's consents (``domain.consents``) are read with the records: an event of a user who
+withholds a signal group is decided, learned and stored with it withheld, so a withheld
+location is never stored with the decision nor learned in the user's record.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from zeropay.domain.consents import withheld
 from zeropay.domain.errors import NotFound, RiskBlocked
 from zeropay.domain.factors import Factor
 from zeropay.domain.payments import PaymentStatus
@@ -28,7 +33,13 @@ from zeropay.domain.risk.engine import (
     learn_attempt,
     learn_outcome,
 )
-from zeropay.domain.risk.events import EventType, RiskEvent, event_as_input, parse_event
+from zeropay.domain.risk.events import (
+    EventType,
+    RiskEvent,
+    event_as_input,
+    parse_event,
+    withholding,
+)
 from zeropay.domain.risk.state import (
     RiskView,
     UserRisk,
@@ -155,6 +166,7 @@ def assess(
     this transaction); otherwise it stays pending until ``settle``."""
     now = ctx.now()
     config = setup.config
+    event = _consented(uow, event)
     view = _locked_view(uow, event, now)
     decision = decide(event, view, config)
     learn_attempt(event, view=view, config=config)
@@ -167,6 +179,12 @@ def assess(
     _save(uow, event, view, now)
     record(ctx, uow, event, decision, ref=ref, state=state, now=now)
     return Assessed(event, decision)
+
+
+def _consented(uow: UnitOfWork, event: RiskEvent) -> RiskEvent:
+    """The event with the signal groups its user withholds now; a subject that is no account
+    (an address that names none) has made no choice."""
+    return withholding(event, withheld(uow.consents.of_user(event.user)))
 
 
 def record(
@@ -217,7 +235,8 @@ def settle(
     if stored is None or stored.state != Settled.PENDING:
         return
     now = ctx.now()
-    event = parse_event(stored.event)
+    # Withheld when decided, or since: a consent withdrawn while a challenge waited holds too.
+    event = _consented(uow, parse_event(stored.event))
     view = _locked_view(uow, event, now)
     learn_outcome(event, stored.decision, got_through=passed, view=view, config=setup.config)
     _save(uow, event, view, now)

@@ -355,6 +355,19 @@ INVENTORY: tuple[Personal, ...] = (
         },
     ),
     *_group(
+        t.consents,
+        _C,
+        "your choices of which signals the risk engine may use about you, so we honour them",
+        "the latest choice per group, kept while the account is; each change is also in the "
+        "audit log; erasure deletes these rows",
+        {
+            "user_id": "account id",
+            "signal_group": "signal group (location, behaviour)",
+            "given": "allowed",
+            "changed_at": "changed at",
+        },
+    ),
+    *_group(
         t.ledger_accounts,
         _L,
         "your wallet balance (pseudonymous: names only the account id)",

@@ -488,6 +488,18 @@ risk_assessments = Table(
     Index("ix_risk_assessments_ref", "ref"),
 )
 
+# A user's consents to the risk engine's signal groups (domain.consents): one row per user and
+# group once the user chose (no row: given), with when it last changed; every change is audited.
+consents = Table(
+    "consents",
+    metadata,
+    Column("user_id", String(ID), ForeignKey("users.id"), primary_key=True),
+    Column("signal_group", String(16), primary_key=True),
+    Column("given", Boolean, nullable=False),
+    Column("changed_at", TS, nullable=False),
+    CheckConstraint("signal_group IN ('location', 'behaviour')", name="signal_group"),
+)
+
 # Operators are accounts with roles: support reads, risk decides (least privilege).
 operator_roles = Table(
     "operator_roles",

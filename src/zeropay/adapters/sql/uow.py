@@ -13,6 +13,7 @@ from zeropay.adapters.sql.auth_records import (
     FlowRepository,
     ReplayRepository,
 )
+from zeropay.adapters.sql.consent_records import ConsentRepository
 from zeropay.adapters.sql.database import run_in_transaction
 from zeropay.adapters.sql.erasure_records import ErasureRepository
 from zeropay.adapters.sql.event_records import PaymentEventRepository
@@ -63,6 +64,7 @@ class SqlUnitOfWork:
         self.authenticators = AuthenticatorRepository(connection)
         self.replay = ReplayRepository(connection)
         self.risk = RiskRepository(connection)
+        self.consents = ConsentRepository(connection)
         self.payment_events = PaymentEventRepository(connection)
         self.operators = OperatorRepository(connection)
         self.webhooks = WebhookRepository(connection)
