@@ -405,3 +405,30 @@ def test_the_checkout_page_takes_a_small_payment_at_once_and_the_sixth_with_the_
     expect(decisions).to_contain_text("skipped: a small payment")
     expect(page.locator("#sca-standing")).to_contain_text("5 more small payment(s)")
     assert phone.csp_violations == []
+
+
+def test_the_account_page_switches_location_signals_off_and_on(server, phone):
+    page = phone.page
+    seen = _sign_up(server, phone)
+    _bind(server, phone, seen)  # a strong sign-in a moment ago: withholding is allowed
+    location = page.locator("#consent-location")
+    expect(location).to_be_checked()
+    expect(page.locator("#consent-behaviour")).to_be_checked()
+    location.uncheck()
+    page.click("#consents-form button[type=submit]")
+    expect(page.locator("#status")).to_have_text("Choices saved.")
+    expect(page.locator("#consent-location-changed")).to_contain_text("Changed")
+    page.reload()
+    expect(page.locator("#consent-location")).not_to_be_checked()
+    expect(page.locator("#consent-behaviour")).to_be_checked()
+    consents = page.evaluate("""async () => {
+        const { api } = await import("/static/zeropay.js");
+        return (await api("GET", "/v1/me/consents")).data.consents;
+    }""")
+    assert consents["location"]["given"] is False and consents["behaviour"]["given"] is True
+    page.locator("#consent-location").check()
+    page.click("#consents-form button[type=submit]")
+    expect(page.locator("#status")).to_have_text("Choices saved.")
+    page.reload()
+    expect(page.locator("#consent-location")).to_be_checked()
+    assert phone.csp_violations == []

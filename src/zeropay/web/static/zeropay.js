@@ -497,13 +497,15 @@ async function accountPage() {
     }
     throw error;
   }
-  const [factors, notices, risk, sca] = await Promise.all([
+  const [factors, notices, risk, sca, consents] = await Promise.all([
     api("GET", "/v1/me/factors"),
     api("GET", "/v1/me/notifications"),
     api("GET", "/v1/me/risk"),
     api("GET", "/v1/me/sca"),
+    api("GET", "/v1/me/consents"),
   ]);
   showConfirmations(sca.data);
+  showConsents(consents.data);
   const trustOf = new Map(risk.data.devices.map((d) => [d.id, d.trust]));
   const session = me.session;
   const current = factors.data.devices.find((d) => d.current);
@@ -572,6 +574,17 @@ function showConfirmations(sca) {
   if (!sca.decisions.length) item(list, "No payments yet.");
 }
 
+// The signal groups the risk engine may use: a switch each, with when it last changed.
+function showConsents(data) {
+  for (const [group, consent] of Object.entries(data.consents)) {
+    const box = byId(`consent-${group}`);
+    if (!box) continue;
+    box.checked = consent.given;
+    byId(`consent-${group}-changed`).textContent =
+      consent.changed_at ? `Changed ${when(consent.changed_at)}` : "";
+  }
+}
+
 // Flows on other devices that wait for this bound device to approve them (number matching).
 async function showApprovals() {
   const pending = (await api("GET", "/v1/me/approvals")).data.data;
@@ -615,6 +628,21 @@ async function showApprovals() {
 }
 
 function accountActions() {
+  onSubmit(byId("consents-form"), async () => {
+    const choices = {
+      location: byId("consent-location").checked,
+      behaviour: byId("consent-behaviour").checked,
+    };
+    try {
+      showConsents((await api("PUT", "/v1/me/consents", choices)).data);
+    } catch (error) {
+      // Put the switches back as the server has them, then say why (a fresh sign-in is needed
+      // to turn one off).
+      showConsents((await api("GET", "/v1/me/consents")).data);
+      throw error;
+    }
+    say("Choices saved.");
+  });
   byId("add-passkey").addEventListener("click", (event) => {
     busy(event.currentTarget, async () => {
       const started = (await api("POST", "/v1/me/factors/passkey")).data;
