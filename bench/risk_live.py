@@ -10,7 +10,7 @@ pin themselves to a CPU, a pin of ours could only put us in their queue.
 2. Events: ``risk simulate`` traffic (seed 1; 80 users x 30 days, ``--quick`` 40 x 7), each
    parsed with ``parse_event`` and given a fresh ``rsk_`` id. Their ``country``, ``lat`` and
    ``lon`` are dropped, as a live request carries none: GeoIP (the shipped database, as
-   ``live_event`` does) fills them inside the timed transaction. The first third warms the
+   ``assess`` does) fills them inside the timed transaction. The first third warms the
    database up (records exist and have history), untimed.
 3. Live decision, timed with ``perf_counter_ns`` around the whole ``ctx.run`` (BEGIN to COMMIT,
    what a request pays): GeoIP, lock the event's user, device, IP and payee records (insert
@@ -212,7 +212,7 @@ class LiveBench:
         fresh = sample.event._replace(id=ctx.new_id("rsk"))
 
         def work(uow: UnitOfWork) -> Assessed:
-            event = located(fresh, setup.locate)  # inside, as live_event runs in the request's
+            event = located(fresh, setup.locate)  # inside, as assess runs in the request's
             return assess(ctx, setup, uow, event, ref=None, allowed_passes=True)
 
         assessed: Assessed = self.live(lambda: ctx.run(work), keep=timed)

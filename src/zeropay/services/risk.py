@@ -97,9 +97,10 @@ def live_event(
     **fields: Any,
 ) -> RiskEvent:
     """An event from a live request: the time is now, the device is the DPoP key's thumbprint
-    (``device`` overrides it), the place comes from GeoIP."""
+    (``device`` overrides it). The place is left to ``assess``, which asks GeoIP only when the
+    user does not withhold their location."""
     proof = requester.proof
-    event = RiskEvent(
+    return RiskEvent(
         id=ctx.new_id("rsk"),
         at_s=ctx.now().timestamp(),
         type=kind,
@@ -109,7 +110,6 @@ def live_event(
         user_agent=requester.user_agent or None,
         **fields,
     )
-    return located(event, setup.locate)
 
 
 # ---- records ------------------------------------------------------------------------------------
@@ -166,7 +166,8 @@ def assess(
     this transaction); otherwise it stays pending until ``settle``."""
     now = ctx.now()
     config = setup.config
-    event = _consented(uow, event)
+    # The user's consents first: a withheld location is never even looked up.
+    event = located(_consented(uow, event), setup.locate)
     view = _locked_view(uow, event, now)
     decision = decide(event, view, config)
     learn_attempt(event, view=view, config=config)
