@@ -44,6 +44,7 @@ from zeropay.api.pages import SecurityHeaders
 from zeropay.api.pages import router as pages_router
 from zeropay.api.privacy_routes import router as privacy_router
 from zeropay.api.problems import problem, problem_body, render_error
+from zeropay.api.recovery_routes import router as recovery_router
 from zeropay.api.routes import router
 from zeropay.api.vault_routes import router as vault_router
 from zeropay.api.webhook_routes import router as webhook_router
@@ -278,6 +279,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(instrument_router)
     app.include_router(privacy_router)
     app.include_router(onboarding_router)
+    app.include_router(recovery_router)
     app.include_router(vault_router)
     app.include_router(webhook_router)
     app.include_router(pages_router)

@@ -24,7 +24,7 @@ from zeropay.api.deps import (
 )
 from zeropay.api.schemas import Strict
 from zeropay.domain import bounds
-from zeropay.services import authn, enrollment, questions, totp
+from zeropay.services import authn, enrollment, questions, recovery, totp
 from zeropay.services.context import AppContext, urlsafe
 
 router = APIRouter()
@@ -114,6 +114,8 @@ def outcome_response(ctx: AppContext, done: authn.Outcome, *, use_cookie: bool) 
         body["device"] = enrollment.device_json(done.device, current_device_id=done.device.id)
     if done.payment is not None:
         body["payment"] = render.payment(done.payment)
+    if done.recovery is not None:
+        body["recovery"] = recovery.recovery_json(done.recovery, ctx.now())
     csrf = urlsafe(ctx.random_bytes(24)) if done.token and use_cookie else None
     if done.token is not None:
         body["token_type"] = "DPoP" if done.session and done.session.jkt else "Bearer"
@@ -123,11 +125,11 @@ def outcome_response(ctx: AppContext, done: authn.Outcome, *, use_cookie: bool) 
             body["token"] = done.token
     response = JSONResponse(body, status_code=201 if done.token else 200)
     if done.token is not None and csrf is not None:
-        _set_session_cookies(ctx, response, done.token, csrf)
+        set_session_cookies(ctx, response, done.token, csrf)
     return response
 
 
-def _set_session_cookies(ctx: AppContext, response: JSONResponse, token: str, csrf: str) -> None:
+def set_session_cookies(ctx: AppContext, response: JSONResponse, token: str, csrf: str) -> None:
     """``__Host-`` cookies: Secure, Path=/, no Domain -- set by this host only, for this host
     only. The CSRF token is also readable by the page, which echoes it in X-CSRF-Token."""
     max_age = ctx.session_policy.absolute_timeout_s

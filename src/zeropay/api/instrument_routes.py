@@ -30,7 +30,8 @@ from zeropay.domain.instruments import (
     parse_cryptogram,
 )
 from zeropay.domain.money import parse_money
-from zeropay.services import charges, instruments
+from zeropay.domain.recovery import Restricted
+from zeropay.services import charges, instruments, recovery
 from zeropay.services import idempotency as idem
 from zeropay.services.context import urlsafe
 from zeropay.services.instruments import GrantView, InstrumentView
@@ -138,6 +139,7 @@ def add_instrument(ctx: Ctx, session: CurrentSession, body: InstrumentCreate) ->
     """Add a card (``number``, 13-19 digits, spaces and dashes allowed; ``exp_month``,
     ``exp_year``) or a mobile number for carrier billing (``phone``, and ``region`` when it is
     national). The answer carries the instrument's ``token``, shown this once."""
+    recovery.check(ctx, session, Restricted.ADD_INSTRUMENT)
     if isinstance(body, CardCreate):
         new = parse_card(body.number, body.exp_month, body.exp_year, now=ctx.now())
     else:

@@ -32,6 +32,13 @@ PAGES = {
     "bind": "Bind this device",
     "account": "Your ZeroPay account",
     "pay": "Pay with ZeroPay",
+    # The "this wasn't me" link of a recovery alert, and what its button leads to.
+    "not-me": "Was this you?",
+    "not-me-done": "Your account is frozen",
+    "not-me-expired": "This link has expired",
+    "not-me-used": "This link was already used",
+    "not-me-invalid": "This link does not work",
+    "not-me-sent": "A fresh link is on its way",
 }
 STATIC_TYPES = {
     "zeropay.js": "text/javascript; charset=utf-8",
@@ -77,10 +84,13 @@ def _static(name: str) -> bytes:
     return _web_file("static", name)
 
 
-def _html(name: str, request: Request) -> HTMLResponse:
+def html_page(name: str, request: Request, *, status_code: int = 200) -> HTMLResponse:
     # Every page says so when the vault unseals itself from a development file.
     development = request.app.state.container.settings.vault_dev_file is not None
-    return HTMLResponse(_page(name, development))
+    return HTMLResponse(_page(name, development), status_code=status_code)
+
+
+_html = html_page
 
 
 @router.get("/")

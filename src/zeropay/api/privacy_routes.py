@@ -16,7 +16,8 @@ from zeropay.api.deps import Ctx, CurrentSession
 from zeropay.api.render import ts
 from zeropay.domain import bounds
 from zeropay.domain.consents import SIGNAL_GROUPS
-from zeropay.services import consents, privacy
+from zeropay.domain.recovery import Restricted
+from zeropay.services import consents, privacy, recovery
 from zeropay.services.ports import HIDDEN, HeldRows, InventoriedField
 
 router = APIRouter()
@@ -52,6 +53,7 @@ def my_privacy(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
 @router.get("/v1/me/export", tags=["payer"])
 def my_export(ctx: Ctx, session: CurrentSession) -> JSONResponse:
     """Everything held about me, machine-readable: the inventory, then each table's rows."""
+    recovery.check(ctx, session, Restricted.EXPORT)
     held = privacy.mine(ctx, session)
     body = {
         "format": EXPORT_FORMAT,
@@ -69,6 +71,7 @@ def my_export(ctx: Ctx, session: CurrentSession) -> JSONResponse:
 def erase_me(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
     """Erase my account. Needs a strong sign-in in the last ``recent_auth_s`` (5 minutes by
     default); the session ends with it. Says what is kept, why and until when."""
+    recovery.check(ctx, session, Restricted.ERASE)
     done = privacy.erase_me(ctx, session)
     return {
         "user_id": done.erasure.user_id,

@@ -77,6 +77,8 @@ PUBLIC_DETAILS = frozenset(
         "retry_after_s",
         "age_s_max",
         "step",
+        "action",  # what a recovery's cooling-off period held back
+        "resend",  # an expired recovery link may ask for a fresh one
     }
 )
 

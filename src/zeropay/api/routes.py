@@ -31,7 +31,18 @@ from zeropay.api.schemas import (
 from zeropay.domain import bounds
 from zeropay.domain.money import parse_money
 from zeropay.domain.payments import CaptureMethod
-from zeropay.services import accounts, authn, merchants, payments, risk, sca, totp, wallet
+from zeropay.domain.recovery import Restricted
+from zeropay.services import (
+    accounts,
+    authn,
+    merchants,
+    payments,
+    recovery,
+    risk,
+    sca,
+    totp,
+    wallet,
+)
 from zeropay.services import idempotency as idem
 from zeropay.services.context import AppContext
 
@@ -104,6 +115,8 @@ def logout(ctx: Ctx, session: CurrentSession) -> Response:
 
 @router.delete("/v1/sessions/{session_id}", status_code=204, tags=["payer"])
 def revoke_session(ctx: Ctx, session: CurrentSession, session_id: str) -> Response:
+    if session_id != session.id:  # signing this one out is always allowed
+        recovery.check(ctx, session, Restricted.END_SESSIONS)
     accounts.revoke_session(ctx, session, session_id)
     return Response(status_code=204)
 

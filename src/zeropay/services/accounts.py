@@ -12,9 +12,17 @@ from zeropay.domain import bounds
 from zeropay.domain.errors import EmailTaken, InvalidInput, NotAuthenticated, NotFound
 from zeropay.domain.passwords import check_password_policy
 from zeropay.domain.records import Notification
-from zeropay.domain.sessions import Session, needs_touch, verify_session_active
+from zeropay.domain.sessions import (
+    AuthMethod,
+    Session,
+    needs_touch,
+    new_session,
+    verify_session_active,
+)
 from zeropay.services import audit
-from zeropay.services.context import AppContext, UnitOfWork
+from zeropay.services.context import AppContext, UnitOfWork, urlsafe
+
+SESSION_TOKEN_BYTES = 32  # 256 bits; OWASP ASVS asks for at least 128
 
 
 def parse_email(raw: object) -> str:
@@ -106,6 +114,43 @@ def authenticate(ctx: AppContext, token: str) -> Session:
         return session
 
     return ctx.read(work)
+
+
+def issue_session(
+    ctx: AppContext,
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    methods: tuple[AuthMethod, ...],
+    jkt: str | None,
+    device_id: str | None,
+    user_agent: str,
+) -> tuple[str, Session]:
+    """A new session (its token, shown once, and the session) authenticated by ``methods``:
+    what a flow's factors proved, never more. Audited as a login."""
+    token = urlsafe(ctx.random_bytes(SESSION_TOKEN_BYTES))
+    session = new_session(
+        session_id=ctx.new_id("ses"),
+        user_id=user_id,
+        methods=methods,
+        now=ctx.now(),
+        policy=ctx.session_policy,
+        jkt=jkt,
+        device_id=device_id,
+    )
+    uow.sessions.add(
+        session, token_hash=hash_token(token), user_agent=user_agent[: bounds.USER_AGENT_LENGTH_MAX]
+    )
+    audit.record(
+        ctx,
+        uow,
+        "login.succeeded",
+        actor=user_id,
+        subject=session.id,
+        factors=[m.factor for m in methods],
+        device=device_id,
+    )
+    return token, session
 
 
 def logout(ctx: AppContext, session: Session) -> None:

@@ -1,9 +1,10 @@
-"""Authentication flows: sign-up verification, login, step-up and device registration.
+"""Authentication flows: sign-up verification, login, step-up, device registration, recovery.
 
 Every access point runs the same engine. ``start`` plans the paths this user may take under the
 policy and persists a flow bound to the DPoP key of the device that started it; ``submit``
 checks one factor and moves the flow with ``domain.flows.transition``; the last step finishes
-the flow (a session, a bound device, a verified address). The server decides the next step: a
+the flow (a session, a bound device, a verified address; for a recovery, a record that the
+device completes in ``services.recovery``). The server decides the next step: a
 factor the flow does not expect now is refused before any secret is looked at.
 
 Every secret in play is single use, in one conditional statement shared by all processes: the
@@ -62,9 +63,10 @@ from zeropay.domain.flows import (
 )
 from zeropay.domain.payments import Payment
 from zeropay.domain.policy import AccessPoint, plan_paths, risk_paths
+from zeropay.domain.recovery import Recovery, Restricted
 from zeropay.domain.risk.engine import Action, RiskDecision
 from zeropay.domain.risk.events import EventType
-from zeropay.domain.sessions import AuthMethod, Session, new_session
+from zeropay.domain.sessions import AuthMethod, Session
 from zeropay.services import (
     accounts,
     audit,
@@ -74,10 +76,11 @@ from zeropay.services import (
     onboarding,
     passkeys,
     payments,
+    recovery,
     risk,
 )
-from zeropay.services.accounts import Registered, email_index, hash_token, parse_email
-from zeropay.services.context import AppContext, UnitOfWork, urlsafe
+from zeropay.services.accounts import Registered, email_index, parse_email
+from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.device_keys import VerifiedProof
 from zeropay.services.factor_checks import (
     CODE_DIGITS,
@@ -91,10 +94,16 @@ from zeropay.services.factor_checks import (
 from zeropay.services.fallbacks import DEVICE_CLASS, bind_pin, device_class, holds_pin
 from zeropay.services.ports import StoredFlow
 
-SESSION_TOKEN_BYTES = 32  # 256 bits; OWASP ASVS asks for at least 128
 APPROVAL_DIGITS = 2  # number matching: the approver types what the new device shows
 STEP_LEASE_S = 30  # an answer being checked holds its flow this long at most (a crashed process)
-STARTABLE = frozenset({AccessPoint.LOGIN, AccessPoint.STEP_UP, AccessPoint.DEVICE_REGISTRATION})
+STARTABLE = frozenset(
+    {
+        AccessPoint.LOGIN,
+        AccessPoint.STEP_UP,
+        AccessPoint.DEVICE_REGISTRATION,
+        AccessPoint.RECOVERY,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +114,7 @@ class Outcome:
     device: Device | None = None
     blocked: RiskDecision | None = None  # the risk engine refused (the flow has failed)
     payment: Payment | None = None  # a payment confirmation flow that passed: the payment
+    recovery: Recovery | None = None  # a recovery flow that passed: held or ready to complete
     refusal: DomainError | None = None  # raised once the transaction that ended the flow commits
 
 
@@ -218,7 +228,7 @@ def start(
     device: Mapping[str, object] | None = None,
 ) -> StoredFlow:
     access = parse_point(point)
-    _require_proof(ctx, requester, always=access is AccessPoint.DEVICE_REGISTRATION)
+    _require_proof(ctx, requester, always=access in _BINDS_DEVICE)
     address = parse_email(email) if email is not None else None
     binding: dict[str, str] = {}
     if requester.proof is not None:
@@ -233,6 +243,11 @@ def start(
         if address is None:
             raise InvalidInput("email is required", field="email")
         binding.update(_parse_device(device, requester))
+    if access is AccessPoint.RECOVERY:
+        # By the address, like a login; the device that runs it is bound at the end if new.
+        if address is None:
+            raise InvalidInput("email is required", field="email")
+        binding.update(_parse_device(device or _UNNAMED, requester))
     if access is AccessPoint.LOGIN and address is None:
         paths = tuple(p for p in ctx.policy.point(access).paths if p == (Factor.PASSKEY,))
         if not paths:
@@ -361,6 +376,10 @@ def start_signup(
     stored = StoredFlow(flow=flow)
     uow.flows.add(stored, ctx.now())
     return stored
+
+
+_BINDS_DEVICE = frozenset({AccessPoint.DEVICE_REGISTRATION, AccessPoint.RECOVERY})
+_UNNAMED = {"name": "Recovered device", "platform": "unknown"}
 
 
 def _parse_device(device: Mapping[str, object] | None, requester: Requester) -> dict[str, str]:
@@ -566,8 +585,13 @@ def request_approval(ctx: AppContext, flow_id: object, requester: Requester) -> 
                 notification_id=ctx.new_id("ntf"),
                 user_id=flow.user_id,
                 kind="approval.requested",
-                body="A new sign-in is waiting for your approval. Approve it only if it is you, "
-                "by typing the number shown on the other device.",
+                body=(
+                    "An account recovery is waiting for your approval. Approve it only if you are "
+                    "recovering your account on another device"
+                    if flow.point is AccessPoint.RECOVERY
+                    else "A new sign-in is waiting for your approval. Approve it only if it is you"
+                )
+                + ", by typing the number shown on the other device.",
                 now=now,
             )
             audit.record(ctx, uow, "approval.requested", actor=flow.user_id, subject=flow.id)
@@ -606,6 +630,8 @@ def decide_approval(
     def work(uow: UnitOfWork) -> None:
         now = ctx.now()
         device = _approving_device(uow, session)
+        # A device that recovered the account lately approves nothing (it could bring in more).
+        recovery.check_in(uow, session, Restricted.APPROVE, now)
         current = uow.flows.get(flow_id, lock=True)
         if current is None or current.flow.user_id != session.user_id:
             raise NotFound("no such flow")
@@ -743,6 +769,7 @@ def _fail(
 _RISK_POINTS = {
     AccessPoint.LOGIN: EventType.LOGIN,
     AccessPoint.DEVICE_REGISTRATION: EventType.DEVICE_REGISTRATION,
+    AccessPoint.RECOVERY: EventType.RECOVERY,
 }
 _FIRST_FACTORS = frozenset({Factor.PASSWORD, Factor.PASSKEY})
 
@@ -810,6 +837,16 @@ def _risk_of_first_factor(
     decision = made.decision
     if decision.action is Action.BLOCK:
         return flow, decision
+    if kind is EventType.RECOVERY:
+        # A recovery's paths are the engine's own answers to a recovery challenge (security
+        # question + passkey on a trusted device, emailed code + approval from another, recovery
+        # code + emailed code), and it is for people who lost a factor: a challenge is met by the
+        # path, not narrowed to factors the user may no longer hold. Above the review threshold
+        # it is held for an operator once its factors pass.
+        if decision.action is Action.REVIEW:
+            reasons = " ".join((decision.action.value, *decision.reasons))
+            flow = replace(flow, binding={**flow.binding, recovery.HOLD: reasons})
+        return flow, None
     if not risk.asks_for_more(decision):
         return flow, None
     available = available_factors(uow, user_id, requester, point=flow.point)
@@ -890,9 +927,13 @@ def _finish(ctx: AppContext, uow: UnitOfWork, stored: StoredFlow, requester: Req
     assert flow.user_id is not None
     user_id = flow.user_id
     now = ctx.now()
+    user = uow.accounts.user(user_id)
+    if user is None or user.status != "active":  # frozen while the flow ran
+        raise Forbidden("this account cannot sign in now", reason="account_not_active")
     if Factor.EMAIL_OTP in flow.done_factors:
         uow.accounts.mark_email_verified(user_id, now)  # the code proved the address
-    _settle(ctx, uow, flow, passed=True)
+    # A recovery held for review has proved nothing to the engine yet: it learns nothing from it.
+    _settle(ctx, uow, flow, passed=not flow.binding.get(recovery.HOLD))
     audit.record(
         ctx,
         uow,
@@ -909,6 +950,8 @@ def _finish(ctx: AppContext, uow: UnitOfWork, stored: StoredFlow, requester: Req
             uow.flows.save(failed, now)
             return Outcome(stored=failed, refusal=_changed())
         return Outcome(stored=stored, payment=paid)
+    if flow.point is AccessPoint.RECOVERY:
+        return Outcome(stored=stored, recovery=recovery.passed(ctx, uow, stored))
     if flow.point is AccessPoint.STEP_UP:
         session = uow.sessions.get(flow.binding["session_id"])
         invariant(session is not None and session.user_id == user_id, "step-up of own session")
@@ -925,29 +968,14 @@ def _finish(ctx: AppContext, uow: UnitOfWork, stored: StoredFlow, requester: Req
         device = found if found and found.user_id == user_id and found.status == "active" else None
     if device is not None:
         uow.devices.touch(device.id, now)
-    token = urlsafe(ctx.random_bytes(SESSION_TOKEN_BYTES))
-    session = new_session(
-        session_id=ctx.new_id("ses"),
-        user_id=user_id,
-        methods=flow.done,
-        now=now,
-        policy=ctx.session_policy,
-        jkt=jkt,
-        device_id=device.id if device else None,
-    )
-    uow.sessions.add(
-        session,
-        token_hash=hash_token(token),
-        user_agent=requester.user_agent[: bounds.USER_AGENT_LENGTH_MAX],
-    )
-    audit.record(
+    token, session = accounts.issue_session(
         ctx,
         uow,
-        "login.succeeded",
-        actor=user_id,
-        subject=session.id,
-        factors=[m.factor for m in flow.done],
-        device=session.device_id,
+        user_id=user_id,
+        methods=flow.done,
+        jkt=jkt,
+        device_id=device.id if device else None,
+        user_agent=requester.user_agent,
     )
     return Outcome(stored=stored, token=token, session=session, device=device)
 

@@ -28,6 +28,7 @@ from zeropay.domain.errors import (
 from zeropay.domain.ocra import parse_payment_suite
 from zeropay.domain.ocra import verify as verify_ocra
 from zeropay.domain.passwords import check_password_policy
+from zeropay.domain.recovery import Restricted
 from zeropay.domain.sessions import Session, require_recent_auth
 from zeropay.services import (
     audit,
@@ -36,6 +37,7 @@ from zeropay.services import (
     onboarding,
     passkeys,
     questions,
+    recovery,
     totp,
 )
 from zeropay.services.accounts import email_of
@@ -45,8 +47,12 @@ RECOVERY_CODE_BYTES = 10  # 80 bits each; NIST 800-63B asks at least 64 for save
 SMS_CODE_DIGITS = 8
 
 
-def _sensitive(ctx: AppContext, session: Session) -> None:
+def _sensitive(ctx: AppContext, session: Session, restricted: Restricted | None = None) -> None:
+    """A recent strong sign-in; and for what a recovery's cooling-off period holds back, a
+    session that is not cooling off (``domain.recovery``)."""
     require_recent_auth(session, ctx.now(), ctx.policy.recent_auth_s)
+    if restricted is not None:
+        recovery.check(ctx, session, restricted)
 
 
 def _count_ok(uow: UnitOfWork, user_id: str) -> None:
@@ -427,7 +433,7 @@ def recovery_code_hash(ctx: AppContext, user_id: str, raw: object) -> bytes | No
 
 def new_recovery_codes(ctx: AppContext, session: Session) -> list[str]:
     """Ten fresh codes, shown once; the old ones stop working."""
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.REMOVE_FACTOR)
     codes = [
         _format_code(ctx.random_bytes(RECOVERY_CODE_BYTES)) for _ in range(bounds.RECOVERY_CODES)
     ]
@@ -444,7 +450,7 @@ def new_recovery_codes(ctx: AppContext, session: Session) -> list[str]:
 
 
 def set_security_answers(ctx: AppContext, session: Session, answers: object) -> None:
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.REMOVE_FACTOR)
     parsed = questions.parse_answers(answers)
     hashed = {q: ctx.hasher.hash(a) for q, a in parsed.items()}  # slow: outside the transaction
     sealed = questions.seal_choices(ctx, session.user_id, hashed)
@@ -458,7 +464,7 @@ def set_security_answers(ctx: AppContext, session: Session, answers: object) -> 
 
 def remove_recovery_codes(ctx: AppContext, session: Session) -> None:
     """Every recovery code stops working; 404 when there were none."""
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.REMOVE_FACTOR)
 
     def work(uow: UnitOfWork) -> None:
         if not uow.authenticators.replace_recovery_codes(session.user_id, [], ctx.now()):
@@ -470,7 +476,7 @@ def remove_recovery_codes(ctx: AppContext, session: Session) -> None:
 
 def remove_security_answers(ctx: AppContext, session: Session) -> None:
     """The security answers are deleted; 404 when there were none."""
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.REMOVE_FACTOR)
 
     def work(uow: UnitOfWork) -> None:
         if not uow.authenticators.set_security_answers(session.user_id, [], ctx.now()):
@@ -509,7 +515,7 @@ def summary(ctx: AppContext, session: Session) -> FactorSummary:
 
 
 def remove_authenticator(ctx: AppContext, session: Session, authenticator_id: object) -> None:
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.REMOVE_FACTOR)
     if not isinstance(authenticator_id, str) or len(authenticator_id) > bounds.ID_LENGTH_MAX:
         raise NotFound("no such authenticator")
 
@@ -526,7 +532,7 @@ def remove_authenticator(ctx: AppContext, session: Session, authenticator_id: ob
 
 def remove_device(ctx: AppContext, session: Session, device_id: object) -> None:
     """Unbind a device: its sessions end and its passkeys stop working."""
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.REMOVE_FACTOR)
     if not isinstance(device_id, str) or len(device_id) > bounds.ID_LENGTH_MAX:
         raise NotFound("no such device")
 
@@ -568,7 +574,7 @@ def change_password(
 ) -> int:
     """A new password after a recent strong login; other sessions end unless asked not to
     (OWASP ASVS 3.3.3). Returns how many sessions ended."""
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.CHANGE_PASSWORD)
     address = email_of(ctx, session.user_id)
     checked = check_password_policy(new_password, common=ctx.common_passwords, email=address)
     password_hash = ctx.hasher.hash(checked)

@@ -34,8 +34,9 @@ from zeropay.domain.instruments import (
     carrier_instrument,
     number_index_input,
 )
+from zeropay.domain.recovery import Restricted
 from zeropay.domain.sessions import Session, require_recent_auth
-from zeropay.services import audit, notices
+from zeropay.services import audit, notices, recovery
 from zeropay.services.accounts import hash_token
 from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 
@@ -259,6 +260,7 @@ def grant(ctx: AppContext, session: Session, *, ref: str, merchant_id: object) -
     this merchant. Putting a card on file with a payee is a mandate, so it needs a strong
     sign-in in the last few minutes (PSD2 RTS Art. 13, as for a trusted beneficiary)."""
     require_recent_auth(session, ctx.now(), ctx.policy.recent_auth_s)
+    recovery.check(ctx, session, Restricted.ADD_PAYEE)
     user_id = session.user_id
     if not isinstance(merchant_id, str) or len(merchant_id) > bounds.ID_LENGTH_MAX:
         raise NotFound("no such merchant")
@@ -352,6 +354,7 @@ def provision_device(ctx: AppContext, session: Session, *, ref: str) -> Provisio
             reason="bound_device_required",
         )
     require_recent_auth(session, ctx.now(), ctx.policy.recent_auth_s)
+    recovery.check(ctx, session, Restricted.ADD_INSTRUMENT)
     key_id = ctx.new_id("dvk")
     secret = ctx.random_bytes(CRYPTOGRAM_KEY_BYTES)
     sealed = ctx.keyring.encrypt(

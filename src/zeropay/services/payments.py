@@ -47,7 +47,7 @@ from zeropay.domain.payments import (
 from zeropay.domain.policy import AccessPoint, plan_paths, risk_paths
 from zeropay.domain.records import Refund
 from zeropay.domain.sessions import Session
-from zeropay.services import audit, onboarding, sca
+from zeropay.services import audit, onboarding, recovery, sca
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.factor_checks import Requester
 from zeropay.services.fallbacks import device_class
@@ -251,7 +251,7 @@ def confirm(
         if verdict is Verdict.REVIEW:
             return Confirmation(_hold_for_review(ctx, uow, payment, payer_id, device_id))
         transition(payment, PaymentEvent.CONFIRM, now)  # refuses a payment that cannot be paid
-        _check_limits(ctx, uow, payment, device_id)
+        _check_limits(ctx, uow, payment, payer_id, device_id)
         # Skip-and-return onboarding: a skipped step policy requires now stops the payment.
         onboarding.check_payment(ctx, uow, payer_id, payment.amount)
         decided = sca.decide_for(
@@ -299,9 +299,12 @@ def confirm(
 
 
 def _check_limits(
-    ctx: AppContext, uow: UnitOfWork, payment: Payment, device_id: str | None
+    ctx: AppContext, uow: UnitOfWork, payment: Payment, payer_id: str, device_id: str | None
 ) -> None:
     ctx.profile.limits.check_payment(payment.amount)  # it may have been lowered since
+    if ctx.auth_policy is not None:
+        # Cooling off after a recovery from a new device: small payments only from it.
+        recovery.check_payment(ctx, uow, payer_id, device_id, payment.amount)
     if device_id is not None and ctx.auth_policy is not None:
         check_new_device_limit(
             uow.devices.get(device_id),
@@ -315,7 +318,7 @@ def _hold_for_review(
     ctx: AppContext, uow: UnitOfWork, payment: Payment, payer_id: str, device_id: str | None
 ) -> Payment:
     after = transition(payment, PaymentEvent.REVIEW, ctx.now())
-    _check_limits(ctx, uow, payment, device_id)
+    _check_limits(ctx, uow, payment, payer_id, device_id)
     return _take(ctx, uow, payment, after, payer_id, hold_ttl_s=ctx.durations.review_ttl_s)
 
 

@@ -27,8 +27,9 @@ from zeropay.domain.exemptions import (
     decide,
 )
 from zeropay.domain.payments import Payment
+from zeropay.domain.recovery import Restricted
 from zeropay.domain.sessions import Session, require_recent_auth
-from zeropay.services import audit, fraud
+from zeropay.services import audit, fraud, recovery
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.ports import ScaDecisionRecord, SeriesRecord
 
@@ -182,6 +183,7 @@ def add_trusted(ctx: AppContext, session: Session, merchant_id: object) -> bool:
     """Trust a payee: payments to it may skip SCA. Adding one is itself a sensitive change, so
     the session must have passed strong authentication within the last few minutes."""
     require_recent_auth(session, ctx.now(), ctx.policy.recent_auth_s)
+    recovery.check(ctx, session, Restricted.ADD_PAYEE)
     if not isinstance(merchant_id, str) or len(merchant_id) > bounds.ID_LENGTH_MAX:
         raise NotFound("no such merchant")
 
