@@ -15,6 +15,7 @@ from zeropay.config import ConfigError, Settings
 if TYPE_CHECKING:
     from zeropay.adapters.vault.vault import Vault
     from zeropay.bootstrap import Container
+    from zeropay.domain.policy import AuthPolicy
     from zeropay.services.fraud import FraudStatus
 
 
@@ -158,6 +159,46 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         for device_class, opened in by_class.items():
             paths = " | ".join(" + ".join(f.value for f in path) for path in opened) or "(none)"
             print(f"  {point.value:22} {device_class.value:10} {paths}")
+    return 0
+
+
+def fallback_table(policy: AuthPolicy) -> str:
+    """README.md's table of what each device class may use at each access point under
+    ``policy`` (Markdown): one row per point and class, its paths one per line, a factor that
+    is waived when the user has none to present in parentheses."""
+    from zeropay.domain.policy import class_table
+
+    lines = [
+        "| access point | device class | factor combinations |",
+        "|---|---|---|",
+    ]
+    for point, by_class in class_table(policy).items():
+        waived = policy.point(point).waived_when_unavailable
+        for device_class, opened in by_class.items():
+            cells = [
+                "`" + " + ".join(f"({f})" if f in waived else f.value for f in path) + "`"
+                for path in opened
+            ]
+            lines.append(
+                f"| {point.value} | {device_class.value} | {'<br>'.join(cells) or 'none'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def cmd_policy_table(args: argparse.Namespace) -> int:
+    """Print README.md's fallback table for a policy file (the shipped one by default)."""
+    from pathlib import Path
+
+    from zeropay.bootstrap import read_policy_file
+    from zeropay.domain.errors import ConfigurationError
+
+    path = Path(args.file) if args.file else Path(__file__).parent / "policies" / "default.toml"
+    try:
+        policy = read_policy_file(path)
+    except ConfigurationError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    print(fallback_table(policy), end="")
     return 0
 
 
@@ -745,6 +786,11 @@ def parser() -> argparse.ArgumentParser:
     check = policy.add_parser("check", help="validate a policy file")
     check.add_argument("file")
     check.set_defaults(func=cmd_policy_check)
+    table = policy.add_parser(
+        "table", help="print what each device class may use at each point (Markdown)"
+    )
+    table.add_argument("file", nargs="?", help="a policy file (default: the shipped policy)")
+    table.set_defaults(func=cmd_policy_table)
     risk = sub.add_parser("risk", help="risk engine tools").add_subparsers(
         dest="sub", required=True
     )

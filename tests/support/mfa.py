@@ -73,6 +73,7 @@ class Device:
     authenticator: SoftAuthenticator = field(default_factory=SoftAuthenticator)
     token: str | None = None
     ip: str | None = None  # where it is: sent as X-Forwarded-For (through a trusted proxy)
+    device_class: str | None = None  # what it says at registration (README: Older phones)
 
     def proof(self, method: str, path: str, *, token: str | None = None) -> str:
         return self.key.proof(
@@ -101,7 +102,8 @@ class Device:
         return self.client.request(method, path, json=json, headers=sent)
 
     def info(self) -> dict[str, str]:
-        return {"name": self.name, "platform": self.platform}
+        said = {"device_class": self.device_class} if self.device_class else {}
+        return {"name": self.name, "platform": self.platform, **said}
 
 
 class Mfa:

@@ -53,9 +53,8 @@ COMMON: frozenset[str] = frozenset(
 
 
 def _repeats_a_short_pattern(pin: str) -> bool:
-    return any(
-        len(pin) % size == 0 and pin == pin[:size] * (len(pin) // size) for size in range(1, 4)
-    )
+    """One to three digits over and over, the last time maybe cut short (``1212121``)."""
+    return any(pin == (pin[:size] * len(pin))[: len(pin)] for size in range(1, 4))
 
 
 def _is_a_run(pin: str) -> bool:
