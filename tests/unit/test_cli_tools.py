@@ -18,7 +18,7 @@ def test_the_shipped_policy_checks_valid_and_lists_each_access_point(capsys):
 
 def test_a_weak_step_up_path_is_refused_with_the_key_named(tmp_path, capsys):
     text = SHIPPED.read_text().replace(
-        'paths = [["passkey"], ["password", "totp"], ["password", "email_otp"]]',
+        'paths = [["passkey"], ["password", "totp"], ["password", "email_otp"], ["device_key", "pin"]]',
         'paths = [["password"]]',
     )
     assert 'paths = [["password"]]' in text

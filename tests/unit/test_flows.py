@@ -79,6 +79,7 @@ def test_the_default_login_paths_are_the_documented_ones():
         (PASSWORD, EMAIL),
         (PASSWORD, APPROVAL),
         (PASSWORD, SMS),
+        (Factor.DEVICE_KEY, Factor.PIN),  # a phone registered with a PIN (README: Older phones)
     )
 
 
