@@ -51,7 +51,8 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
         row_id=lambda r: r.id,
         subject=lambda r: r.id,
     ),
-    # TOTP and OCRA seeds, SMS phone numbers (null for passkeys, and once removed).
+    # TOTP and OCRA seeds, SMS phone numbers, device PINs' argon2id hashes (null for passkeys,
+    # and once removed).
     EncryptedColumn(
         table=t.authenticators,
         column="secret_ciphertext",
