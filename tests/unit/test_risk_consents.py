@@ -226,6 +226,24 @@ def test_withholding_alone_never_holds_or_blocks_even_with_the_heaviest_points()
     assert d.reasons == ("signals_withheld:location", "signals_withheld:behaviour")
 
 
+def test_a_payer_with_nothing_to_ask_for_is_not_held_for_the_withheld_points_alone():
+    doc = _doc()
+    doc["withheld"] = {"location": 100, "behaviour": 100}
+    w = World(parse_risk_config(doc))
+    # A first payment from a device that never passed a check: no factor an attacker lacks.
+    e = w.event(START, "payment", device="old-phone", withheld=["location"])
+    d = w.decide(e)
+    assert d.action is Action.ALLOW and d.factors == ()
+    assert d.reasons == ("signals_withheld:location",)
+    # The same payment with a signal of its own that asks is still held, as without consents.
+    doc["weights"]["cashout_mcc"] = CONFIG.thresholds.challenge
+    w = World(parse_risk_config(doc))
+    held = w.decide(
+        w.event(START, "payment", device="old-phone", mcc="5947", withheld=["location"])
+    )
+    assert held.action is Action.REVIEW and "no_factor_an_attacker_lacks" in held.reasons
+
+
 def test_a_score_the_signals_make_is_not_raised_into_a_hold_by_withholding():
     w = World()
     w.habits(days=3)

@@ -360,6 +360,7 @@ def decide(event: RiskEvent, view: RiskView, config: RiskConfig) -> RiskDecision
             reasons = sorted(fired, key=rules.rank.__getitem__)
         while reasons and not weights[reasons[-1]]:
             reasons.pop()
+    signals_score = score
     if event.withheld:
         score = _compensated(score, event.withheld, rules)
         reasons.extend(_WITHHELD_REASONS[g] for g in SignalGroup if g in event.withheld)
@@ -379,7 +380,11 @@ def decide(event: RiskEvent, view: RiskView, config: RiskConfig) -> RiskDecision
     factors: tuple[Factor, ...] = ()
     if action is _CHALLENGE:
         factors = _factors(event, view.user)
-        if not factors:
+        if not factors and signals_score < rules.challenge:
+            # Only the withheld points asked, and the payer holds nothing to ask for: holding
+            # the payment would lock them out for opting out.
+            action = _ALLOW
+        elif not factors:
             action = _REVIEW
             reasons.append("no_factor_an_attacker_lacks")
     return RiskDecision(action, score, tuple(reasons), factors, rules.version)
