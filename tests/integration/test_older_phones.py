@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from support import ocra as ocra_app
 from support import sca
 from support.mfa import PASSWORD, Device, Mfa, bound
 from support.older_phones import (
@@ -276,3 +277,26 @@ def test_a_pin_confirmation_is_for_the_signed_transaction_only(psd2, clock):
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_a_software_phone_with_an_ocra_app_may_confirm_with_the_password_and_a_code(psd2, clock):
+    mfa = psd2
+    device = _seasoned_payer(mfa, clock, "software")  # signed in with key + PIN: a strong login
+    app = ocra_app.enroll(device, mfa.now(), label="Old phone")
+    shop = sca.shop(mfa, "Corner Cafe")
+    payment_id = sca.bill(mfa, shop, AMOUNT, "EUR")
+    flow = sca.flow_of(sca.confirm(device, payment_id))
+    assert flow["paths"] == [["device_key", "pin"], ["password", "ocra"]], flow["paths"]
+    r = mfa.step(device, flow["id"], "password", password=PASSWORD)
+    assert r.status_code == 200 and r.json()["flow"]["next"] == ["ocra"], r.text
+    shown = r.json()["flow"]["transaction"]
+    code = app.code_for(
+        mfa.now(),
+        payment_id=payment_id,
+        amount_minor=AMOUNT,
+        currency="EUR",
+        payee=shop.id,
+        nonce=base64.urlsafe_b64decode(shown["nonce"] + "=" * (-len(shown["nonce"]) % 4)),
+    )
+    r = mfa.step(device, flow["id"], "ocra", code=code)
+    assert r.status_code == 200 and r.json()["payment"]["status"] == "succeeded", r.text
