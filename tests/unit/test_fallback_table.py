@@ -167,6 +167,20 @@ def test_a_policy_that_widens_a_class_or_leaves_it_sms_alone_is_refused(point, c
         parse_policy(_with(point, classes, **top))
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        ["email_otp", "password", "bound_device_approval"],
+        ["email_otp", "passkey", "pin"],
+    ],
+)
+def test_a_registration_path_makes_a_passkey_or_sets_a_pin_and_not_both(path):
+    doc = copy.deepcopy(shipped_document())
+    doc["points"]["device_registration"]["paths"].append(path)
+    with pytest.raises(ConfigurationError, match="exactly one of passkey, pin"):
+        parse_policy(doc)
+
+
 def test_sms_alone_for_a_class_is_a_choice_the_policy_can_make():
     doc = _with(
         "login",

@@ -170,6 +170,7 @@ def risk_paths(
 
 # ---- parsing the policy file ------------------------------------------------------------------
 
+_MADE_AT_REGISTRATION = frozenset({Factor.PASSKEY, Factor.PIN})
 _TOP = {
     "version",
     "points",
@@ -246,6 +247,12 @@ def _point(name: AccessPoint, data: object) -> PointPolicy:
             )
         if name is AccessPoint.RECOVERY and len(minimal) < 2:
             raise ConfigurationError(f"policy: points.recovery.paths[{i}] has one factor")
+        # A registered device holds what its registration made: a passkey, or a PIN.
+        if name is AccessPoint.DEVICE_REGISTRATION and len(_MADE_AT_REGISTRATION & set(path)) != 1:
+            raise ConfigurationError(
+                f"policy: points.device_registration.paths[{i}] must make the device's passkey "
+                "or set its PIN: exactly one of passkey, pin"
+            )
     return PointPolicy(
         paths=paths,
         waived_when_unavailable=waived,
