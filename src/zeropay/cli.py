@@ -395,6 +395,28 @@ def cmd_user_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_unfreeze(args: argparse.Namespace) -> int:
+    """Unfreeze an account frozen by "this wasn't me", once support has checked who the owner
+    is. Takes the email address or the user id; the owner then recovers the account."""
+    from zeropay.services import recovery
+    from zeropay.services.accounts import email_index, parse_email
+
+    ctx = _container().ctx
+    user_id = args.user
+    if not user_id.startswith("usr_"):
+        index = email_index(ctx, parse_email(user_id))
+        found = ctx.read(lambda uow: uow.accounts.user_by_email_index(index))
+        if found is None:
+            print("no account has this email address", file=sys.stderr)
+            return 1
+        user_id = found.id
+    moved = recovery.unfreeze(
+        ctx, user_id=user_id, actor=f"cli:{os.environ.get('USER', 'operator')}", reason=args.reason
+    )
+    print(json.dumps({"user_id": user_id, "unfrozen": moved}))
+    return 0 if moved else 1
+
+
 def cmd_fraud_report(args: argparse.Namespace) -> int:
     from zeropay.api.fraud_routes import report_json
     from zeropay.services import fraud
@@ -754,6 +776,12 @@ def parser() -> argparse.ArgumentParser:
     )
     erase.add_argument("user_id")
     erase.set_defaults(func=cmd_user_erase)
+    unfreeze = user.add_parser(
+        "unfreeze", help='unfreeze an account frozen by "this wasn\'t me" (after checking)'
+    )
+    unfreeze.add_argument("user", help="email address or user id")
+    unfreeze.add_argument("--reason", required=True, help="why, kept in the audit log")
+    unfreeze.set_defaults(func=cmd_user_unfreeze)
     fraud = sub.add_parser(
         "fraud", help="fraud reports and the fraud rate (transaction risk analysis)"
     ).add_subparsers(dest="sub", required=True)

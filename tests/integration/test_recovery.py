@@ -6,15 +6,18 @@ recovery held for an operator, the cooling-off period of a new device, and "this
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from support.mfa import PASSWORD, Device, Mfa, bound
 from support.sca import bill, confirm, shop
+from zeropay import cli
 from zeropay.adapters.clock import FixedClock
-from zeropay.services import mail, operators, recovery
+from zeropay.services import jobs, mail, operators
 
 EMAIL = "ana@example.com"
 ANSWERS = {"childhood_street": "main street", "first_school": "Lincoln Elementary"}
@@ -355,11 +358,29 @@ def test_the_emailed_link_freezes_the_account_and_ends_every_session(mfa: Mfa) -
     # the link works once
     again = mfa.client.post(f"/recovery/not-me?t={token}")
     assert again.status_code == 400 and "already used" in again.text
-    # an operator unfreezes it after checking who the owner is
-    assert recovery.unfreeze(
-        mfa.container.ctx, user_id=_user_id(mfa), actor="ops", reason="identity checked"
-    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_operator_unfreezes_from_the_cli_with_a_reason(
+    mfa: Mfa, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phone, codes = _with_codes(mfa)
+    rid = _recover_with_code(mfa, mfa.device("Laptop", "linux"), codes[0])["recovery"]["id"]
+    assert phone.call("POST", f"/v1/me/recoveries/{rid}/not-me").status_code == 200
+    assert _status(mfa) == "frozen"
+    settings = mfa.container.settings
+    monkeypatch.setenv("ZEROPAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ZEROPAY_VAULT_DEV_FILE", str(settings.vault_dev_file))
+    monkeypatch.setenv("USER", "ops-anna")
+    assert cli.main(["user", "unfreeze", EMAIL, "--reason", "passport checked"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"user_id": _user_id(mfa), "unfrozen": True}
     assert _status(mfa) == "active"
+    assert _events(mfa, "account.unfrozen") == [_user_id(mfa)]
+    # a second time there is nothing to unfreeze; an unknown address is an error
+    assert cli.main(["user", "unfreeze", EMAIL, "--reason", "again"]) == 1
+    assert cli.main(["user", "unfreeze", "nobody@example.com", "--reason", "x"]) == 1
+    # the owner can sign in again (with the password they had: the recovery did not change it)
+    assert _password_login(mfa, mfa.device(), PASSWORD).status_code == 200
 
 
 def test_an_edited_or_foreign_link_freezes_nothing(mfa: Mfa) -> None:
@@ -469,6 +490,10 @@ def test_a_risky_recovery_is_held_until_an_operator_approves_it(
     assert _problem(_complete(far, flow_id, new_password=NEW_PASSWORD))[2] == "recovery_held"
     assert "recovery.held" in [r[0] for r in _sql(mfa, "SELECT kind FROM notifications")]
     assert len(_links(mfa)) == 1  # with "this wasn't me"
+    # the operator looks days later: the flow itself is long purged, the recovery is not
+    clock.advance(days=3)
+    jobs._purge_replay_records(mfa.container.ctx)
+    assert _sql(mfa, "SELECT count(*) FROM auth_flows WHERE id = :f", f=flow_id)[0][0] == 0
     ops = _operator(mfa)
     held = ops.call("GET", "/v1/operator/recoveries")
     assert held.status_code == 200, held.text
@@ -479,8 +504,11 @@ def test_a_risky_recovery_is_held_until_an_operator_approves_it(
     # a held recovery is decided once
     r = ops.call("POST", f"/v1/operator/recoveries/{item['id']}/deny", {"reason": "changed mind"})
     assert _problem(r)[:2] == (409, "invalid_state"), r.text
-    assert _complete(far, flow_id, new_password=NEW_PASSWORD).status_code == 201
+    r = _complete(far, flow_id, new_password=NEW_PASSWORD)
+    assert r.status_code == 201, r.text
     assert _events(mfa, "recovery.completed") == [item["id"]]
+    # the session carries the factors as of when they passed: no recent strong sign-in
+    assert [m["at"][:10] for m in r.json()["session"]["methods"]] == ["2026-11-03"] * 2
 
 
 def test_a_denied_recovery_changes_nothing(risky: Mfa, clock: FixedClock) -> None:

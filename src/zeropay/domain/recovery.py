@@ -89,7 +89,11 @@ class Recovery:
     factors: tuple[str, ...]  # what the flow's path used, in order
     jkt: str  # the device key that ran the flow; only it completes the recovery
     new_device: bool  # the key was not bound to the account when the factors passed
+    device_name: str  # the device as it will be bound, if new
+    platform: str
+    public_jwk: str
     created_at: datetime  # when the flow started: devices bound before this are trusted
+    passed_at: datetime  # when the flow's last factor passed
     expires_at: datetime  # complete before this (ready or approved), or it lapses
     risk_reasons: tuple[str, ...] = ()
     device_id: str | None = None  # the device it completed on

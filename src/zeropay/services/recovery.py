@@ -37,7 +37,7 @@ from zeropay.domain.money import Money
 from zeropay.domain.operators import Operator, Permission, parse_reason, require
 from zeropay.domain.passwords import check_password_policy
 from zeropay.domain.recovery import Recovery, RecoveryState, Restricted
-from zeropay.domain.sessions import Session
+from zeropay.domain.sessions import AuthMethod, Session
 from zeropay.services import accounts, audit, mail, notices, onboarding
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.ports import StoredFlow
@@ -80,7 +80,11 @@ def passed(ctx: AppContext, uow: UnitOfWork, stored: StoredFlow) -> Recovery:
         factors=tuple(m.factor for m in flow.done),
         jkt=jkt,
         new_device=known is None or known.status != "active",
+        device_name=flow.binding["device_name"],
+        platform=flow.binding["platform"],
+        public_jwk=flow.binding["jwk"],
         created_at=flow.issued_at,
+        passed_at=now,
         expires_at=now,
         risk_reasons=held_for,
     )
@@ -176,10 +180,7 @@ def complete(
         user = uow.accounts.user(current.user_id)
         if user is None or user.status != "active":
             raise Conflict("this account cannot be recovered now", reason="account_not_active")
-        stored = uow.flows.get(current.flow_id)
-        if stored is None:
-            raise Conflict("this recovery has expired; start a new one", reason="recovery_expired")
-        device = _device(ctx, uow, current, stored)
+        device = _device(ctx, uow, current)
         done = rules.complete(current, device_id=device.id, policy=ctx.policy.recovery, now=now)
         uow.recoveries.save(done)
         if password_hash is not None:
@@ -188,7 +189,9 @@ def complete(
             ctx,
             uow,
             user_id=done.user_id,
-            methods=stored.flow.done,
+            # the flow's factors, never more; at the time they passed (a recovery approved a
+            # day later is no recent strong sign-in)
+            methods=tuple(AuthMethod(f, done.passed_at) for f in done.factors),
             jkt=done.jkt,
             device_id=device.id,
             user_agent=user_agent,
@@ -226,7 +229,7 @@ def complete(
     return ctx.run(work)
 
 
-def _device(ctx: AppContext, uow: UnitOfWork, recovery: Recovery, stored: StoredFlow) -> Device:
+def _device(ctx: AppContext, uow: UnitOfWork, recovery: Recovery) -> Device:
     """The device the recovery completes on: the bound one that ran it, or a new one bound now
     with the reduced limits of a new device for as long as it cools off."""
     now = ctx.now()
@@ -236,17 +239,16 @@ def _device(ctx: AppContext, uow: UnitOfWork, recovery: Recovery, stored: Stored
             raise Conflict("this device key is bound to another account", reason="device_bound")
         if known.status == "active":
             return known
-    b = stored.flow.binding
     if len(uow.devices.of_user(recovery.user_id)) >= bounds.DEVICES_PER_USER_MAX:
         raise Conflict("too many devices; remove one first", reason="too_many_devices")
     reduced_s = max(ctx.policy.new_device_reduced_s, ctx.policy.recovery.cooling_off_s)
     device = Device(
         id=ctx.new_id("dev"),
         user_id=recovery.user_id,
-        name=b.get("device_name") or "Recovered device",
-        platform=b.get("platform") or "unknown",
+        name=recovery.device_name,
+        platform=recovery.platform,
         jkt=recovery.jkt,
-        public_jwk=b["jwk"],
+        public_jwk=recovery.public_jwk,
         status="active",
         created_at=now,
         last_seen_at=now,

@@ -1013,7 +1013,13 @@ recoveries = Table(
     Column("factors", String(200), nullable=False),
     Column("jkt", String(64), nullable=False),
     Column("new_device", Boolean, nullable=False),
+    # The device that ran the flow, as it will be bound: the recovery outlives its flow (held
+    # for days, the flow is purged a day after it ends).
+    Column("device_name", String(bounds.DEVICE_NAME_LENGTH_MAX), nullable=False),
+    Column("platform", String(bounds.PLATFORM_LENGTH_MAX), nullable=False),
+    Column("public_jwk", Text, nullable=False),
     Column("created_at", TS, nullable=False),
+    Column("passed_at", TS, nullable=False),  # when the flow's last factor passed
     Column("expires_at", TS, nullable=False),
     Column("risk_reasons", String(500), nullable=False),
     Column("device_id", String(ID)),
