@@ -30,6 +30,7 @@ PAGES = {
     "signup": "Create your ZeroPay account",
     "login": "Sign in to ZeroPay",
     "bind": "Bind this device",
+    "recover": "Recover your account",
     "account": "Your ZeroPay account",
     "pay": "Pay with ZeroPay",
     # The "this wasn't me" link of a recovery alert, and what its button leads to.
@@ -111,6 +112,11 @@ def login(request: Request) -> HTMLResponse:
 @router.get("/bind")
 def bind(request: Request) -> HTMLResponse:
     return _html("bind", request)
+
+
+@router.get("/recover")
+def recover(request: Request) -> HTMLResponse:
+    return _html("recover", request)
 
 
 @router.get("/account")

@@ -124,6 +124,7 @@ export class ApiError extends Error {
     this.status = status;
     this.code = problem.code || "";
     this.reason = problem.reason || "";
+    this.until = problem.until || ""; // cooling_off: when this device may do it
   }
 }
 
@@ -238,7 +239,9 @@ function explain(error) {
   if (error instanceof ApiError) {
     if (error.status === 429) return "Too many attempts. Wait a minute and try again.";
     const text = error.message;
-    return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
+    const said = text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
+    return error.code === "cooling_off" && error.until
+      ? `${said} This device may do it from ${when(error.until)}.` : said;
   }
   if (error && error.name === "NotAllowedError") {
     return "The passkey was not used: it was cancelled, it timed out, or this device " +
@@ -372,28 +375,39 @@ function loginPage() {
   });
 }
 
-function chooseSecondFactor(flowId, next) {
+// One button per factor the flow offers next (and this page knows how to answer).
+function factorButtons(next, labels, start) {
   const choices = byId("factor-choices");
   choices.replaceChildren();
-  for (const factor of next.filter((f) => f in FACTOR_CHOICES)) {
+  for (const factor of next.filter((f) => f in labels)) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "secondary";
     button.dataset.factor = factor;
-    button.textContent = FACTOR_CHOICES[factor];
-    button.addEventListener("click", () => busy(button, () => startFactor(flowId, factor)));
+    button.textContent = labels[factor];
+    button.addEventListener("click", () => busy(button, () => start(factor)));
     choices.append(button);
   }
+}
+
+function chooseSecondFactor(flowId, next) {
+  factorButtons(next, FACTOR_CHOICES, (factor) => startFactor(flowId, factor));
   byId("password-login").hidden = true;
   byId("second-factor").hidden = false;
 }
 
-async function startFactor(flowId, factor) {
+// What the login page does with a step's answer: 201 carries the session.
+function loginAnswered(answer) {
+  if (answer.status === 201) signedIn();
+}
+
+// The login and recovery pages share this: send the code or ask the other device, then hand
+// the step's answer to the page.
+async function startFactor(flowId, factor, answered = loginAnswered) {
   const form = byId("otp-form");
   if (factor === "bound_device_approval") {
     form.hidden = true;
-    const done = await approveFromOtherDevice(flowId);
-    if (done.status === 201) signedIn();
+    await answered(await approveFromOtherDevice(flowId));
     return;
   }
   if (factor === "email_otp" || factor === "sms_otp") {
@@ -407,12 +421,11 @@ async function startFactor(flowId, factor) {
   byId("otp-code").focus();
 }
 
-function otpForm() {
+function otpForm(answered = loginAnswered) {
   const form = byId("otp-form");
   onSubmit(form, async (fields) => {
     const code = String(fields.get("code")).replace(/\s+/g, "");
-    const done = await step(form.dataset.flow, form.dataset.factor, { code });
-    if (done.status === 201) signedIn();
+    await answered(await step(form.dataset.flow, form.dataset.factor, { code }));
   });
 }
 
@@ -471,6 +484,176 @@ function bindPage() {
   });
 }
 
+// ---- recovering an account ---------------------------------------------------------------------
+//
+// Like a login, one factor at a time, but nothing is granted when the factors pass: the step's
+// answer carries the recovery, and this device completes it (README, "Recovering your account").
+
+const RECOVERY_CHOICES = {
+  recovery_code: "Use one of my recovery codes",
+  security_question: "Answer my security questions",
+  passkey: "Use the passkey on this device",
+  ...FACTOR_CHOICES,
+};
+const RECOVERY_FORMS = ["otp-form", "recovery-code-form", "questions-form"];
+// A held recovery may wait days for review; this browser keeps its flow id (not a secret: only
+// this device's key can read or complete it) so that "Check again" works after a reload.
+const HELD_RECOVERY_KEY = "zeropay.heldRecovery";
+
+function recoverPage() {
+  let flowId = "";
+  const recoveryPath = () => `/v1/auth/flows/${encodeURIComponent(flowId)}/recovery`;
+  const answered = (answer) => recoveryAnswered(flowId, answer, answered);
+  byId("recover-name").value = guessDeviceName();
+  otpForm(answered);
+  onSubmit(byId("recover-form"), async (form) => {
+    const flow = (await api("POST", "/v1/auth/flows", {
+      point: "recovery",
+      email: form.get("email"),
+      device: { name: form.get("name"), platform: "web" },
+    })).data;
+    flowId = flow.id;
+    byId("recover-form").hidden = true;
+    recoveryFactors(flowId, flow.next, answered);
+  });
+  onSubmit(byId("recovery-code-form"), async (form) => {
+    const code = String(form.get("code")).trim();
+    await answered(await step(flowId, "recovery_code", { code }));
+  });
+  onSubmit(byId("questions-form"), async (form) => {
+    const answers = {};
+    for (const [question, answer] of form.entries()) {
+      if (String(answer).trim()) answers[question] = String(answer);
+    }
+    const required = Number(byId("questions-form").dataset.required);
+    if (Object.keys(answers).length !== required) {
+      throw new PageError(`Answer the ${required} questions you chose, and only those.`);
+    }
+    await answered(await step(flowId, "security_question", { answers }));
+  });
+  onSubmit(byId("recover-complete-form"), async (form) => {
+    const body = { use_cookie: true }; // the session goes to HttpOnly __Host- cookies
+    const password = String(form.get("password"));
+    if (password) body.new_password = password; // empty: the password stays as it was
+    await api("POST", `${recoveryPath()}/complete`, body);
+    localStorage.removeItem(HELD_RECOVERY_KEY);
+    location.assign("/account");
+  });
+  byId("recover-check").addEventListener("click", (event) => {
+    busy(event.currentTarget, async () => {
+      showRecovery(flowId, (await api("GET", recoveryPath())).data);
+    });
+  });
+  const held = localStorage.getItem(HELD_RECOVERY_KEY);
+  if (held) {
+    flowId = held;
+    busy(null, async () => {
+      try {
+        byId("recover-form").hidden = true;
+        showRecovery(flowId, (await api("GET", recoveryPath())).data);
+      } catch (error) {
+        localStorage.removeItem(HELD_RECOVERY_KEY); // gone, or not this device's: start afresh
+        byId("recover-form").hidden = false;
+        if (!(error instanceof ApiError && [401, 404].includes(error.status))) throw error;
+      }
+    });
+  }
+}
+
+function recoveryFactors(flowId, next, answered) {
+  if (!next.length) throw new PageError("This recovery did not finish. Start again.");
+  factorButtons(next, RECOVERY_CHOICES, (factor) => startRecoveryFactor(flowId, factor, answered));
+  byId("recover-factors").hidden = false;
+}
+
+function hideRecoveryForms() {
+  for (const id of RECOVERY_FORMS) {
+    byId(id).hidden = true;
+    byId(id).reset();
+  }
+  byId("approval").hidden = true;
+}
+
+async function startRecoveryFactor(flowId, factor, answered) {
+  hideRecoveryForms();
+  say("");
+  if (factor === "passkey") {
+    const path = `/v1/auth/flows/${encodeURIComponent(flowId)}`;
+    const options = await api("POST", `${path}/passkey-options`);
+    say("Confirm with your fingerprint, face or screen lock…");
+    const credential = await usePasskey(options.data.publicKey);
+    return answered(await step(flowId, "passkey", { credential }));
+  }
+  if (factor === "recovery_code") {
+    byId("recovery-code-form").hidden = false;
+    byId("recovery-code").focus();
+    return undefined;
+  }
+  if (factor === "security_question") return showQuestions();
+  return startFactor(flowId, factor, answered); // email, text, app code or approval: as at login
+}
+
+// Every question on offer: the flow does not say which two this account chose (that would tell
+// anyone who types an address), so the user fills in their own two.
+async function showQuestions() {
+  const offered = (await api("GET", "/v1/security-questions")).data;
+  const fields = byId("questions");
+  fields.replaceChildren();
+  for (const question of offered.data) {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.id = `question-${question.id}`;
+    input.name = question.id;
+    input.autocomplete = "off";
+    label.htmlFor = input.id;
+    label.textContent = question.text;
+    fields.append(label, input);
+  }
+  const form = byId("questions-form");
+  form.dataset.required = String(offered.required);
+  byId("questions-hint").textContent =
+    `Answer the ${offered.required} questions you chose; leave the others empty.`;
+  form.hidden = false;
+  fields.querySelector("input").focus();
+}
+
+// A step's answer: another factor to go, or the recovery the flow ended in.
+async function recoveryAnswered(flowId, answer, answered) {
+  hideRecoveryForms();
+  if (!answer.data.recovery) {
+    say("Done. Now one more:");
+    return recoveryFactors(flowId, answer.data.flow.next, answered);
+  }
+  byId("recover-factors").hidden = true;
+  return showRecovery(flowId, answer.data.recovery);
+}
+
+function showRecovery(flowId, recovery) {
+  const status = recovery.status;
+  byId("recover-held").hidden = status !== "held";
+  byId("recover-complete-form").hidden = !["ready", "approved"].includes(status);
+  if (status === "held") {
+    localStorage.setItem(HELD_RECOVERY_KEY, flowId);
+    say("");
+    return;
+  }
+  localStorage.removeItem(HELD_RECOVERY_KEY);
+  if (status === "ready" || status === "approved") {
+    say("It is you.");
+    byId("recover-password").focus();
+    return;
+  }
+  if (status === "completed") {
+    location.assign("/account");
+    return;
+  }
+  throw new PageError({
+    denied: "This recovery was refused after review. Nothing was changed.",
+    expired: "This recovery has expired. Start again.",
+    reported: "This recovery was reported as not you, and the account is frozen.",
+  }[status] || "This recovery cannot be completed. Start again.");
+}
+
 function item(list, title, detail) {
   const li = document.createElement("li");
   li.textContent = title;
@@ -497,13 +680,15 @@ async function accountPage() {
     }
     throw error;
   }
-  const [factors, notices, risk, sca, consents] = await Promise.all([
+  const [factors, notices, risk, sca, consents, recoveries] = await Promise.all([
     api("GET", "/v1/me/factors"),
     api("GET", "/v1/me/notifications"),
     api("GET", "/v1/me/risk"),
     api("GET", "/v1/me/sca"),
     api("GET", "/v1/me/consents"),
+    api("GET", "/v1/me/recoveries"),
   ]);
+  showRecoveries(recoveries.data.items);
   showConfirmations(sca.data);
   showConsents(consents.data);
   const trustOf = new Map(risk.data.devices.map((d) => [d.id, d.trust]));
@@ -548,6 +733,75 @@ async function accountPage() {
       if (!(error instanceof ApiError && error.status === 403)) throw error;
     });
   }
+}
+
+const RECOVERY_STATES = {
+  held: "waiting for review",
+  ready: "passed, not completed yet",
+  approved: "approved after review, not completed yet",
+  denied: "refused after review",
+  completed: "completed",
+  reported: "reported as not you",
+  expired: "expired",
+};
+
+// Recent recoveries, each with "This wasn't me"; while one cools off, say what that means.
+function showRecoveries(recoveries) {
+  const list = byId("recoveries");
+  list.replaceChildren();
+  for (const r of recoveries) {
+    const where = r.new_device ? "on a new device" : "on a device you had";
+    const cooling = r.cooling_until ? `, cooling off until ${when(r.cooling_until)}` : "";
+    item(list, `Recovery ${RECOVERY_STATES[r.status] || r.status}`,
+      `${when(r.started_at)}, ${where}${cooling}`);
+    if (r.status !== "reported") notMeButton(list.lastElementChild, r);
+  }
+  if (!recoveries.length) item(list, "No recoveries.");
+  const now = Date.now();
+  const cooling = recoveries.find((r) => r.status === "completed" && r.cooling_until &&
+    Date.parse(r.cooling_until) > now);
+  const note = byId("cooling-off");
+  note.hidden = !cooling;
+  if (cooling) {
+    note.textContent = `Cooling off until ${when(cooling.cooling_until)}: a recovery added a ` +
+      "new device, which until then can look and make small payments only. It cannot change " +
+      "your password, factors, devices or payees. Devices you had before keep every right.";
+  }
+}
+
+// "This wasn't me" asks once more before it freezes the account: it ends every session, this
+// one too, and only support can undo it.
+function notMeButton(li, recovery) {
+  const ask = document.createElement("button");
+  ask.type = "button";
+  ask.className = "secondary not-me";
+  ask.textContent = "This wasn't me";
+  const confirmBox = document.createElement("div");
+  confirmBox.className = "confirm";
+  confirmBox.hidden = true;
+  const warning = document.createElement("p");
+  warning.textContent = "Freeze your account? Every session ends, on every device, and the " +
+    "device this recovery added is removed. Support must check who you are to unfreeze it.";
+  const freeze = document.createElement("button");
+  freeze.type = "button";
+  freeze.className = "danger";
+  freeze.textContent = "Yes, freeze my account";
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "secondary";
+  cancel.textContent = "Cancel";
+  ask.addEventListener("click", () => { ask.hidden = true; confirmBox.hidden = false; });
+  cancel.addEventListener("click", () => { confirmBox.hidden = true; ask.hidden = false; });
+  freeze.addEventListener("click", () => busy(freeze, async () => {
+    await api("POST", `/v1/me/recoveries/${encodeURIComponent(recovery.id)}/not-me`);
+    // The session is gone with the rest; drop the CSRF cookie as signing out does.
+    document.cookie = `${CSRF_COOKIE}=; Max-Age=0; Path=/; Secure; SameSite=Strict`;
+    byId("signed-in").hidden = true;
+    byId("frozen").hidden = false;
+    say("");
+  }));
+  confirmBox.append(warning, freeze, cancel);
+  li.append(ask, confirmBox);
 }
 
 // Which payments skipped the fingerprint and why, which asked for it and why, and how many more
@@ -810,6 +1064,7 @@ const PAGES = {
   signup: signupPage,
   login: () => { loginPage(); otpForm(); },
   bind: bindPage,
+  recover: recoverPage,
   account: () => { accountActions(); return busy(null, accountPage); },
   pay: () => busy(null, payPage),
 };
