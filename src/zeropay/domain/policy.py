@@ -247,6 +247,18 @@ def _point(name: AccessPoint, data: object) -> PointPolicy:
             )
         if name is AccessPoint.RECOVERY and len(minimal) < 2:
             raise ConfigurationError(f"policy: points.recovery.paths[{i}] has one factor")
+        if (
+            name is AccessPoint.RECOVERY
+            and Factor.SECURITY_QUESTION in path
+            and Factor.PASSKEY not in minimal
+        ):
+            # Knowledge-based answers are weak (NIST 800-63B does not accept them; ASVS 2.5.2
+            # forbids them alone): they recover an account only beside a passkey with user
+            # verification on a bound device.
+            raise ConfigurationError(
+                f"policy: points.recovery.paths[{i}] pairs security_question with something "
+                "other than a passkey"
+            )
         # A registered device holds what its registration made: a passkey, or a PIN.
         if name is AccessPoint.DEVICE_REGISTRATION and len(_MADE_AT_REGISTRATION & set(path)) != 1:
             raise ConfigurationError(

@@ -36,7 +36,17 @@ class Reservation:
 def guarded(ctx: AppContext, *, user_id: str, factor: str, check: Callable[[], T]) -> T:
     """Run ``check`` under the factor's lockout. ``check`` raises ``AuthenticationFailed`` on a
     wrong secret; a locked factor raises ``FactorLocked`` without running it."""
-    reserved = ctx.run(lambda uow: _reserve(ctx, uow, user_id, factor))
+    try:
+        reserved = ctx.run(lambda uow: _reserve(ctx, uow, user_id, factor))
+    except FactorLocked:
+        # Audited in a transaction of its own: the one that found the lock is rolled back by the
+        # refusal, and a right secret tried against a locked factor is worth a line in the log.
+        ctx.run(
+            lambda uow: audit.record(
+                ctx, uow, "factor.refused_locked", actor=user_id, subject=user_id, factor=factor
+            )
+        )
+        raise
     try:
         result = check()
     except AuthenticationFailed:
@@ -49,13 +59,7 @@ def guarded(ctx: AppContext, *, user_id: str, factor: str, check: Callable[[], T
 def _reserve(ctx: AppContext, uow: UnitOfWork, user_id: str, factor: str) -> Reservation:
     now = ctx.now()
     state = uow.accounts.lock_factor_state(user_id, factor, now)
-    try:
-        check_usable(state, now)
-    except FactorLocked:
-        audit.record(
-            ctx, uow, "factor.refused_locked", actor=user_id, subject=user_id, factor=factor
-        )
-        raise
+    check_usable(state, now)  # raises FactorLocked; ``guarded`` audits it
     after, events = register_failure(state, now, ctx.lockout)
     uow.accounts.save_factor_state(user_id, factor, after, now)
     return Reservation(after, events)

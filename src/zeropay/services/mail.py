@@ -63,7 +63,10 @@ def _try_send(ctx: AppContext, mailer: Mailer, email: QueuedEmail) -> str | None
 
     def recipient(uow: UnitOfWork) -> bytes | None:
         user = uow.accounts.user(email.user_id)
-        return user.email_ciphertext if user is not None and user.status == "active" else None
+        # A frozen account still hears from us (that it was frozen, a fresh "this wasn't me"
+        # link); an erased one never does.
+        reachable = user is not None and user.status in ("active", "frozen")
+        return user.email_ciphertext if user is not None and reachable else None
 
     ciphertext = ctx.run(recipient)
     if ciphertext is None:

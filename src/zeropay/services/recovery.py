@@ -385,6 +385,8 @@ def _report(ctx: AppContext, uow: UnitOfWork, recovery_id: str, *, by: str) -> R
     current = uow.recoveries.get(recovery_id, lock=True)
     invariant(current is not None, "the caller found it")
     assert current is not None
+    if current.state is RecoveryState.REPORTED:
+        return current  # reported already (another link, or the app): frozen once, told once
     reported = rules.report(current, now)
     uow.recoveries.save(reported)
     uow.accounts.set_status(current.user_id, "frozen", was="active")
