@@ -147,8 +147,12 @@ def test_recovery_code_then_emailed_code_from_a_new_device_binds_it_cooling_off(
     assert body["device"]["name"] == "Old laptop"
     assert body["recovery"]["new_device"] is True
     assert body["recovery"]["cooling_until"].startswith("2026-11-03T09:30")
-    devices = _sql(mfa, "SELECT name, status FROM devices ORDER BY created_at")
-    assert [(d[0], d[1]) for d in devices] == [("Pixel 9", "active"), ("Old laptop", "active")]
+    devices = _sql(mfa, "SELECT name, status, device_class FROM devices ORDER BY created_at")
+    # no passkey is made in a recovery: the laptop said "platform" but holds a key store at most
+    assert [tuple(d) for d in devices] == [
+        ("Pixel 9", "active", "platform"),
+        ("Old laptop", "active", "key_store"),
+    ]
     # the phone is told in the app, and the mailbox by email with the link
     kinds = [n["kind"] for n in phone.call("GET", "/v1/me/notifications").json()["data"]]
     assert "recovery.completed" in kinds
@@ -550,3 +554,12 @@ def test_an_ordinary_recovery_from_a_new_device_goes_through_with_the_engine_on(
     decision = _sql(mfa, "SELECT action FROM risk_assessments WHERE event_type = 'recovery'")[0][0]
     assert decision == "challenge"
     assert _complete(laptop, flow["id"]).status_code == 201
+
+
+def test_an_older_phone_recovering_keeps_its_weaker_class(mfa: Mfa) -> None:
+    _, codes = _with_codes(mfa)
+    old = mfa.device("Galaxy S5", "android")
+    old.device_class = "software"
+    _recover_with_code(mfa, old, codes[0])
+    rows = _sql(mfa, "SELECT device_class FROM devices WHERE name = 'Galaxy S5'")
+    assert [r[0] for r in rows] == ["software"]

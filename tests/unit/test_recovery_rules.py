@@ -34,6 +34,7 @@ def _recovery(*, held: bool = False, new_device: bool = True) -> Recovery:
         new_device=new_device,
         device_name="Laptop",
         platform="linux",
+        device_class="platform",
         public_jwk="{}",
         created_at=T0,
         passed_at=T0,

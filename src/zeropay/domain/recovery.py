@@ -91,6 +91,7 @@ class Recovery:
     new_device: bool  # the key was not bound to the account when the factors passed
     device_name: str  # the device as it will be bound, if new
     platform: str
+    device_class: str  # as the device stated it (``domain.device_classes``)
     public_jwk: str
     created_at: datetime  # when the flow started: devices bound before this are trusted
     passed_at: datetime  # when the flow's last factor passed

@@ -23,6 +23,8 @@ from typing import Any
 from zeropay.domain import bounds
 from zeropay.domain import recovery as rules
 from zeropay.domain.authenticators import Device
+from zeropay.domain.device_classes import DEFAULT as DEFAULT_CLASS
+from zeropay.domain.device_classes import DeviceClass, registered_as
 from zeropay.domain.errors import (
     Conflict,
     CoolingOff,
@@ -40,6 +42,7 @@ from zeropay.domain.recovery import Recovery, RecoveryState, Restricted
 from zeropay.domain.sessions import AuthMethod, Session
 from zeropay.services import accounts, audit, mail, notices, onboarding
 from zeropay.services.context import AppContext, UnitOfWork
+from zeropay.services.fallbacks import DEVICE_CLASS
 from zeropay.services.ports import StoredFlow
 
 LINK_PURPOSE = "not_me"
@@ -82,6 +85,7 @@ def passed(ctx: AppContext, uow: UnitOfWork, stored: StoredFlow) -> Recovery:
         new_device=known is None or known.status != "active",
         device_name=flow.binding["device_name"],
         platform=flow.binding["platform"],
+        device_class=flow.binding.get(DEVICE_CLASS, DEFAULT_CLASS.value),
         public_jwk=flow.binding["jwk"],
         created_at=flow.issued_at,
         passed_at=now,
@@ -247,6 +251,9 @@ def _device(ctx: AppContext, uow: UnitOfWork, recovery: Recovery) -> Device:
         user_id=recovery.user_id,
         name=recovery.device_name,
         platform=recovery.platform,
+        # no passkey is made in a recovery: a phone that said "platform" holds a key store at
+        # most until it enrolls one; an older phone keeps its weaker class
+        device_class=registered_as(DeviceClass(recovery.device_class), made_passkey=False),
         jkt=recovery.jkt,
         public_jwk=recovery.public_jwk,
         status="active",

@@ -622,6 +622,7 @@ INVENTORY: tuple[Personal, ...] = (
             "new_device": "from a new device",
             "device_name": "device name",
             "platform": "device platform",
+            "device_class": "device class it stated",
             "public_jwk": "device public key",
             "created_at": "started at",
             "passed_at": "factors passed at",

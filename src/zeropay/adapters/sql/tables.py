@@ -1017,6 +1017,7 @@ recoveries = Table(
     # for days, the flow is purged a day after it ends).
     Column("device_name", String(bounds.DEVICE_NAME_LENGTH_MAX), nullable=False),
     Column("platform", String(bounds.PLATFORM_LENGTH_MAX), nullable=False),
+    Column("device_class", String(16), nullable=False),  # as the device stated it
     Column("public_jwk", Text, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("passed_at", TS, nullable=False),  # when the flow's last factor passed

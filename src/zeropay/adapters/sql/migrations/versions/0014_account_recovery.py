@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("new_device", sa.Boolean(), nullable=False),
         sa.Column("device_name", sa.String(64), nullable=False),
         sa.Column("platform", sa.String(32), nullable=False),
+        sa.Column("device_class", sa.String(16), nullable=False),
         sa.Column("public_jwk", sa.Text(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("passed_at", TS, nullable=False),
