@@ -99,7 +99,12 @@ def run(*, quick: bool, out: Path | None = None) -> int:
     locate = CountryGeoIP()
     users, days = (60, 10) if quick else (400, 30)
     print(f"[bench risk] generating seed {SEED}: {users} users x {days} days", flush=True)
+    started = time.perf_counter()
     events = generate(SEED, users=users, days=days)
+    print(
+        f"[bench risk] simulated {len(events)} events in {time.perf_counter() - started:.2f} s",
+        flush=True,
+    )
     lines = [orjson.dumps(e) for e in events]
 
     def replay(batch: list[bytes]) -> None:

@@ -8,7 +8,6 @@ import ipaddress
 import json
 import math
 import re
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,15 +49,13 @@ KST = timedelta(hours=9)
 @dataclass(frozen=True)
 class Run:
     events: list[dict[str, Any]]
-    elapsed_s: float
 
 
 @pytest.fixture(scope="module")
 def month() -> Run:
-    """The default simulation (400 users, 30 days), made once for the module."""
-    started = time.perf_counter()
-    events = generate(1, users=400, days=30)
-    return Run(events, time.perf_counter() - started)
+    """The default simulation (400 users, 30 days), made once for the module. How fast it is made
+    is measured by ``python -m bench --only risk``, never asserted here."""
+    return Run(generate(1, users=400, days=30))
 
 
 def lines(events: list[dict[str, Any]]) -> str:
@@ -168,10 +165,6 @@ def test_honest_traffic_is_at_least_85_percent_of_payments(month):
     all_payments = payments(month.events)
     honest = [p for p in all_payments if not p["label"]["attack"]]
     assert len(honest) >= 0.85 * len(all_payments)
-
-
-def test_a_400_user_month_is_made_in_well_under_5_seconds(month):
-    assert month.elapsed_s < 5
 
 
 def test_payments_stay_within_the_platforms_limits(month):
