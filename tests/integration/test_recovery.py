@@ -563,3 +563,132 @@ def test_an_older_phone_recovering_keeps_its_weaker_class(mfa: Mfa) -> None:
     _recover_with_code(mfa, old, codes[0])
     rows = _sql(mfa, "SELECT device_class FROM devices WHERE name = 'Galaxy S5'")
     assert [r[0] for r in rows] == ["software"]
+
+
+# ---- what the security review found -------------------------------------------------------------
+
+
+def _strong_login(mfa: Mfa, device: Device, password: str) -> None:
+    """Password + emailed code on ``device``: an AAL2 session there."""
+    r = _password_login(mfa, device, password)
+    assert r.status_code == 200, r.text
+    r = _code(mfa, device, r.json()["flow"]["id"])
+    assert r.status_code == 201, r.text
+    device.token = r.json()["token"]
+
+
+def test_a_recovery_on_a_bound_key_without_its_passkey_cools_that_device_off(
+    mfa: Mfa, clock: FixedClock
+) -> None:
+    """A bound device's key alone may be a copy (older phones keep it in software): a recovery
+    code + email code run on it cool it off like a new device."""
+    phone, codes = _with_codes(mfa)
+    clock.advance(minutes=1)
+    tablet = mfa.device("Tablet", "ipados")
+    assert mfa.bind(tablet, EMAIL, approver=phone).status_code == 201
+    clock.advance(days=2)
+    copy = Device(mfa.client, mfa.now, name="Tablet", platform="ipados", key=tablet.key)
+    body = _recover_with_code(mfa, copy, codes[0], new_password=NEW_PASSWORD)
+    assert body["recovery"]["new_device"] is False
+    assert body["recovery"]["cooling_until"] is not None
+    _strong_login(mfa, copy, NEW_PASSWORD)
+    phone_id = _sql(mfa, "SELECT id FROM devices WHERE name = 'Pixel 9'")[0][0]
+    r = copy.call("DELETE", f"/v1/me/devices/{phone_id}")
+    assert _problem(r)[:2] == (403, "cooling_off"), r.text
+    assert _sql(mfa, "SELECT status FROM devices WHERE id = :d", d=phone_id)[0][0] == "active"
+
+
+def test_this_wasnt_me_undoes_the_factors_and_the_password_the_recovery_brought(
+    mfa: Mfa, clock: FixedClock
+) -> None:
+    phone, codes = _with_codes(mfa)
+    clock.advance(minutes=1)
+    laptop = mfa.device("Laptop", "linux")
+    rid = _recover_with_code(mfa, laptop, codes[0], new_password=NEW_PASSWORD)["recovery"]["id"]
+    _strong_login(mfa, laptop, NEW_PASSWORD)
+    # no factor can be added from the cooling device...
+    r = laptop.call("POST", "/v1/me/factors/totp", {})
+    assert _problem(r)[:2] == (403, "cooling_off") and r.json()["action"] == "add_factor", r.text
+    # ...and one added meanwhile (from anywhere) is removed with the report
+    mfa.step_up_with_passkey(phone)
+    mfa.enroll_totp(phone)
+    assert phone.call("POST", f"/v1/me/recoveries/{rid}/not-me").status_code == 200
+    kinds = _sql(mfa, "SELECT kind, status FROM authenticators WHERE kind = 'totp'")
+    assert [tuple(k) for k in kinds] == [("totp", "removed")]
+    assert recovery_unfreeze(mfa)
+    # the password the recovery set no longer works; the owner recovers with their own factors
+    assert _password_login(mfa, mfa.device(), NEW_PASSWORD).status_code == 401
+    assert _password_login(mfa, mfa.device(), PASSWORD).status_code == 401
+
+
+def recovery_unfreeze(mfa: Mfa) -> bool:
+    from zeropay.services import recovery
+
+    return recovery.unfreeze(
+        mfa.container.ctx, user_id=_user_id(mfa), actor="ops", reason="identity checked"
+    )
+
+
+def test_small_payments_while_cooling_off_stop_at_the_total(mfa: Mfa, clock: FixedClock) -> None:
+    _, codes = _with_codes(mfa)
+    clock.advance(minutes=1)
+    laptop = mfa.device("Laptop", "linux")
+    _recover_with_code(mfa, laptop, codes[0])
+    r = laptop.call("POST", "/v1/wallet/topups", {"amount": 20000, "currency": "EUR"})
+    assert r.status_code == 201, r.text
+    cafe = shop(mfa, "Corner Cafe")
+    paid = [confirm(laptop, bill(mfa, cafe, 1000, "EUR")).status_code for _ in range(3)]
+    assert paid == [200, 200, 200]
+    r = confirm(laptop, bill(mfa, cafe, 1000, "EUR"))
+    assert _problem(r) == (403, "cooling_off", "cooling_off"), r.text
+    assert r.json()["limit_minor"] == 3000
+
+
+def test_a_cooling_device_neither_withholds_signals_nor_reads_the_privacy_center(
+    mfa: Mfa, clock: FixedClock
+) -> None:
+    _, codes = _with_codes(mfa)
+    clock.advance(minutes=1)
+    laptop = mfa.device("Laptop", "linux")
+    _recover_with_code(mfa, laptop, codes[0], new_password=NEW_PASSWORD)
+    _strong_login(mfa, laptop, NEW_PASSWORD)
+    r = laptop.call("PUT", "/v1/me/consents", {"location": False})
+    assert _problem(r)[:2] == (403, "cooling_off") and r.json()["action"] == "withhold_signals"
+    assert _sql(mfa, "SELECT count(*) FROM consents")[0][0] == 0
+    r = laptop.call("GET", "/v1/me/privacy")
+    assert _problem(r)[:2] == (403, "cooling_off") and r.json()["action"] == "export"
+
+
+def test_a_device_never_approves_its_own_recovery(mfa: Mfa, clock: FixedClock) -> None:
+    phone = bound(mfa, EMAIL)
+    clock.advance(minutes=1)
+    tablet = mfa.device("Tablet", "ipados")
+    assert mfa.bind(tablet, EMAIL, approver=phone).status_code == 201
+    clock.advance(minutes=1)
+    flow = _start(mfa, phone)
+    assert _code(mfa, phone, flow["id"]).json()["flow"]["next"] == ["bound_device_approval"]
+    r = phone.call("POST", f"/v1/auth/flows/{flow['id']}/approval", token="")
+    number = r.json()["approval"]["number"]
+    r = phone.call(
+        "POST", f"/v1/me/approvals/{flow['id']}", {"decision": "approve", "number": number}
+    )
+    assert _problem(r) == (403, "forbidden", "own_flow"), r.text
+    assert _problem(mfa.step(phone, flow["id"], "bound_device_approval"))[0] == 401
+
+
+def test_a_removed_devices_key_cannot_start_a_recovery(mfa: Mfa) -> None:
+    phone, codes = _with_codes(mfa)
+    laptop = mfa.device("Laptop", "linux")
+    rid = _recover_with_code(mfa, laptop, codes[0])["recovery"]["id"]
+    assert phone.call("POST", f"/v1/me/recoveries/{rid}/not-me").status_code == 200
+    assert recovery_unfreeze(mfa)
+    r = mfa.start(laptop, "recovery", email=EMAIL, device=laptop.info())
+    assert _problem(r) == (409, "conflict", "device_bound"), r.text
+
+
+def test_a_link_with_a_non_ascii_digit_is_refused_not_a_500(mfa: Mfa) -> None:
+    bad = "v1.rcv_x.\u00b2.AAAA.AAAA"
+    r = mfa.client.post("/v1/recovery/not-me", json={"token": bad})
+    assert _problem(r)[:2] == (422, "recovery_link_invalid"), r.text
+    page = mfa.client.post("/recovery/not-me?t=v1.rcv_x.%C2%B2.AAAA.AAAA")
+    assert page.status_code == 400

@@ -32,6 +32,7 @@ def _recovery(*, held: bool = False, new_device: bool = True) -> Recovery:
         factors=("recovery_code", "email_otp"),
         jkt="jkt-1",
         new_device=new_device,
+        password_replaced=False,
         device_name="Laptop",
         platform="linux",
         device_class="platform",
@@ -66,10 +67,9 @@ def test_a_ready_recovery_lapses_after_ten_minutes() -> None:
     assert refused.value.details["reason"] == "recovery_expired"
 
 
-def test_a_recovery_on_a_device_already_bound_does_not_cool_off() -> None:
-    done = rules.complete(
-        _recovery(new_device=False), device_id="dev_1", policy=POLICY, now=T0 + timedelta(minutes=3)
-    )
+def test_a_recovery_with_the_passkey_of_a_device_already_bound_does_not_cool_off() -> None:
+    on_phone = replace(_recovery(new_device=False), factors=("security_question", "passkey"))
+    done = rules.complete(on_phone, device_id="dev_1", policy=POLICY, now=T0 + timedelta(minutes=3))
     assert done.cooling_until is None and not done.is_cooling(T0 + timedelta(minutes=4))
 
 
@@ -114,18 +114,32 @@ def test_reporting_is_final_and_idempotent() -> None:
 
 def test_only_devices_bound_before_the_recovery_began_are_trusted() -> None:
     r = _recovery()
-    assert rules.is_trusted_device(T0 - timedelta(seconds=1), True, r)
-    assert not rules.is_trusted_device(T0, True, r)  # bound as it began: not before
-    assert not rules.is_trusted_device(T0 + timedelta(minutes=5), True, r)
-    assert not rules.is_trusted_device(T0 - timedelta(days=3), False, r)  # removed
-    assert not rules.is_trusted_device(None, True, r)
+    assert rules.is_trusted_device("dev_old", T0 - timedelta(seconds=1), True, r)
+    assert not rules.is_trusted_device("dev_old", T0, True, r)  # bound as it began: not before
+    assert not rules.is_trusted_device("dev_new", T0 + timedelta(minutes=5), True, r)
+    assert not rules.is_trusted_device("dev_old", T0 - timedelta(days=3), False, r)  # removed
+    assert not rules.is_trusted_device(None, None, True, r)
+    # the device the recovery completed on is never trusted, however old (a copied key)
+    done = rules.complete(r, device_id="dev_old", policy=POLICY, now=T0 + timedelta(minutes=3))
+    assert not rules.is_trusted_device("dev_old", T0 - timedelta(days=30), True, done)
+
+
+def test_only_a_recovery_with_the_bound_devices_passkey_skips_the_cooling_off() -> None:
+    on_phone = replace(_recovery(new_device=False), factors=("security_question", "passkey"))
+    assert not rules.cools_off(on_phone)
+    # the device's key alone may be a copy: a recovery code + email on a bound key cools off
+    assert rules.cools_off(_recovery(new_device=False))
+    assert rules.cools_off(replace(on_phone, new_device=True))
 
 
 def test_the_payment_ceiling_is_per_currency_and_a_currency_not_named_pays_nothing() -> None:
-    assert rules.payment_allowed(POLICY, "EUR", 1000) == (True, 1000)
+    assert rules.payment_allowed(POLICY, "EUR", 1000) == (True, 3000)
     assert rules.payment_allowed(POLICY, "EUR", 1001) == (False, 1000)
-    assert rules.payment_allowed(POLICY, "KRW", 10000) == (True, 10000)
+    assert rules.payment_allowed(POLICY, "KRW", 10000) == (True, 30000)
     assert rules.payment_allowed(POLICY, "CHF", 1) == (False, 0)
+    # small payments add up: not past total_max_minor in all
+    assert rules.payment_allowed(POLICY, "EUR", 1000, spent_minor=2000) == (True, 3000)
+    assert rules.payment_allowed(POLICY, "EUR", 1, spent_minor=3000) == (False, 3000)
 
 
 # ---- links --------------------------------------------------------------------------------------
@@ -186,7 +200,18 @@ def test_a_link_for_another_account_or_purpose_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [None, 7, "", "a.b.c", "v1.r.notdigits.n.t", "v1.r.1.n.%%%", "x" * 300]
+    "raw",
+    [
+        None,
+        7,
+        "",
+        "a.b.c",
+        "v1.r.notdigits.n.t",
+        "v1.r.1.n.%%%",
+        "x" * 300,
+        "v1.rcv_x.\u00b2.AAAA.AAAA",  # a superscript two: a digit to str.isdigit, not to int()
+        "v1.rcv_x.99999999999999999.AAAA.AAAA",
+    ],
 )
 def test_malformed_links_are_refused_with_one_code(raw: object) -> None:
     with pytest.raises(RecoveryLinkInvalid) as refused:

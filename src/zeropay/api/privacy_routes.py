@@ -29,6 +29,7 @@ EXPORT_FORMAT = "zeropay.export/1"
 def my_privacy(ctx: Ctx, session: CurrentSession) -> dict[str, Any]:
     """Every field of the data inventory with what we hold of it for me: how many rows, and the
     values I may see (the first ``PRIVACY_VALUES_SHOWN_MAX``)."""
+    recovery.check(ctx, session, Restricted.EXPORT)  # the same data as the archive
     held = privacy.mine(ctx, session)
     fields = []
     for table in held.tables:

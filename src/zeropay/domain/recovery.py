@@ -8,13 +8,18 @@ paths, each of two factors at least). What happens once they have passed is here
   one it let through is ``ready``. Either way nothing is granted yet: the device that ran the flow
   completes it (a new password, if the user wants one; the device bound; a session whose methods
   are the factors the flow used, so it is never more assured than they are).
-- A recovery completed from a device that was not bound before starts a cooling-off period
-  (``cooling_off_s``, a day by default). Until it ends, a session that is not on a device bound
-  before the recovery began can look but cannot pay above ``payment_max_minor``, add payees,
-  remove factors or devices, end other sessions, change the password, approve other flows, or
-  export or erase the account. The devices the user had before stay in charge: from them the
-  user removes the new one, or says "this wasn't me".
-- "This wasn't me" freezes the account and ends every session. Each alert carries it as a link
+- A recovery starts a cooling-off period (``cooling_off_s``, a day by default) unless it was
+  made on a bound device with that device's passkey (user verification on the phone itself): a
+  device key alone may be a copy (a software key from an older phone). Until it ends, the device
+  it completed on, and any session not on a device bound before the recovery began, can look but
+  cannot pay above ``payment_max_minor`` a payment nor ``total_max_minor`` in all, add payees,
+  factors or instruments, remove factors or devices, end other sessions, change the password or
+  withhold risk signals, approve other flows, or read, export or erase the account's data. The
+  devices the user had before stay in charge: from them the user removes the new one, or says
+  "this wasn't me".
+- "This wasn't me" freezes the account and ends every session; it removes the device the
+  recovery completed on and every factor added since the recovery began, and makes a password
+  the recovery set unusable. Each alert carries it as a link
   signed by the server, bound to the recovery and the account, valid for ten minutes and once.
   The link grants nothing: it can only freeze.
 
@@ -58,14 +63,16 @@ class RecoveryState(StrEnum):
 class Restricted(StrEnum):
     """What a session outside the devices bound before a recovery cannot do while it cools off."""
 
-    PAY = "pay"  # above the policy's small ceiling
+    PAY = "pay"  # above the policy's small ceiling, per payment or in all
     ADD_PAYEE = "add_payee"
+    ADD_FACTOR = "add_factor"  # a factor added now would outlive "this wasn't me"
     REMOVE_FACTOR = "remove_factor"  # factors, devices, recovery codes, security questions
     END_SESSIONS = "end_sessions"  # other sessions
     CHANGE_PASSWORD = "change_password"  # noqa: S105 - an action's name
     APPROVE = "approve"  # another flow, as a bound device
     ADD_INSTRUMENT = "add_instrument"  # a funding card or carrier number, or a device to it
-    EXPORT = "export"
+    WITHHOLD_SIGNALS = "withhold_signals"  # consents: the signals that would catch a thief
+    EXPORT = "export"  # the privacy center's view of the data, and the archive
     ERASE = "erase"
 
 
@@ -76,6 +83,10 @@ class RecoveryPolicy:
     # pays nothing above zero.
     payment_max_minor: Mapping[str, int] = field(
         default_factory=lambda: {"EUR": 1000, "USD": 1000, "GBP": 1000, "KRW": 10000, "JPY": 1000}
+    )
+    # What all payments during the period may add up to, by currency (no draining in slices).
+    total_max_minor: Mapping[str, int] = field(
+        default_factory=lambda: {"EUR": 3000, "USD": 3000, "GBP": 3000, "KRW": 30000, "JPY": 3000}
     )
     link_ttl_s: int = LINK_TTL_S_MAX
 
@@ -89,6 +100,7 @@ class Recovery:
     factors: tuple[str, ...]  # what the flow's path used, in order
     jkt: str  # the device key that ran the flow; only it completes the recovery
     new_device: bool  # the key was not bound to the account when the factors passed
+    password_replaced: bool  # the recovery set a new password (undone by "this wasn't me")
     device_name: str  # the device as it will be bound, if new
     platform: str
     device_class: str  # as the device stated it (``domain.device_classes``)
@@ -145,8 +157,20 @@ def decide(
     )
 
 
+def cools_off(recovery: Recovery) -> bool:
+    """Every recovery cools off but one made on a device already bound, with its passkey: user
+    verification on that phone. A bound device's key alone may be a copy (older phones keep it in
+    software), and the other paths are for a lost phone."""
+    return recovery.new_device or "passkey" not in recovery.factors
+
+
 def complete(
-    recovery: Recovery, *, device_id: str, policy: RecoveryPolicy, now: datetime
+    recovery: Recovery,
+    *,
+    device_id: str,
+    policy: RecoveryPolicy,
+    now: datetime,
+    password_replaced: bool = False,
 ) -> Recovery:
     if recovery.state is RecoveryState.HELD:
         raise InvalidStateTransition(
@@ -162,11 +186,12 @@ def complete(
         raise InvalidStateTransition(
             "this recovery has expired; start a new one", reason="recovery_expired"
         )
-    cooling = recovery.new_device and policy.cooling_off_s > 0
+    cooling = cools_off(recovery) and policy.cooling_off_s > 0
     return replace(
         recovery,
         state=RecoveryState.COMPLETED,
         device_id=device_id,
+        password_replaced=password_replaced,
         completed_at=now,
         cooling_until=now + timedelta(seconds=policy.cooling_off_s) if cooling else None,
     )
@@ -181,18 +206,32 @@ def report(recovery: Recovery, now: datetime) -> Recovery:
 
 
 def is_trusted_device(
-    device_created_at: datetime | None, device_active: bool, recovery: Recovery
+    device_id: str | None,
+    device_created_at: datetime | None,
+    device_active: bool,
+    recovery: Recovery,
 ) -> bool:
-    """A device bound before the recovery began keeps every right while the recovery cools off."""
+    """A device bound before the recovery began keeps every right while the recovery cools off;
+    the device the recovery completed on never does."""
     return (
-        device_active and device_created_at is not None and device_created_at < recovery.created_at
+        device_active
+        and device_id is not None
+        and device_id != recovery.device_id
+        and device_created_at is not None
+        and device_created_at < recovery.created_at
     )
 
 
-def payment_allowed(policy: RecoveryPolicy, currency: str, amount_minor: int) -> tuple[bool, int]:
-    """Whether a cooling-off session may pay this; and the ceiling in that currency."""
+def payment_allowed(
+    policy: RecoveryPolicy, currency: str, amount_minor: int, *, spent_minor: int = 0
+) -> tuple[bool, int]:
+    """Whether a cooling-off session may pay this, having paid ``spent_minor`` in the currency
+    since the recovery; and the ceiling that refuses it (per payment, else in all)."""
     ceiling = policy.payment_max_minor.get(currency, 0)
-    return amount_minor <= ceiling, ceiling
+    if amount_minor > ceiling:
+        return False, ceiling
+    total = policy.total_max_minor.get(currency, 0)
+    return spent_minor + amount_minor <= total, total
 
 
 # ---- one-click links in alerts -----------------------------------------------------------------
@@ -245,7 +284,11 @@ def parse_link(raw: object) -> tuple[str, int, str, bytes]:
     if not isinstance(raw, str) or not 0 < len(raw) <= LINK_LENGTH_MAX:
         raise RecoveryLinkInvalid("this link is not valid", reason="malformed")
     parts = raw.split(".")
-    if len(parts) != 5 or parts[0] != LINK_VERSION or not parts[2].isdigit():
+    expiry = parts[2] if len(parts) == 5 else ""
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+    if parts[0] != LINK_VERSION or not (
+        expiry.isascii() and expiry.isdigit() and len(expiry) <= 12
+    ):
         raise RecoveryLinkInvalid("this link is not valid", reason="malformed")
     try:
         tag = base64.urlsafe_b64decode(parts[4] + "=" * (-len(parts[4]) % 4))
@@ -276,7 +319,7 @@ def verify_link(
 
 # ---- the [recovery] table of the policy file ---------------------------------------------------
 
-_KEYS = {"cooling_off_s", "payment_max_minor", "link_ttl_s"}
+_KEYS = {"cooling_off_s", "payment_max_minor", "total_max_minor", "link_ttl_s"}
 
 
 def parse_recovery(data: object) -> RecoveryPolicy:
@@ -301,7 +344,16 @@ def parse_recovery(data: object) -> RecoveryPolicy:
         raise ConfigurationError(
             f"policy: recovery.link_ttl_s must be an integer from 60 to {LINK_TTL_S_MAX}"
         )
-    ceilings = data.get("payment_max_minor", default.payment_max_minor)
+    return RecoveryPolicy(
+        cooling_off_s=cooling,
+        payment_max_minor=_ceilings(data, "payment_max_minor", default.payment_max_minor),
+        total_max_minor=_ceilings(data, "total_max_minor", default.total_max_minor),
+        link_ttl_s=ttl,
+    )
+
+
+def _ceilings(data: Mapping[str, Any], key: str, default: Mapping[str, int]) -> dict[str, int]:
+    ceilings = data.get(key, default)
     if not isinstance(ceilings, dict) or not all(
         isinstance(k, str)
         and len(k) == 3
@@ -311,7 +363,5 @@ def parse_recovery(data: object) -> RecoveryPolicy:
         and v >= 0
         for k, v in ceilings.items()
     ):
-        raise ConfigurationError(
-            "policy: recovery.payment_max_minor maps currency codes to minor units"
-        )
-    return RecoveryPolicy(cooling_off_s=cooling, payment_max_minor=dict(ceilings), link_ttl_s=ttl)
+        raise ConfigurationError(f"policy: recovery.{key} maps currency codes to minor units")
+    return dict(ceilings)

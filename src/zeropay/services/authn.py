@@ -282,6 +282,11 @@ def start(
             user_id = user.id if user is not None and user.status == "active" else None
         if access is AccessPoint.DEVICE_REGISTRATION and uow.devices.by_jkt(binding["jkt"]):
             raise Conflict("this device key is already bound", reason="device_bound")
+        if access is AccessPoint.RECOVERY:
+            known = uow.devices.by_jkt(binding["jkt"])
+            if known is not None and known.status != "active":
+                # a removed device's key binds nothing again: this device needs a new key
+                raise Conflict("this device key cannot be bound again", reason="device_bound")
         if session is not None:
             available = available_factors(uow, session.user_id, requester, point=access)
             paths = plan_paths(ctx.policy, access, available, _class_of(uow, binding))
@@ -640,6 +645,9 @@ def decide_approval(
             raise Conflict("this flow is not waiting for approval", reason="not_requested")
         if flow.is_expired(now) or not device.was_bound_before(flow.issued_at):
             raise Forbidden("this device cannot approve that flow", reason="not_bound_device")
+        if hmac.compare_digest(device.jkt, flow.binding.get("jkt", "")):
+            # the approval is a second device's say: a device never approves its own flow
+            raise Forbidden("approve from another device", reason="own_flow")
         matched = current.approval_code is not None and hmac.compare_digest(
             current.approval_code, number
         )

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from zeropay.domain.consents import Consent, SignalGroup, consents_of, parse_changes
+from zeropay.domain.recovery import Restricted
 from zeropay.domain.risk.engine import forget
 from zeropay.domain.risk.state import dump_user, load_user
 from zeropay.domain.sessions import Session, require_recent_auth
-from zeropay.services import audit
+from zeropay.services import audit, recovery
 from zeropay.services.context import AppContext, UnitOfWork
 from zeropay.services.ports import RecordKey
 
@@ -41,6 +42,8 @@ def change(ctx: AppContext, session: Session, raw: object) -> ConsentsView:
     user_id = session.user_id
     if not all(changes.values()):
         require_recent_auth(session, ctx.now(), ctx.policy.recent_auth_s)
+        # a device that recovered the account lately does not switch off what would catch it
+        recovery.check(ctx, session, Restricted.WITHHOLD_SIGNALS)
 
     def work(uow: UnitOfWork) -> ConsentsView:
         now = ctx.now()

@@ -100,7 +100,7 @@ class TotpEnrollment:
 
 
 def enroll_totp(ctx: AppContext, session: Session, *, label: object = None) -> TotpEnrollment:
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.ADD_FACTOR)
     name = parse_label(label, field="label", default="Authenticator app")
     seed = totp.new_seed(ctx.random_bytes(totp.SEED_BYTES))
     authenticator_id = ctx.new_id("auth")
@@ -136,7 +136,7 @@ def enroll_totp(ctx: AppContext, session: Session, *, label: object = None) -> T
 
 def confirm_totp(ctx: AppContext, session: Session, authenticator_id: object, code: object) -> None:
     """The first code from the app proves it holds the seed; that step is then used up."""
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.ADD_FACTOR)
     pending = _pending(ctx, session, authenticator_id, AuthenticatorKind.TOTP)
     checked = totp.parse_code(code)
     assert pending.secret_ciphertext is not None
@@ -188,7 +188,7 @@ def enroll_ocra(
 ) -> OcraEnrollment:
     """A pending OCRA app for confirming payments from a phone without a secure key store. The
     seed is made here and shown once; the first code, over ``test_question``, activates it."""
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.ADD_FACTOR)
     name = parse_label(label, field="label", default="Confirmation code app")
     parsed = ocra_codes.parse_app_suite(suite)
     seed = ctx.random_bytes(ocra_codes.SEED_BYTES)
@@ -228,7 +228,7 @@ def enroll_ocra(
 def confirm_ocra(ctx: AppContext, session: Session, authenticator_id: object, code: object) -> None:
     """The app's code over the test question at the current time step (one step of drift)
     proves it holds the seed and computes this suite; the app is then active."""
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.ADD_FACTOR)
     pending = _pending(ctx, session, authenticator_id, AuthenticatorKind.OCRA)
     assert pending.secret_ciphertext is not None and pending.pending_secret is not None
     suite = parse_payment_suite(pending.ocra_suite)
@@ -265,7 +265,7 @@ def confirm_ocra(ctx: AppContext, session: Session, authenticator_id: object, co
 
 def passkey_options(ctx: AppContext, session: Session) -> tuple[str, dict[str, Any]]:
     """Creation options for a passkey on the device this session runs on."""
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.ADD_FACTOR)
     challenge = ctx.random_bytes(passkeys.CHALLENGE_BYTES)
     authenticator_id = ctx.new_id("auth")
 
@@ -310,7 +310,7 @@ def confirm_passkey(
     *,
     label: object = None,
 ) -> str:
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.ADD_FACTOR)
     pending = _pending(ctx, session, authenticator_id, AuthenticatorKind.PASSKEY)
     name = parse_label(label, field="label", default=pending.label)
     assert pending.pending_secret is not None
@@ -360,7 +360,7 @@ def _sms_hash(ctx: AppContext, authenticator_id: str, code: str) -> bytes:
 
 
 def enroll_sms(ctx: AppContext, session: Session, phone: object) -> str:
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.ADD_FACTOR)
     number = parse_phone(phone)
     if ctx.sms is None:
         raise Conflict("text messages are not configured here", reason="sms_unavailable")
@@ -399,7 +399,7 @@ def enroll_sms(ctx: AppContext, session: Session, phone: object) -> str:
 
 
 def confirm_sms(ctx: AppContext, session: Session, authenticator_id: object, code: object) -> None:
-    _sensitive(ctx, session)
+    _sensitive(ctx, session, Restricted.ADD_FACTOR)
     pending = _pending(ctx, session, authenticator_id, AuthenticatorKind.SMS)
     try:
         checked = totp.parse_code(code, SMS_CODE_DIGITS)

@@ -304,7 +304,7 @@ def _check_limits(
     ctx.profile.limits.check_payment(payment.amount)  # it may have been lowered since
     if ctx.auth_policy is not None:
         # Cooling off after a recovery from a new device: small payments only from it.
-        recovery.check_payment(ctx, uow, payer_id, device_id, payment.amount)
+        recovery.check_payment(ctx, uow, payer_id, device_id, payment.amount, payment_id=payment.id)
     if device_id is not None and ctx.auth_policy is not None:
         check_new_device_limit(
             uow.devices.get(device_id),

@@ -41,7 +41,7 @@ from zeropay.domain.passwords import check_password_policy
 from zeropay.domain.recovery import Recovery, RecoveryState, Restricted
 from zeropay.domain.sessions import AuthMethod, Session
 from zeropay.services import accounts, audit, mail, notices, onboarding
-from zeropay.services.context import AppContext, UnitOfWork
+from zeropay.services.context import AppContext, UnitOfWork, urlsafe
 from zeropay.services.fallbacks import DEVICE_CLASS
 from zeropay.services.ports import StoredFlow
 
@@ -83,6 +83,7 @@ def passed(ctx: AppContext, uow: UnitOfWork, stored: StoredFlow) -> Recovery:
         factors=tuple(m.factor for m in flow.done),
         jkt=jkt,
         new_device=known is None or known.status != "active",
+        password_replaced=False,
         device_name=flow.binding["device_name"],
         platform=flow.binding["platform"],
         device_class=flow.binding.get(DEVICE_CLASS, DEFAULT_CLASS.value),
@@ -185,7 +186,13 @@ def complete(
         if user is None or user.status != "active":
             raise Conflict("this account cannot be recovered now", reason="account_not_active")
         device = _device(ctx, uow, current)
-        done = rules.complete(current, device_id=device.id, policy=ctx.policy.recovery, now=now)
+        done = rules.complete(
+            current,
+            device_id=device.id,
+            policy=ctx.policy.recovery,
+            now=now,
+            password_replaced=password_hash is not None,
+        )
         uow.recoveries.save(done)
         if password_hash is not None:
             uow.accounts.password_changed(done.user_id, password_hash, now)
@@ -239,10 +246,10 @@ def _device(ctx: AppContext, uow: UnitOfWork, recovery: Recovery) -> Device:
     now = ctx.now()
     known = uow.devices.by_jkt(recovery.jkt)
     if known is not None:
-        if known.user_id != recovery.user_id:
-            raise Conflict("this device key is bound to another account", reason="device_bound")
-        if known.status == "active":
-            return known
+        if known.user_id != recovery.user_id or known.status != "active":
+            # a key binds one device, once: a removed device's key starts no new one
+            raise Conflict("this device key cannot be bound again", reason="device_bound")
+        return known
     if len(uow.devices.of_user(recovery.user_id)) >= bounds.DEVICES_PER_USER_MAX:
         raise Conflict("too many devices; remove one first", reason="too_many_devices")
     reduced_s = max(ctx.policy.new_device_reduced_s, ctx.policy.recovery.cooling_off_s)
@@ -323,11 +330,12 @@ def report_by_link(ctx: AppContext, token: object) -> Recovery:
         raise RecoveryLinkInvalid(
             "this link has expired; ask for a fresh one", reason="expired", resend=True
         )
+    stand_in = _stand_in(ctx)
 
     def work(uow: UnitOfWork) -> Recovery:
         if not uow.replay.first_use(LINK_MAC_PURPOSE, link.nonce, link.expires_at):
             raise RecoveryLinkInvalid("this link was already used", reason="used")
-        return _report(ctx, uow, link.recovery_id, by="link")
+        return _report(ctx, uow, link.recovery_id, by="link", stand_in=stand_in)
 
     return ctx.run(work)
 
@@ -375,19 +383,28 @@ def report_by_session(ctx: AppContext, session: Session, recovery_id: object) ->
     """ "This wasn't me" from the app, on any device signed in to the account."""
     if not isinstance(recovery_id, str) or len(recovery_id) > bounds.ID_LENGTH_MAX:
         raise NotFound("no such recovery")
+    stand_in = _stand_in(ctx)
 
     def work(uow: UnitOfWork) -> Recovery:
         found = uow.recoveries.get(recovery_id)
         if found is None or found.user_id != session.user_id:
             raise NotFound("no such recovery")
-        return _report(ctx, uow, recovery_id, by=session.id)
+        return _report(ctx, uow, recovery_id, by=session.id, stand_in=stand_in)
 
     return ctx.run(work)
 
 
-def _report(ctx: AppContext, uow: UnitOfWork, recovery_id: str, *, by: str) -> Recovery:
-    """Freeze the account: every session ends, the device the recovery bound is removed, and no
-    flow can start for it until an operator unfreezes it."""
+def _stand_in(ctx: AppContext) -> str:
+    """A password hash no one knows the password of (hashed before the transaction: slow)."""
+    return ctx.hasher.hash(urlsafe(ctx.random_bytes(32)))
+
+
+def _report(
+    ctx: AppContext, uow: UnitOfWork, recovery_id: str, *, by: str, stand_in: str
+) -> Recovery:
+    """Freeze the account and undo what the recovery brought: every session ends, the device it
+    completed on is removed, every factor added since it began is removed, a password it set no
+    longer works, and no flow can start until an operator unfreezes the account."""
     now = ctx.now()
     current = uow.recoveries.get(recovery_id, lock=True)
     invariant(current is not None, "the caller found it")
@@ -396,34 +413,47 @@ def _report(ctx: AppContext, uow: UnitOfWork, recovery_id: str, *, by: str) -> R
         return current  # reported already (another link, or the app): frozen once, told once
     reported = rules.report(current, now)
     uow.recoveries.save(reported)
-    uow.accounts.set_status(current.user_id, "frozen", was="active")
-    ended = uow.sessions.revoke_all(current.user_id, now)
+    user_id = current.user_id
+    uow.accounts.set_status(user_id, "frozen", was="active")
+    ended = uow.sessions.revoke_all(user_id, now)
     removed = None
-    if current.device_id is not None and current.new_device:
+    if current.device_id is not None:
         device = uow.devices.get(current.device_id)
         if device is not None and device.status == "active":
             uow.devices.remove(device.id, now)
             removed = device.id
+    factors = [
+        a.id
+        for a in uow.authenticators.of_user(user_id, pending=True)
+        if a.created_at >= current.created_at and uow.authenticators.remove(a.id, now)
+    ]
+    if current.password_replaced:
+        uow.accounts.password_changed(user_id, stand_in, now)
     audit.record(
         ctx,
         uow,
         "account.frozen",
-        actor=current.user_id,
-        subject=current.user_id,
+        actor=user_id,
+        subject=user_id,
         recovery=current.id,
         by=by,
         sessions_ended=ended,
         device_removed=removed,
+        factors_removed=factors,
+        password_reset=current.password_replaced,
     )
     notices.alert(
         ctx,
         uow,
-        user_id=current.user_id,
+        user_id=user_id,
         kind="account.frozen",
         subject="ZeroPay: your account is frozen",
         body="You said a recovery of your account wasn't you, so we froze the account: every "
-        "session has ended and no one can sign in or pay. Contact support to check who you are "
-        "and unfreeze it; then recover the account with your own factors.",
+        "session has ended, the device it was recovered on and any sign-in method added since "
+        "are removed"
+        + (", and the password it set no longer works" if current.password_replaced else "")
+        + ". Contact support to check who you are and unfreeze it; then recover the account "
+        "with your own factors.",
     )
     return reported
 
@@ -530,15 +560,15 @@ def cooling_for(
     uow: UnitOfWork, user_id: str, device_id: str | None, now: datetime
 ) -> Recovery | None:
     """The recovery a session of ``user_id`` on ``device_id`` is cooling off under, if any: a
-    recovery from a new device still cooling off, unless the session is on a device bound
-    before that recovery began."""
+    recovery still cooling off, unless the session is on a device bound before that recovery
+    began (and not the one it completed on)."""
     cooling = uow.recoveries.cooling(user_id, now)
     if not cooling:
         return None
     device = uow.devices.get(device_id) if device_id else None
     for recovery in sorted(cooling, key=lambda r: r.cooling_until or now, reverse=True):
         if device is None or not rules.is_trusted_device(
-            device.created_at, device.status == "active", recovery
+            device.id, device.created_at, device.status == "active", recovery
         ):
             return recovery
     return None
@@ -557,17 +587,27 @@ def check_in(uow: UnitOfWork, session: Session, action: Restricted, now: datetim
 
 
 def check_payment(
-    ctx: AppContext, uow: UnitOfWork, user_id: str, device_id: str | None, amount: Money
+    ctx: AppContext,
+    uow: UnitOfWork,
+    user_id: str,
+    device_id: str | None,
+    amount: Money,
+    *,
+    payment_id: str,
 ) -> None:
-    """A cooling-off session pays at most the policy's small ceiling per payment."""
+    """A cooling-off session pays at most the policy's small ceiling per payment, and at most
+    ``total_max_minor`` in all since the recovery (no draining in slices)."""
     found = cooling_for(uow, user_id, device_id, ctx.now())
     if found is None:
         return
+    assert found.completed_at is not None  # cooling off: completed
+    code = amount.currency.code
+    spent = uow.payments.paid_since(user_id, code, found.completed_at, other_than=payment_id)
     ok, ceiling = rules.payment_allowed(
-        ctx.policy.recovery, amount.currency.code, amount.amount_minor
+        ctx.policy.recovery, code, amount.amount_minor, spent_minor=spent
     )
     if not ok:
-        raise _refused(found, Restricted.PAY, currency=amount.currency.code, limit_minor=ceiling)
+        raise _refused(found, Restricted.PAY, currency=code, limit_minor=ceiling)
 
 
 def _refused(recovery: Recovery, action: Restricted, **details: Any) -> CoolingOff:

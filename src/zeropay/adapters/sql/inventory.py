@@ -620,6 +620,7 @@ INVENTORY: tuple[Personal, ...] = (
             "factors": "factors used",
             "jkt": "device key thumbprint",
             "new_device": "from a new device",
+            "password_replaced": "password replaced",
             "device_name": "device name",
             "platform": "device platform",
             "device_class": "device class it stated",

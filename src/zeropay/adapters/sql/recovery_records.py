@@ -28,6 +28,7 @@ def _recovery(row: Row[Any]) -> Recovery:
         factors=tuple(row.factors.split()),
         jkt=row.jkt,
         new_device=bool(row.new_device),
+        password_replaced=bool(row.password_replaced),
         device_name=row.device_name,
         platform=row.platform,
         device_class=row.device_class,
@@ -49,6 +50,7 @@ def _recovery(row: Row[Any]) -> Recovery:
 def _values(r: Recovery) -> dict[str, Any]:
     return {
         "state": r.state.value,
+        "password_replaced": r.password_replaced,
         "device_id": r.device_id,
         "cooling_until": r.cooling_until,
         "decided_by": r.decided_by,

@@ -416,6 +416,24 @@ class PaymentRepository(_Repo):
         rows = self.c.execute(stmt.order_by(x.created_at.desc(), x.id.desc()).limit(limit))
         return [_payment(r) for r in rows]
 
+    def paid_since(
+        self, payer_id: str, currency_code: str, since: datetime, *, other_than: str
+    ) -> int:
+        """What ``payer_id`` paid or holds in ``currency_code`` since ``since`` (payments that
+        moved or reserved money, last changed then or later), ``other_than`` one payment."""
+        x = t.payments.c
+        moved = ("requires_action", "in_review", "authorized", "succeeded")
+        total = self.c.execute(
+            select(func.coalesce(func.sum(x.amount_minor), 0)).where(
+                x.payer_id == payer_id,
+                x.currency == currency_code,
+                x.status.in_(moved),
+                x.updated_at >= since,
+                x.id != other_than,
+            )
+        ).scalar_one()
+        return int(total)
+
     def add_refund(self, refund: Refund) -> None:
         self.c.execute(
             insert(t.refunds).values(

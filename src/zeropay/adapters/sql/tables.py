@@ -1013,6 +1013,7 @@ recoveries = Table(
     Column("factors", String(200), nullable=False),
     Column("jkt", String(64), nullable=False),
     Column("new_device", Boolean, nullable=False),
+    Column("password_replaced", Boolean, nullable=False),
     # The device that ran the flow, as it will be bound: the recovery outlives its flow (held
     # for days, the flow is purged a day after it ends).
     Column("device_name", String(bounds.DEVICE_NAME_LENGTH_MAX), nullable=False),

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("factors", sa.String(200), nullable=False),
         sa.Column("jkt", sa.String(64), nullable=False),
         sa.Column("new_device", sa.Boolean(), nullable=False),
+        sa.Column("password_replaced", sa.Boolean(), nullable=False),
         sa.Column("device_name", sa.String(64), nullable=False),
         sa.Column("platform", sa.String(32), nullable=False),
         sa.Column("device_class", sa.String(16), nullable=False),
