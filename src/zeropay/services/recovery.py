@@ -7,9 +7,10 @@ factor. When the last factor passes, ``passed`` records the recovery -- ``held``
 when the engine found it risky, ``ready`` otherwise -- and grants nothing yet. The device that
 ran the flow then calls ``complete``: the password is replaced if it sent one, the device is bound
 if it was new, and it gets a session whose methods are the flow's factors (never more assured than
-they are). A new device starts the cooling-off period of ``domain.recovery``; every other device
-and the email address get an alert with "this wasn't me", which freezes the account and ends
-every session.
+they are). Unless it was made with the passkey of a phone already bound, the recovery starts the
+cooling-off period of ``domain.recovery``; every other device and the email address get an alert
+with "this wasn't me", which freezes the account, ends every session and undoes what the
+recovery brought.
 """
 
 from __future__ import annotations
