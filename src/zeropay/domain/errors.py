@@ -386,7 +386,8 @@ class RecoveryLinkInvalid(InvalidInput):
 
 
 class CoolingOff(Forbidden):
-    """The account was recovered from a new device recently: a session that is not on a device
-    bound before the recovery cannot do this until ``until`` (``domain.recovery``)."""
+    """The account was recovered recently: a session on the device it was recovered on, or on
+    no device bound before the recovery, cannot do ``action`` until ``until``
+    (``domain.recovery``)."""
 
     code = "cooling_off"
