@@ -91,44 +91,41 @@ def html_page(name: str, request: Request, *, status_code: int = 200) -> HTMLRes
     return HTMLResponse(_page(name, development), status_code=status_code)
 
 
-_html = html_page
-
-
 @router.get("/")
 def home(request: Request) -> HTMLResponse:
-    return _html("home", request)
+    return html_page("home", request)
 
 
 @router.get("/signup")
 def signup(request: Request) -> HTMLResponse:
-    return _html("signup", request)
+    return html_page("signup", request)
 
 
 @router.get("/login")
 def login(request: Request) -> HTMLResponse:
-    return _html("login", request)
+    return html_page("login", request)
 
 
 @router.get("/bind")
 def bind(request: Request) -> HTMLResponse:
-    return _html("bind", request)
+    return html_page("bind", request)
 
 
 @router.get("/recover")
 def recover(request: Request) -> HTMLResponse:
-    return _html("recover", request)
+    return html_page("recover", request)
 
 
 @router.get("/account")
 def account(request: Request) -> HTMLResponse:
-    return _html("account", request)
+    return html_page("account", request)
 
 
 @router.get("/pay/{payment_id}")
 def pay(payment_id: str, request: Request) -> HTMLResponse:
     """The hosted checkout page of a payment: the page reads the id from its own address and
     asks the API for everything it shows, so the same bytes serve every payment."""
-    return _html("pay", request)
+    return html_page("pay", request)
 
 
 @router.get("/static/{name}")
